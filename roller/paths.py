@@ -1,0 +1,34 @@
+"""Where roller companion keeps its files.
+
+The state directory holds the calibration, the MQTT outbox and the session history. Under
+systemd it is ``$STATE_DIRECTORY`` (from ``StateDirectory=roller``, i.e. /var/lib/roller); for a
+user on a laptop ``$XDG_STATE_HOME/roller`` (default ~/.local/state/roller). The config file
+may override it with ``state_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CONFIG_ENV = "ROLLER_CONFIG"
+"""Environment variable naming the config file when ``--config`` is not given."""
+
+REPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+"""The checkout's config/ folder (present for source and editable installs)."""
+
+
+def default_state_dir() -> Path:
+    """The state directory to use when the config does not name one."""
+    systemd = os.environ.get("STATE_DIRECTORY")
+    if systemd:
+        return Path(systemd.split(":")[0])
+    xdg = os.environ.get("XDG_STATE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "state"
+    return base / "roller"
+
+
+def ensure_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) if needed and return it."""
+    path.mkdir(parents=True, exist_ok=True)
+    return path
