@@ -73,7 +73,8 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(prefix + unknown[0], f"one of {sorted(fields)}", data[unknown[0]],
+        bad = unknown[0]
+        raise ConfigError(prefix + (bad or '""'), f"one of {sorted(fields)}", data[bad],
                           where) from None
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
