@@ -83,7 +83,7 @@ def test_duplicate_ids_and_empty_routines_are_refused() -> None:
         parse_routine(data)
     with pytest.raises(ConfigError, match="steps: expected at least one"):
         parse_routine({"name": "x", "title": "X"})
-    with pytest.raises(ConfigError, match="steps\\[0\\].position: expected a value"):
+    with pytest.raises(ConfigError, match=r"steps\[0\]\.position: expected a value"):
         parse_routine({"name": "x", "title": "X",
                        "steps": [{"id": "a", "title": "A", "muscle": "m", "side": "left"}]})
 

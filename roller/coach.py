@@ -1,0 +1,600 @@
+"""The coach: walks a person through a routine, following what the pipeline sees.
+
+:class:`Coach` is a small stateful object in the style of the pipeline stages: the service calls
+``update(events, live, now)`` after each pipeline block and gets back a :class:`CoachState`, a
+snapshot for displays (published retained on the ``coach`` topic). Commands (``start``,
+``pause``, ``resume``, ``next``, ``stop``, ``pain``, and ``start_pause`` for a single button)
+arrive through :meth:`Coach.command` from MQTT or the GPIO buttons.
+
+How a session goes:
+
+* **ready** until ``start`` (or, with ``auto_start``, until the person starts rolling);
+* **active** in a step: the step counts *active time* -- time spent rolling or holding on a
+  tender spot; lying still does not count. Prompts follow the live phase: a slow-down prompt
+  after a too-fast alert, a breathing rhythm and countdown during a hold, then "hold long
+  enough" and "time to move on"; the step's cues while rolling; its position while idle;
+* **transition** once the step's target is reached: "switch sides" or "next: ..." for
+  ``transition_s`` (the person changes position; nothing counts), then the next step;
+* **paused** on ``pause`` (nothing counts) until ``resume``;
+* **done** when the last step is complete, on ``stop``, or on ``pain`` -- which ends the session
+  at once and tells the person to stop, breathe, and see a health professional if the pain stays.
+
+When a session ends its :class:`SessionSummary` waits in :meth:`Coach.pop_summary` for the
+service to store it in the history. Times given to ``update`` are seconds on the coach's clock
+(monotonic); wall-clock timestamps only label the summary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from firmware_bridge.clock import Clock, SystemClock
+from roller.errors import RollerError
+from roller.events import Event, Hold, HoldStarted, LiveState, Stroke, TooFast, TooFastAlert
+from roller.routine import DEFAULT_ROUTINE, Routine, RoutineStep
+from roller.settings import from_mapping, setting
+
+CoachPhase = Literal["ready", "active", "transition", "paused", "done"]
+EndReason = Literal["completed", "stopped", "pain"]
+
+VERBS = ("start", "pause", "resume", "next", "stop", "pain", "start_pause")
+"""Commands the coach understands (MQTT ``cmd/<verb>``; ``start_pause`` is the GPIO button)."""
+
+_MAX_HOLD_LAG_S = 10.0
+"""Cap on the hold-recognition delay credited as active time (guards against odd timestamps)."""
+
+PAIN_PROMPT = "Stop rolling now. Ease off the roller and breathe slowly."
+PAIN_ADVICE = ("Rest for a while. If the pain was sharp, or it is still there later, see a doctor "
+               "or physiotherapist before you roll again.")
+
+
+@dataclass(frozen=True)
+class CoachSettings:
+    """How the coach paces a session. Config section ``[coach]``."""
+
+    routine: str = setting(DEFAULT_ROUTINE,
+                           doc="routine name (in config/routines/) or path to a routine file")
+    auto_start: bool = setting(True, doc="start the routine when the person starts rolling, "
+                                         "without pressing start")
+    auto_advance: bool = setting(True, doc="move to the next step by itself after "
+                                           "transition_s; false waits for next")
+    transition_s: float = setting(8.0, unit="s", minimum=0.0, maximum=120.0,
+                                  doc="time to change position between steps")
+    breath_in_s: float = setting(4.0, unit="s", minimum=1.0, maximum=15.0,
+                                 doc="breathing rhythm during a hold: breathe in this long")
+    breath_out_s: float = setting(6.0, unit="s", minimum=1.0, maximum=15.0,
+                                  doc="... then breathe out this long")
+    too_fast_prompt_s: float = setting(4.0, unit="s", minimum=0.5, maximum=30.0,
+                                       doc="how long the slow-down prompt stays after an alert")
+    cue_interval_s: float = setting(12.0, unit="s", minimum=2.0, maximum=120.0,
+                                    doc="show the step's next cue after this much active time")
+    max_update_gap_s: float = setting(1.0, unit="s", minimum=0.05, maximum=10.0,
+                                      doc="a longer gap between updates (a stall) counts only "
+                                          "this much active time")
+    restart_idle_s: float = setting(30.0, unit="s", minimum=0.0, maximum=3600.0,
+                                    doc="after a session ends, stay idle this long before "
+                                        "rolling auto-starts a new one")
+    min_record_active_s: float = setting(10.0, unit="s", minimum=0.0, maximum=3600.0,
+                                         doc="sessions with less active time are not summarised "
+                                             "for the history")
+    publish_interval_s: float = setting(1.0, unit="s", minimum=0.1, maximum=60.0,
+                                        doc="republish the coach state at least this often "
+                                            "while it changes (prompt changes go out at once)")
+
+
+class CoachCommandError(RollerError, ValueError):
+    """A command the coach does not understand or whose payload is malformed."""
+
+
+@dataclass(frozen=True)
+class StartPayload:
+    """Optional payload of ``cmd/start``: begin at a given step."""
+
+    step: str | None = setting(None, doc="id of the step to begin with (default: the first)")
+
+
+@dataclass
+class StepRecord:
+    """What happened during one step of a session (durations in s, speeds in m/s)."""
+
+    id: str
+    title: str
+    muscle: str
+    side: str
+    prop: str
+    target_s: float
+    active_s: float = 0.0
+    rolling_s: float = 0.0
+    holding_s: float = 0.0
+    strokes: int = 0
+    holds_s: list[float] = field(default_factory=list)
+    too_fast_count: int = 0
+    too_fast_s: float = 0.0
+    stroke_speeds_m_s: list[float] = field(default_factory=list)
+    peak_speed_m_s: float = 0.0
+    completed: bool = False
+    skipped: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        speeds = d.pop("stroke_speeds_m_s")
+        d["mean_speed_m_s"] = statistics.fmean(speeds) if speeds else None
+        d["longest_hold_s"] = max(self.holds_s, default=0.0)
+        return d
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """A finished session, as stored in the history and shown at the end."""
+
+    routine: str
+    routine_title: str
+    started_at: float
+    """Wall-clock start [s since the Unix epoch]."""
+    ended_at: float
+    duration_s: float
+    """From start to end on the coach's clock, pauses included [s]."""
+    end_reason: EndReason
+    active_s: float
+    sides_s: dict[str, float]
+    """Active time by side of the body: left, right, none [s]."""
+    strokes: int
+    holds: int
+    longest_hold_s: float
+    too_fast_count: int
+    too_fast_s: float
+    mean_speed_m_s: float | None
+    """Mean of the strokes' mean speeds [m/s] (None without strokes)."""
+    median_speed_m_s: float | None
+    peak_speed_m_s: float | None
+    steps: tuple[dict[str, Any], ...]
+    advice: str = ""
+
+    @property
+    def left_share(self) -> float | None:
+        """Left side's share of left+right active time (0.5 is balanced); None if neither."""
+        return balance(self.sides_s)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["steps"] = list(self.steps)
+        d["left_share"] = self.left_share
+        return d
+
+
+def balance(sides_s: Mapping[str, float]) -> float | None:
+    """Left share of the time spent on left and right (0.5 = even), None when both are zero."""
+    left, right = sides_s.get("left", 0.0), sides_s.get("right", 0.0)
+    total = left + right
+    return None if total <= 0 else left / total
+
+
+@dataclass(frozen=True)
+class CoachState:
+    """What a display needs now; published retained on ``roller/<device>/coach`` as JSON."""
+
+    t: float
+    """Coach clock time of this snapshot [s]."""
+    state: CoachPhase
+    routine: str
+    routine_title: str
+    step_index: int | None
+    """0-based index of the current step, None before start and after the end."""
+    step_count: int
+    step: dict[str, Any] | None
+    """id, title, muscle, side, prop, position, caution of the current step."""
+    next_step: dict[str, Any] | None
+    prompt: str
+    """The one sentence to show large (and speak)."""
+    detail: str
+    """A secondary line: the position, a caution, or how long is left."""
+    cue: str
+    """Machine-readable kind of prompt: ready, position, rolling, keep_going, too_fast, hold,
+    hold_reached, hold_long, switch_sides, step_done, paused, routine_done, stopped, pain_stop."""
+    step_active_s: float
+    step_target_s: float
+    step_progress: float
+    """step_active_s / step_target_s, 0..1."""
+    routine_progress: float
+    """Share of the routine's total target done, 0..1."""
+    sides_s: dict[str, float]
+    """Active time so far in this session by side: left, right, none [s]."""
+    side_targets_s: dict[str, float]
+    """The routine's target active time by side [s]."""
+    strokes: int
+    """Strokes counted in this session."""
+    hold: dict[str, float] | None
+    """During a hold: elapsed_s, min_s, max_s, remaining_s (to min_s)."""
+    breath: Literal["in", "out"] | None
+    breath_remaining_s: float | None
+    too_fast: bool
+    speed_target_m_s: float | None
+    speed_limit_m_s: float | None
+    summary: dict[str, Any] | None
+    """The session summary once the session is done."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _step_info(step: RoutineStep | None) -> dict[str, Any] | None:
+    if step is None:
+        return None
+    return {"id": step.id, "title": step.title, "muscle": step.muscle, "side": step.side,
+            "prop": step.prop, "position": step.position, "caution": step.caution,
+            "target_active_s": step.target_active_s}
+
+
+class Coach:
+    """Guides one person through ``routine``; see the module docstring for the flow.
+
+    ``speed_target_m_s`` / ``speed_limit_m_s`` are the pipeline's go-slow figures, passed through
+    so displays draw the same band the pipeline judges by. ``wall_clock`` labels summaries with
+    real dates (tests inject a fixed one).
+    """
+
+    def __init__(self, routine: Routine, settings: CoachSettings | None = None,
+                 clock: Clock | None = None, *, speed_target_m_s: float | None = 0.025,
+                 speed_limit_m_s: float | None = 0.05,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self.routine = routine
+        self.settings = settings or CoachSettings()
+        self.clock = clock or SystemClock()
+        self.speed_target_m_s = speed_target_m_s
+        self.speed_limit_m_s = speed_limit_m_s
+        self._wall = wall_clock
+        self._side_targets = {"left": 0.0, "right": 0.0, "none": 0.0}
+        for step in routine.steps:
+            self._side_targets[step.side] += step.target_active_s
+        self._state: CoachPhase = "ready"
+        self._resume_to: CoachPhase = "active"
+        self._paused_at: float | None = None
+        self._last_now: float | None = None
+        self._live: LiveState | None = None
+        self._index: int | None = None
+        self._records: list[StepRecord] = []
+        self._sides = {"left": 0.0, "right": 0.0, "none": 0.0}
+        self._session_started: float | None = None
+        self._session_started_wall = 0.0
+        self._transition_since = 0.0
+        self._too_fast_until = -math.inf
+        self._last_too_fast_speed = 0.0
+        self._end_reason: EndReason | None = None
+        self._ended_at: float | None = None
+        self._idle_since: float | None = None
+        self._summary: SessionSummary | None = None
+        self._pending_summary: SessionSummary | None = None
+
+    # ---------------------------------------------------------------- inputs
+
+    @property
+    def state(self) -> CoachPhase:
+        return self._state
+
+    @property
+    def current_step(self) -> RoutineStep | None:
+        if self._index is None or self._state == "done":
+            return None
+        return self.routine.steps[self._index]
+
+    def update(self, events: Iterable[Event], live: LiveState | None, now: float) -> CoachState:
+        """Take the pipeline's new events and live state at coach time ``now`` [s]."""
+        dt = 0.0 if self._last_now is None else now - self._last_now
+        dt = min(max(dt, 0.0), self.settings.max_update_gap_s)
+        self._last_now = now
+        self._live = live
+        phase = live.phase if live is not None else "idle"
+        moving = phase in ("rolling", "holding")
+
+        if moving and self._should_auto_start(now):
+            self._start(now, 0)
+        if moving:
+            self._idle_since = None
+        elif self._idle_since is None:
+            self._idle_since = now
+
+        # Only the active step collects events and time: moving about between steps or while
+        # paused is not part of any step.
+        record = self._records[self._index] if self._index is not None and \
+            self._state == "active" else None
+        for event in events:
+            if record is not None:
+                self._account_event(record, event, now)
+
+        if record is not None and moving:
+            record.active_s += dt
+            if phase == "rolling":
+                record.rolling_s += dt
+            else:
+                record.holding_s += dt
+            self._sides[record.side] += dt
+            if live is not None and live.speed_m_s > record.peak_speed_m_s:
+                record.peak_speed_m_s = live.speed_m_s
+        if self._state == "active" and record is not None and \
+                record.active_s >= record.target_s:
+            record.completed = True
+            if self._index == len(self.routine.steps) - 1:
+                self._finish(now, "completed")
+            else:
+                self._state = "transition"
+                self._transition_since = now
+        if self._state == "transition" and self.settings.auto_advance and \
+                now - self._transition_since >= self.settings.transition_s:
+            self._advance(now)
+        return self.snapshot(now)
+
+    def command(self, verb: str, payload: Mapping[str, Any] | None = None,
+                now: float | None = None) -> CoachState:
+        """Apply a command (``start``, ``pause``, ``resume``, ``next``, ``stop``, ``pain``,
+        ``start_pause``). Commands that do not apply in the current state change nothing.
+
+        Raises :class:`CoachCommandError` for an unknown verb or a malformed payload.
+        """
+        now = self.clock.monotonic() if now is None else now
+        if verb not in VERBS:
+            raise CoachCommandError(f"unknown coach command {verb!r}: expected one of "
+                                    f"{', '.join(VERBS)}")
+        if payload is not None and not isinstance(payload, Mapping):
+            raise CoachCommandError(f"cmd/{verb}: expected a JSON object or nothing as payload, "
+                                    f"got {payload!r}")
+        if verb == "start_pause":
+            verb = {"active": "pause", "transition": "pause", "paused": "resume"}.get(
+                self._state, "start")
+        if verb == "start":
+            try:
+                start = from_mapping(StartPayload, payload or {}, where="cmd/start payload")
+            except ValueError as exc:
+                raise CoachCommandError(str(exc)) from None
+            if self._state in ("ready", "done"):
+                index = 0
+                if start.step is not None:
+                    try:
+                        index = self.routine.step_index(start.step)
+                    except KeyError:
+                        ids = ", ".join(s.id for s in self.routine.steps)
+                        raise CoachCommandError(f"cmd/start payload: step: expected one of "
+                                                f"{ids}, got {start.step!r}") from None
+                self._start(now, index)
+            elif self._state == "paused":
+                self._resume(now)
+        elif payload:
+            raise CoachCommandError(f"cmd/{verb}: expected no payload, got {dict(payload)!r}")
+        elif verb == "pause" and self._state in ("active", "transition"):
+            self._resume_to = self._state
+            self._paused_at = now
+            self._state = "paused"
+        elif verb == "resume" and self._state == "paused":
+            self._resume(now)
+        elif verb == "next":
+            if self._state == "ready":
+                self._start(now, 0)
+            elif self._state in ("active", "transition", "paused"):
+                record = self._records[self._index]  # type: ignore[index]
+                record.skipped = not record.completed
+                self._state = "active"
+                self._advance(now)
+        elif verb == "stop" and self._state in ("active", "transition", "paused"):
+            self._finish(now, "stopped")
+        elif verb == "pain":
+            self._finish(now, "pain")
+        self._last_now = now if self._last_now is None else max(self._last_now, now)
+        return self.snapshot(now)
+
+    def pop_summary(self) -> SessionSummary | None:
+        """The summary of a session that just ended, once (then None): for the history."""
+        summary, self._pending_summary = self._pending_summary, None
+        return summary
+
+    # ---------------------------------------------------------------- transitions
+
+    def _should_auto_start(self, now: float) -> bool:
+        if not self.settings.auto_start:
+            return False
+        if self._state == "ready":
+            return True
+        if self._state == "done" and self._ended_at is not None and self._idle_since is not None:
+            quiet_since = max(self._idle_since, self._ended_at)
+            return now - quiet_since >= self.settings.restart_idle_s
+        return False
+
+    def _start(self, now: float, index: int) -> None:
+        self._records = [StepRecord(id=s.id, title=s.title, muscle=s.muscle, side=s.side,
+                                    prop=s.prop, target_s=s.target_active_s)
+                         for s in self.routine.steps]
+        self._sides = {"left": 0.0, "right": 0.0, "none": 0.0}
+        self._session_started = now
+        self._session_started_wall = self._wall()
+        self._index = index
+        self._state = "active"
+        self._end_reason = None
+        self._ended_at = None
+        self._summary = None
+        self._too_fast_until = -math.inf
+
+    def _resume(self, now: float) -> None:
+        if self._resume_to == "transition" and self._paused_at is not None:
+            self._transition_since += now - self._paused_at
+        self._state = self._resume_to
+        self._paused_at = None
+
+    def _advance(self, now: float) -> None:
+        assert self._index is not None
+        if self._index + 1 >= len(self.routine.steps):
+            self._finish(now, "completed")
+            return
+        self._index += 1
+        self._state = "active"
+        self._too_fast_until = -math.inf
+
+    def _finish(self, now: float, reason: EndReason) -> None:
+        self._state = "done"
+        self._end_reason = reason
+        self._ended_at = now
+        if self._session_started is None:  # "pain" before any session: advice only
+            self._summary = None
+            return
+        self._summary = self._summarise(now, reason)
+        self._session_started = None
+        if self._summary.active_s >= self.settings.min_record_active_s:
+            self._pending_summary = self._summary
+
+    def _account_event(self, record: StepRecord, event: Event, now: float) -> None:
+        if isinstance(event, Stroke):
+            record.strokes += 1
+            record.stroke_speeds_m_s.append(event.mean_speed_m_s)
+            record.peak_speed_m_s = max(record.peak_speed_m_s, event.peak_speed_m_s)
+        elif isinstance(event, HoldStarted):
+            # The pipeline recognises a hold only after the roller has stayed put for a few
+            # seconds; those seconds were holding, so count them once it is known.
+            lag = min(max(event.emitted_at - event.start, 0.0), _MAX_HOLD_LAG_S)
+            record.active_s += lag
+            record.holding_s += lag
+            self._sides[record.side] += lag
+        elif isinstance(event, Hold):
+            record.holds_s.append(event.duration_s)
+        elif isinstance(event, TooFastAlert):
+            record.too_fast_count += 1
+            self._too_fast_until = now + self.settings.too_fast_prompt_s
+            self._last_too_fast_speed = event.speed_m_s
+        elif isinstance(event, TooFast):
+            record.too_fast_s += max(event.end - event.start, 0.0)
+            record.peak_speed_m_s = max(record.peak_speed_m_s, event.peak_speed_m_s)
+
+    def _summarise(self, now: float, reason: EndReason) -> SessionSummary:
+        started = self._session_started if self._session_started is not None else now
+        speeds = [v for r in self._records for v in r.stroke_speeds_m_s]
+        holds = [h for r in self._records for h in r.holds_s]
+        peaks = [r.peak_speed_m_s for r in self._records if r.peak_speed_m_s > 0]
+        duration = max(now - started, 0.0)
+        return SessionSummary(
+            routine=self.routine.name, routine_title=self.routine.title,
+            started_at=self._session_started_wall,
+            ended_at=self._session_started_wall + duration, duration_s=duration,
+            end_reason=reason, active_s=sum(r.active_s for r in self._records),
+            sides_s=dict(self._sides), strokes=sum(r.strokes for r in self._records),
+            holds=len(holds), longest_hold_s=max(holds, default=0.0),
+            too_fast_count=sum(r.too_fast_count for r in self._records),
+            too_fast_s=sum(r.too_fast_s for r in self._records),
+            mean_speed_m_s=statistics.fmean(speeds) if speeds else None,
+            median_speed_m_s=statistics.median(speeds) if speeds else None,
+            peak_speed_m_s=max(peaks) if peaks else None,
+            steps=tuple(r.to_dict() for r in self._records),
+            advice=PAIN_ADVICE if reason == "pain" else "")
+
+    # ---------------------------------------------------------------- output
+
+    def snapshot(self, now: float | None = None) -> CoachState:
+        """The current :class:`CoachState` without feeding anything in."""
+        now = self.clock.monotonic() if now is None else now
+        live = self._live
+        step = self.current_step
+        record = self._records[self._index] if step is not None and self._index is not None \
+            else None
+        nxt = None
+        if self._index is not None and self._state != "done" and \
+                self._index + 1 < len(self.routine.steps):
+            nxt = self.routine.steps[self._index + 1]
+        prompt, detail, cue = self._prompt(now, step, record, nxt)
+        hold = None
+        breath = None
+        breath_left = None
+        if step is not None and self._state == "active" and live is not None and \
+                live.phase == "holding":
+            elapsed = live.hold_time_s
+            hold = {"elapsed_s": elapsed, "min_s": step.hold_min_s, "max_s": step.hold_max_s,
+                    "remaining_s": max(step.hold_min_s - elapsed, 0.0)}
+            breath, breath_left = self._breath(elapsed)
+        total_target = self.routine.total_target_s
+        done_s = sum(min(r.active_s, r.target_s) for r in self._records)
+        return CoachState(
+            t=now, state=self._state, routine=self.routine.name,
+            routine_title=self.routine.title,
+            step_index=self._index if step is not None else None,
+            step_count=len(self.routine.steps), step=_step_info(step),
+            next_step=_step_info(nxt), prompt=prompt, detail=detail, cue=cue,
+            step_active_s=record.active_s if record else 0.0,
+            step_target_s=step.target_active_s if step else 0.0,
+            step_progress=min(record.active_s / record.target_s, 1.0) if record else 0.0,
+            routine_progress=min(done_s / total_target, 1.0) if total_target > 0 else 0.0,
+            sides_s=dict(self._sides), side_targets_s=dict(self._side_targets),
+            strokes=sum(r.strokes for r in self._records),
+            hold=hold, breath=breath, breath_remaining_s=breath_left,
+            too_fast=self._state == "active" and self._too_fast_now(now),
+            speed_target_m_s=self.speed_target_m_s, speed_limit_m_s=self.speed_limit_m_s,
+            summary=self._summary.to_dict() if self._summary and self._state == "done"
+            else None)
+
+    def _too_fast_now(self, now: float) -> bool:
+        return now < self._too_fast_until or bool(self._live and self._live.too_fast)
+
+    def _breath(self, elapsed_s: float) -> tuple[Literal["in", "out"], float]:
+        s = self.settings
+        pos = elapsed_s % (s.breath_in_s + s.breath_out_s)
+        if pos < s.breath_in_s:
+            return "in", s.breath_in_s - pos
+        return "out", s.breath_in_s + s.breath_out_s - pos
+
+    def _prompt(self, now: float, step: RoutineStep | None, record: StepRecord | None,
+                nxt: RoutineStep | None) -> tuple[str, str, str]:
+        """(prompt, detail, cue) for the current situation: one place for every sentence."""
+        r = self.routine
+        if self._state == "ready":
+            first = r.steps[0]
+            tip = r.tips[0] if r.tips else ""
+            return (f"Ready for {r.title.lower()}. Press start, or simply begin rolling.",
+                    f"First: {first.title}. {tip}".strip(), "ready")
+        if self._state == "done":
+            if self._end_reason == "pain":
+                return PAIN_PROMPT, PAIN_ADVICE, "pain_stop"
+            if self._end_reason == "stopped":
+                return ("Session stopped. Take a moment, breathe, and have some water.",
+                        "Press start whenever you want to go again.", "stopped")
+            return (r.closing or "Routine complete. Well done.",
+                    "Have some water and get up slowly.", "routine_done")
+        assert step is not None and record is not None
+        if self._state == "paused":
+            return ("Paused. Resume when you are ready.",
+                    f"{step.title}: {self._left(record)} s still to go.", "paused")
+        if self._state == "transition":
+            assert nxt is not None
+            if nxt.muscle == step.muscle and nxt.side != step.side and nxt.side != "none":
+                return (f"That side is done. Switch to your {nxt.side} side.", nxt.position,
+                        "switch_sides")
+            return f"{step.title} done. Next: {nxt.title}.", nxt.position, "step_done"
+        live = self._live
+        phase = live.phase if live is not None else "idle"
+        if self._too_fast_now(now):
+            speed = max(self._last_too_fast_speed, live.speed_m_s if live else 0.0)
+            target = self.speed_target_m_s or 0.025
+            return ("Slow down: about an inch each second.",
+                    f"That was {speed * 100:.0f} cm/s; aim for {target * 100:.1f} cm/s.",
+                    "too_fast")
+        if phase == "holding" and live is not None:
+            elapsed = live.hold_time_s
+            if elapsed >= step.hold_max_s:
+                return ("Long enough on this spot. Roll on slowly to the next one.",
+                        f"{self._left(record)} s still to go on this step.", "hold_long")
+            if elapsed >= step.hold_min_s:
+                return (f"{step.hold_min_s:.0f} seconds reached. Move on, or stay a little "
+                        "longer if it helps.", "Keep breathing slowly.", "hold_reached")
+            breath, _ = self._breath(elapsed)
+            word = "Breathe in slowly" if breath == "in" else "Breathe out and let go"
+            return ("Stay on this spot and breathe deeply.", f"{word}.", "hold")
+        if phase == "rolling":
+            cues = step.cues or ["Slow passes, a few inches each way."]
+            i = int(record.active_s // self.settings.cue_interval_s) % len(cues)
+            return cues[i], f"{self._left(record)} s to go on this step.", "rolling"
+        if record.active_s <= 0.0:
+            return step.position, step.caution, "position"
+        return ("Keep going: slow passes, or rest on a tender spot.",
+                f"{self._left(record)} s to go on this step.", "keep_going")
+
+    @staticmethod
+    def _left(record: StepRecord) -> int:
+        return max(math.ceil(record.target_s - record.active_s), 0)

@@ -1,0 +1,300 @@
+"""The coach on scripted sessions: a ManualClock and scripted live states and events."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from firmware_bridge.clock import ManualClock
+from roller.coach import PAIN_ADVICE, Coach, CoachCommandError, CoachSettings, CoachState
+from roller.events import Hold, HoldStarted, LiveState, Stroke, TooFast, TooFastAlert
+from roller.routine import load_routine, parse_routine
+
+TICK_S = 0.1
+
+
+def live(t: float, phase: str = "idle", *, speed: float = 0.0, strokes: int = 0,
+         hold_s: float = 0.0, too_fast: bool = False) -> LiveState:
+    return LiveState(t=t, speed_m_s=speed, velocity_m_s=speed, phase=phase,  # type: ignore[arg-type]
+                     stroke_count=strokes, hold_time_s=hold_s, too_fast=too_fast,
+                     calibrated=True)
+
+
+class Script:
+    """Drives a coach tick by tick (10 Hz) on a manual clock, like the service loop would."""
+
+    def __init__(self, coach: Coach, clock: ManualClock) -> None:
+        self.coach = coach
+        self.clock = clock
+        self.strokes = 0
+        self.hold_start: float | None = None
+        self.states: list[CoachState] = []
+
+    def tick(self, phase: str = "idle", events=(), *, speed: float = 0.0,
+             too_fast: bool = False) -> CoachState:
+        self.clock.advance(TICK_S)
+        now = self.clock.monotonic()
+        if phase == "holding":
+            if self.hold_start is None:
+                self.hold_start = now
+        else:
+            self.hold_start = None
+        hold_s = now - self.hold_start if self.hold_start is not None else 0.0
+        state = self.coach.update(list(events), live(now, phase, speed=speed,
+                                                     strokes=self.strokes, hold_s=hold_s,
+                                                     too_fast=too_fast), now)
+        self.states.append(state)
+        return state
+
+    def run(self, seconds: float, phase: str = "idle", **kw) -> CoachState:
+        state = None
+        for _ in range(round(seconds / TICK_S)):
+            state = self.tick(phase, **kw)
+        assert state is not None
+        return state
+
+    def roll(self, seconds: float, speed: float = 0.025) -> CoachState:
+        """Roll with one stroke event per second."""
+        state = None
+        for i in range(round(seconds / TICK_S)):
+            events = []
+            if i % 10 == 9:
+                now = self.clock.monotonic() + TICK_S
+                self.strokes += 1
+                events.append(Stroke(start=now - 1.0, end=now, distance_m=speed,
+                                     peak_speed_m_s=speed * 1.2, mean_speed_m_s=speed,
+                                     direction=1 if self.strokes % 2 else -1, emitted_at=now))
+            state = self.tick("rolling", events, speed=speed)
+        assert state is not None
+        return state
+
+
+def two_step_routine(target_s: float = 10.0):
+    return parse_routine({
+        "name": "t", "title": "Test", "closing": "All done here.",
+        "steps": [
+            {"id": "g_r", "title": "Glutes right", "muscle": "glutes", "side": "right",
+             "position": "sit right", "cues": ["cue one", "cue two"],
+             "target_active_s": target_s},
+            {"id": "g_l", "title": "Glutes left", "muscle": "glutes", "side": "left",
+             "position": "sit left", "target_active_s": target_s},
+        ]})
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(1000.0)
+
+
+def make(clock: ManualClock, routine=None, **settings) -> Script:
+    coach = Coach(routine or two_step_routine(), CoachSettings(**settings), clock,
+                  wall_clock=lambda: 1_700_000_000.0)
+    return Script(coach, clock)
+
+
+def test_ready_until_rolling_starts_then_idle_does_not_count(clock) -> None:
+    s = make(clock)
+    state = s.run(5)
+    assert state.state == "ready" and state.cue == "ready"
+    assert "start" in state.prompt.lower()
+    state = s.roll(3)
+    assert state.state == "active" and state.step["id"] == "g_r"
+    assert state.cue == "rolling" and state.prompt == "cue one"
+    # about 3 s of rolling counted (the first tick starts the session)
+    assert state.step_active_s == pytest.approx(2.9, abs=0.11)
+    idle = s.run(20)
+    assert idle.step_active_s == pytest.approx(state.step_active_s)  # idle doesn't count
+    assert idle.cue == "keep_going"
+    assert idle.sides_s["right"] == pytest.approx(state.step_active_s)
+    assert idle.strokes == 3
+
+
+def test_without_auto_start_it_waits_for_the_start_command(clock) -> None:
+    s = make(clock, auto_start=False)
+    assert s.roll(3).state == "ready"
+    s.run(1)
+    state = s.coach.command("start")
+    assert state.state == "active" and state.cue == "position"
+    assert state.prompt == "sit right"
+
+
+def test_too_fast_prompt_follows_the_alert_and_fades(clock) -> None:
+    s = make(clock)
+    s.roll(2)
+    now = clock.monotonic()
+    alert = TooFastAlert(start=now - 0.3, speed_m_s=0.11, limit_m_s=0.05, emitted_at=now)
+    state = s.tick("rolling", [alert], speed=0.11, too_fast=True)
+    assert state.cue == "too_fast" and state.too_fast
+    assert "slow down" in state.prompt.lower() and "11 cm/s" in state.detail
+    s.run(1, "rolling", speed=0.11, too_fast=True)
+    state = s.tick("rolling", [TooFast(start=now - 0.3, end=now + 1.0, peak_speed_m_s=0.12,
+                                       limit_m_s=0.05, emitted_at=now)], speed=0.02)
+    assert state.cue == "too_fast"  # the prompt stays a few seconds after the excursion
+    state = s.roll(4)
+    assert state.cue == "rolling" and not state.too_fast
+    summary = s.coach.command("stop").summary
+    assert summary["too_fast_count"] == 1
+    assert summary["too_fast_s"] == pytest.approx(1.3)
+    assert summary["peak_speed_m_s"] == pytest.approx(0.12)
+
+
+def test_hold_breathing_countdown_then_reached_then_long(clock) -> None:
+    routine = two_step_routine(target_s=200)
+    s = make(clock, routine)
+    s.roll(2)
+    state = s.tick("holding", [HoldStarted(start=clock.monotonic() - 3.0,
+                                           emitted_at=clock.monotonic())])
+    assert state.cue == "hold" and state.hold is not None
+    assert state.breath == "in"
+    seen = {state.breath}
+    for _ in range(100):  # 10 s of holding
+        state = s.tick("holding")
+        seen.add(state.breath)
+        assert state.cue == "hold"
+    assert seen == {"in", "out"}
+    assert state.hold["remaining_s"] == pytest.approx(20 - state.hold["elapsed_s"])
+    assert 9.9 < state.hold["elapsed_s"] < 10.2
+    state = s.run(10.1, "holding")
+    assert state.cue == "hold_reached" and "20 seconds reached" in state.prompt
+    assert state.hold["remaining_s"] == 0
+    state = s.run(10, "holding")
+    assert state.cue == "hold_long"
+    # 3 s of hold recognition are credited: 2 s rolling + 3 s + ~30.2 s holding
+    assert state.step_active_s == pytest.approx(2 + 3 + 30.2, abs=0.25)
+    state = s.tick("rolling", [Hold(start=clock.monotonic() - 33.2, end=clock.monotonic(),
+                                    emitted_at=clock.monotonic())])
+    assert state.hold is None and state.breath is None
+    summary = s.coach.command("stop").summary
+    assert summary["holds"] == 1 and summary["longest_hold_s"] == pytest.approx(33.2)
+
+
+def test_switch_sides_then_next_step_then_routine_done(clock) -> None:
+    s = make(clock, transition_s=5)
+    state = s.roll(10.2)
+    assert state.state == "transition" and state.cue == "switch_sides"
+    assert "left side" in state.prompt and state.detail == "sit left"
+    state = s.roll(3)  # rolling while changing position does not count
+    assert state.state == "transition"
+    assert state.sides_s["left"] == 0
+    state = s.run(2.1)
+    assert state.state == "active" and state.step["id"] == "g_l"
+    assert state.cue == "position" and state.step_active_s == 0
+    state = s.roll(10.1)
+    assert state.state == "done" and state.cue == "routine_done"
+    assert state.prompt == "All done here."
+    assert state.routine_progress == 1.0
+    summary = state.summary
+    assert summary["end_reason"] == "completed"
+    assert summary["sides_s"]["left"] == pytest.approx(10, abs=0.15)
+    assert summary["sides_s"]["right"] == pytest.approx(10, abs=0.15)
+    assert summary["left_share"] == pytest.approx(0.5, abs=0.01)
+    assert [st["completed"] for st in summary["steps"]] == [True, True]
+    assert summary["strokes"] == 20
+    assert summary["mean_speed_m_s"] == pytest.approx(0.025)
+    assert s.coach.pop_summary().end_reason == "completed"
+    assert s.coach.pop_summary() is None  # handed over once
+    json.dumps(state.to_dict())  # the MQTT payload is plain JSON
+
+
+def test_step_done_prompt_names_the_next_muscle(clock) -> None:
+    routine = load_routine()
+    s = make(clock, routine)
+    s.roll(routine.steps[0].target_active_s + 0.2)
+    s.run(10)  # transition
+    state = s.roll(routine.steps[1].target_active_s + 0.2)
+    assert state.cue == "step_done" and "Next: Piriformis, right side" in state.prompt
+
+
+def test_pause_resume_next_and_stop(clock) -> None:
+    s = make(clock, auto_advance=False)
+    s.roll(4)
+    state = s.coach.command("pause")
+    assert state.state == "paused" and state.cue == "paused"
+    assert s.roll(5).step_active_s == pytest.approx(state.step_active_s)
+    state = s.coach.command("resume")
+    assert state.state == "active"
+    s.roll(7)
+    state = s.run(30)
+    assert state.state == "transition"  # waits for next without auto_advance
+    state = s.coach.command("next")
+    assert state.state == "active" and state.step["id"] == "g_l"
+    s.roll(2)
+    state = s.coach.command("start_pause")
+    assert state.state == "paused"
+    state = s.coach.command("start_pause")
+    assert state.state == "active"
+    state = s.coach.command("next")  # skip the last step
+    assert state.state == "done"
+    steps = state.summary["steps"]
+    assert steps[0]["completed"] and not steps[0]["skipped"]
+    assert steps[1]["skipped"] and not steps[1]["completed"]
+    assert s.coach.command("stop").state == "done"  # no-op when done
+
+
+def test_stop_ends_with_summary(clock) -> None:
+    s = make(clock)
+    s.roll(6)
+    state = s.coach.command("stop")
+    assert state.state == "done" and state.cue == "stopped"
+    assert state.summary["end_reason"] == "stopped"
+    assert state.summary["started_at"] == 1_700_000_000.0
+    assert state.summary["duration_s"] == pytest.approx(6, abs=0.15)
+
+
+def test_pain_stops_at_once_with_advice(clock) -> None:
+    s = make(clock)
+    s.roll(12)
+    state = s.coach.command("pain")
+    assert state.state == "done" and state.cue == "pain_stop"
+    assert "stop" in state.prompt.lower() and "breathe" in state.prompt.lower()
+    assert "physiotherapist" in state.detail
+    assert state.summary["end_reason"] == "pain" and state.summary["advice"] == PAIN_ADVICE
+    assert s.coach.pop_summary().end_reason == "pain"
+    # rolling on right after does not restart a session by itself
+    assert s.roll(5).state == "done"
+    # pain before any session still gives the advice, with nothing to record
+    other = make(ManualClock())
+    state = other.coach.command("pain")
+    assert state.cue == "pain_stop" and state.summary is None
+    assert other.coach.pop_summary() is None
+
+
+def test_a_new_session_auto_starts_only_after_a_quiet_spell(clock) -> None:
+    s = make(clock, restart_idle_s=30)
+    s.roll(3)
+    s.coach.command("stop")
+    s.run(10)
+    assert s.roll(1).state == "done"
+    s.run(31)
+    state = s.roll(1)
+    assert state.state == "active" and state.step_active_s < 1.5
+
+
+def test_short_sessions_are_not_summarised_for_history(clock) -> None:
+    s = make(clock, min_record_active_s=10)
+    s.roll(2)
+    assert s.coach.command("stop").summary is not None  # shown...
+    assert s.coach.pop_summary() is None                 # ...but not worth storing
+
+
+def test_commands_are_validated(clock) -> None:
+    s = make(clock)
+    with pytest.raises(CoachCommandError, match="unknown coach command 'jump'"):
+        s.coach.command("jump")
+    with pytest.raises(CoachCommandError, match="step: expected one of g_r, g_l, got 'x'"):
+        s.coach.command("start", {"step": "x"})
+    with pytest.raises(CoachCommandError, match="speed"):
+        s.coach.command("start", {"speed": 3})
+    with pytest.raises(CoachCommandError, match="expected no payload"):
+        s.coach.command("pause", {"now": True})
+    state = s.coach.command("start", {"step": "g_l"})
+    assert state.step["id"] == "g_l"
+
+
+def test_a_stall_between_updates_counts_at_most_the_gap_limit(clock) -> None:
+    s = make(clock, max_update_gap_s=1.0)
+    s.roll(2)
+    clock.advance(30)  # the service loop stalled
+    state = s.tick("rolling")
+    assert state.step_active_s == pytest.approx(2 - TICK_S + 1.0, abs=0.11)
