@@ -1,0 +1,108 @@
+"""The SQLite outbox on real files: order, numbering, acknowledgement, the bound, persistence."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from roller.outbox import Outbox, OutboxError
+
+
+def test_messages_come_out_in_order_and_stay_until_acknowledged(tmp_path):
+    box = Outbox(tmp_path / "o.db")
+    for i in range(5):
+        box.add("t/e", {"i": i}, numbered=True)
+    first = box.claim(3)
+    assert [json.loads(m.payload)["i"] for m in first] == [0, 1, 2]
+    assert [m.seq for m in first] == [1, 2, 3]
+    rest = box.claim(10)
+    assert [m.seq for m in rest] == [4, 5]
+    assert box.claim(10) == []  # everything handed out
+    box.ack([first[0].id, first[1].id])
+    assert [m.seq for m in box.peek_all()] == [3, 4, 5]
+    assert len(box) == 3
+
+
+def test_unacknowledged_messages_and_seq_survive_a_restart(tmp_path):
+    path = tmp_path / "o.db"
+    box = Outbox(path)
+    msgs = [box.add("t/e", {"i": i}, numbered=True) for i in range(4)]
+    box.claim(4)
+    box.ack([msgs[0].id])
+    box.close()
+    again = Outbox(path)
+    assert [m.seq for m in again.claim(10)] == [2, 3, 4]  # claims are per process
+    assert again.add("t/e", {"i": 9}, numbered=True).seq == 5  # numbering continues
+    assert again.last_seq == 5
+
+
+def test_seq_is_in_the_stored_payload(tmp_path):
+    box = Outbox(tmp_path / "o.db")
+    m = box.add("t/e", {"distance_m": 0.1}, numbered=True)
+    assert json.loads(m.payload) == {"seq": 1, "distance_m": 0.1}
+
+
+def test_full_outbox_drops_the_oldest_unsent_event_and_counts_it(tmp_path):
+    box = Outbox(tmp_path / "o.db", max_messages=3)
+    box.add("t/session", b"s", retain=True)
+    for i in range(4):
+        box.add("t/e", {"i": i}, numbered=True)
+    seqs = [m.seq for m in box.peek_all() if m.seq is not None]
+    assert seqs == [3, 4]  # seq 1 and 2 were dropped, the retained summary kept
+    assert next(m.topic for m in box.peek_all()) == "t/session"
+    assert box.dropped == 2
+    assert box.last_dropped_seq == 2
+    assert len(box) == 3
+
+
+def test_dropped_counter_is_persisted(tmp_path):
+    box = Outbox(tmp_path / "o.db", max_messages=1)
+    box.add("t/e", {"i": 0}, numbered=True)
+    box.add("t/e", {"i": 1}, numbered=True)
+    box.close()
+    assert Outbox(tmp_path / "o.db", max_messages=1).dropped == 1
+
+
+def test_supersede_keeps_only_the_newest_unsent_retained_value(tmp_path):
+    box = Outbox(tmp_path / "o.db")
+    box.add("t/session", b"1", retain=True, supersede=True)
+    handed = box.claim(1)  # already with the client: must not be deleted under it
+    box.add("t/session", b"2", retain=True, supersede=True)
+    box.add("t/e", {"i": 0}, numbered=True)
+    box.add("t/session", b"3", retain=True, supersede=True)
+    assert [m.payload for m in box.peek_all() if m.topic == "t/session"] == [b"1", b"3"]
+    assert handed[0].retain
+
+
+def test_unclaim_hands_a_refused_message_out_again(tmp_path):
+    box = Outbox(tmp_path / "o.db")
+    for i in range(3):
+        box.add("t/e", {"i": i}, numbered=True)
+    got = box.claim(3)
+    box.unclaim_from(got[1].id)
+    assert [m.seq for m in box.claim(3)] == [2, 3]
+
+
+def test_wal_journal_is_used(tmp_path):
+    Outbox(tmp_path / "o.db").add("t", b"x")
+    mode = sqlite3.connect(tmp_path / "o.db").execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_unwritable_location_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(OutboxError, match="cannot open the outbox"):
+        Outbox(blocker / "o.db")
+
+
+def test_numbered_message_needs_a_dict(tmp_path):
+    with pytest.raises(TypeError):
+        Outbox(tmp_path / "o.db").add("t", b"raw", numbered=True)
+
+
+def test_nan_payload_is_rejected_rather_than_stored_as_invalid_json(tmp_path):
+    with pytest.raises(ValueError):
+        Outbox(tmp_path / "o.db").add("t", {"x": float("nan")})
