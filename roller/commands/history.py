@@ -1,0 +1,139 @@
+"""``roller history``: list past sessions, or show one with its steps and left/right balance."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+HELP = "list past sessions, or show one (roller history show ID)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE",
+                        help="config file naming the state directory (default: $ROLLER_CONFIG "
+                             "or the built-in defaults)")
+    parser.add_argument("--db", metavar="FILE",
+                        help="the history file to read (default: from the config)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    ls = sub.add_parser("list", help="list sessions, newest first (the default)")
+    ls.add_argument("--limit", type=int, default=20, help="how many sessions (default 20)")
+    ls.add_argument("--device", help="only this device id")
+    show = sub.add_parser("show", help="show one session with its steps")
+    show.add_argument("id", type=int, help="the session id from the list")
+    parser.set_defaults(limit=20, device=None)
+
+
+def history_path(args: argparse.Namespace) -> Path:
+    """The history file: ``--db``, else the config's ``[history] file`` in its state dir."""
+    if args.db:
+        return Path(args.db)
+    from roller.config import load_config
+
+    config = load_config(args.config)
+    return config.history.path(config.state_dir)
+
+
+def run(args: argparse.Namespace) -> int:
+    from roller.history import History
+
+    path = history_path(args)
+    if not path.exists():
+        print(f"no sessions yet ({path} does not exist)", file=sys.stderr)
+        if args.action == "show":
+            return 1
+        if args.json:
+            print("[]")
+        return 0
+    with History(path) as history:
+        if args.action == "show":
+            try:
+                detail = history.session(args.id)
+            except KeyError:
+                print(f"roller history: no session {args.id} in {path}", file=sys.stderr)
+                return 1
+            if args.json:
+                print(json.dumps(detail.to_dict(), indent=2))
+            else:
+                print(format_detail(detail))
+            return 0
+        rows = history.sessions(limit=args.limit, device_id=args.device)
+        if args.json:
+            print(json.dumps([dict(r.__dict__, left_share=r.left_share) for r in rows],
+                             indent=2))
+        elif not rows:
+            print(f"no sessions yet in {path}")
+        else:
+            print(format_list(rows))
+    return 0
+
+
+def clock_time(seconds: float) -> str:
+    """``m:ss`` (or ``h:mm:ss``) for a duration in s."""
+    s = round(seconds)
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def date(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s).strftime("%Y-%m-%d %H:%M")
+
+
+def balance_text(left_s: float, right_s: float) -> str:
+    """``left 48% / right 52% (even)``; a side is called out when it got over 60%."""
+    total = left_s + right_s
+    if total <= 0:
+        return "no one-sided steps"
+    left = left_s / total
+    if abs(left - 0.5) <= 0.1:
+        verdict = "even"
+    else:
+        verdict = "more on the left" if left > 0.5 else "more on the right"
+    return f"left {left:.0%} / right {1 - left:.0%} ({verdict})"
+
+
+def cm_s(speed_m_s: float | None) -> str:
+    return "-" if speed_m_s is None else f"{speed_m_s * 100:.1f} cm/s"
+
+
+def format_list(rows) -> str:
+    header = (f"{'id':>4}  {'date':16}  {'routine':18}  {'result':9}  {'active':>7}  "
+              f"{'left/right':>11}  {'strokes':>7}  too fast")
+    lines = [header]
+    for r in rows:
+        total = r.left_s + r.right_s
+        lr = f"{r.left_s / total:.0%}/{r.right_s / total:.0%}" if total > 0 else "-"
+        lines.append(f"{r.id:>4}  {date(r.started_at):16}  {r.routine[:18]:18}  "
+                     f"{r.end_reason:9}  {clock_time(r.active_s):>7}  {lr:>11}  "
+                     f"{r.strokes:>7}  {r.too_fast_count}x ({r.too_fast_s:.1f} s)")
+    return "\n".join(lines)
+
+
+def format_detail(detail) -> str:
+    r = detail.session
+    lines = [
+        f"Session {r.id}: {r.routine_title} on {r.device_id}, {date(r.started_at)}, "
+        f"{clock_time(r.duration_s)} long, {r.end_reason}",
+        f"Active {clock_time(r.active_s)}: left {clock_time(r.left_s)}, right "
+        f"{clock_time(r.right_s)}, middle {clock_time(r.none_s)}",
+        f"Balance: {balance_text(r.left_s, r.right_s)}",
+        f"Strokes {r.strokes}; speed mean {cm_s(r.mean_speed_m_s)}, median "
+        f"{cm_s(r.median_speed_m_s)}, peak {cm_s(r.peak_speed_m_s)}",
+        f"Too fast {r.too_fast_count} times, {r.too_fast_s:.1f} s in all",
+        f"Holds {r.holds}, longest {r.longest_hold_s:.0f} s",
+    ]
+    if r.advice:
+        lines.append(f"Advice given: {r.advice}")
+    lines.append("")
+    lines.append(f"  {'step':28}  {'side':5}  {'active/target':>13}  {'strokes':>7}  "
+                 f"{'holds':>5}  {'too fast':>8}  status")
+    for st in detail.steps:
+        status = "done" if st["completed"] else ("skipped" if st["skipped"] else "not reached")
+        lines.append(f"  {st['title'][:28]:28}  {st['side']:5}  "
+                     f"{st['active_s']:>6.0f}/{st['target_s']:<4.0f} s  {st['strokes']:>7}  "
+                     f"{st['holds']:>5}  {st['too_fast_count']:>8}  {status}")
+    return "\n".join(lines)

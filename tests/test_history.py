@@ -1,0 +1,131 @@
+"""Session history in a real SQLite file, and the ``roller history`` command."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from firmware_bridge.clock import ManualClock
+from roller.cli import main
+from roller.coach import Coach, CoachSettings, SessionSummary
+from roller.events import Hold, LiveState, Stroke, TooFast, TooFastAlert
+from roller.history import History, HistoryError, HistorySettings
+from roller.routine import parse_routine
+
+ROUTINE = parse_routine({
+    "name": "t", "title": "Test routine",
+    "steps": [
+        {"id": "g_r", "title": "Glutes right", "muscle": "glutes", "side": "right",
+         "position": "sit", "target_active_s": 20},
+        {"id": "g_l", "title": "Glutes left", "muscle": "glutes", "side": "left",
+         "position": "sit", "target_active_s": 20},
+    ]})
+
+
+def session(right_s: float, left_s: float, *, wall: float = 1_700_000_000.0,
+            end: str = "stop") -> SessionSummary:
+    """Run a coach: roll ``right_s`` on the right (with a too-fast excursion and a hold),
+    skip to the left, roll ``left_s``, then ``end``."""
+    clock = ManualClock(50.0)
+    coach = Coach(ROUTINE, CoachSettings(min_record_active_s=0), clock, wall_clock=lambda: wall)
+
+    def roll(seconds: float, events_at: dict[int, list]) -> None:
+        for i in range(round(seconds * 10)):
+            clock.advance(0.1)
+            now = clock.monotonic()
+            live = LiveState(t=now, speed_m_s=0.03, velocity_m_s=0.03, phase="rolling",
+                             stroke_count=0, hold_time_s=0.0, too_fast=False, calibrated=True)
+            coach.update(events_at.get(i, []), live, now)
+
+    stroke = Stroke(start=0, end=1, distance_m=0.03, peak_speed_m_s=0.04, mean_speed_m_s=0.03,
+                    direction=1, emitted_at=1)
+    roll(right_s, {5: [stroke, TooFastAlert(start=0, speed_m_s=0.09, limit_m_s=0.05,
+                                            emitted_at=0)],
+                   8: [TooFast(start=0, end=0.8, peak_speed_m_s=0.1, limit_m_s=0.05,
+                               emitted_at=0), Hold(start=1, end=26, emitted_at=26), stroke]})
+    coach.command("next")
+    roll(left_s, {3: [stroke]})
+    coach.command(end)
+    summary = coach.pop_summary()
+    assert summary is not None
+    return summary
+
+
+def test_record_and_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "history.sqlite3"
+    with History(path) as h:
+        first = h.record(session(10, 12, wall=1_700_000_000), device_id="mat1")
+        second = h.record(session(8, 8, wall=1_700_000_600, end="pain"), device_id="mat2")
+        assert (first, second) == (1, 2)
+        assert h.count() == 2
+    # a new connection sees what was committed: the file is real
+    with History(path) as h:
+        rows = h.sessions()
+        assert [r.id for r in rows] == [2, 1]  # newest first
+        assert [r.id for r in h.sessions(device_id="mat1")] == [1]
+        one = h.session(1)
+        r = one.session
+        assert r.routine == "t" and r.end_reason == "stopped" and r.device_id == "mat1"
+        assert r.right_s == pytest.approx(10, abs=0.15)
+        assert r.left_s == pytest.approx(12, abs=0.15)
+        assert r.left_share == pytest.approx(12 / 22, abs=0.01)
+        assert r.strokes == 3 and r.holds == 1 and r.longest_hold_s == 25
+        assert r.too_fast_count == 1 and r.too_fast_s == pytest.approx(0.8)
+        assert r.mean_speed_m_s == pytest.approx(0.03)
+        assert r.peak_speed_m_s == pytest.approx(0.1)
+        right, left = one.steps
+        assert right["step_id"] == "g_r" and right["skipped"] == 1 and right["holds_s"] == [25]
+        assert left["side"] == "left" and left["strokes"] == 1
+        assert h.session(2).session.advice  # the pain advice is kept
+        with pytest.raises(KeyError):
+            h.session(99)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+
+
+def test_a_foreign_file_is_refused_by_name(tmp_path: Path) -> None:
+    junk = tmp_path / "notes.sqlite3"
+    with sqlite3.connect(junk) as db:
+        db.execute("CREATE TABLE notes (x)")
+    with pytest.raises(HistoryError, match=r"notes\.sqlite3: not a roller history"):
+        History(junk)
+    text = tmp_path / "text.sqlite3"
+    text.write_text("hello, this is not a database at all" * 100)
+    with pytest.raises(HistoryError, match=r"text\.sqlite3"):
+        History(text)
+
+
+def test_settings_path_is_relative_to_the_state_dir(tmp_path: Path) -> None:
+    assert HistorySettings().path(tmp_path) == tmp_path / "history.sqlite3"
+    assert HistorySettings(file="/x/h.db").path(tmp_path) == Path("/x/h.db")
+
+
+def test_roller_history_lists_and_shows(tmp_path: Path, capsys) -> None:
+    db = tmp_path / "h.sqlite3"
+    assert main(["history", "--db", str(db)]) == 0
+    assert "no sessions yet" in capsys.readouterr().err
+    with History(db) as h:
+        h.record(session(5, 15), device_id="mat1")
+        h.record(session(10, 10, wall=1_700_000_900), device_id="mat1")
+    assert main(["history", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["id", "date", "routine"]
+    assert lines[1].split()[0] == "2" and lines[2].split()[0] == "1"
+    assert "75%/25%" in lines[2]  # left/right
+    assert main(["history", "--db", str(db), "show", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "Session 1: Test routine on mat1" in out
+    assert "left 75% / right 25% (more on the left)" in out
+    assert "Glutes right" in out and "skipped" in out
+    assert main(["history", "--db", str(db), "--json", "show", "2"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["id"] == 2 and data["left_share"] == pytest.approx(0.5, abs=0.02)
+    assert len(data["steps"]) == 2
+    assert main(["history", "--db", str(db), "show", "7"]) == 1
+    assert "no session 7" in capsys.readouterr().err
+    assert main(["history", "--db", str(db), "list", "--limit", "1", "--json"]) == 0
+    assert [s["id"] for s in json.loads(capsys.readouterr().out)] == [2]
