@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ls.add_argument("--device", help="only this device id")
     show = sub.add_parser("show", help="show one session with its steps")
     show.add_argument("id", type=int, help="the session id from the list")
+    for action in (ls, show):  # `roller history show 3 --json` as well as `--json show 3`
+        action.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                            help="print JSON instead of a table")
     parser.set_defaults(limit=20, device=None)
 
 
