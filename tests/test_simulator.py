@@ -86,7 +86,7 @@ def test_leaning_in_a_hold_rotates_about_other_axes_and_travels_only_the_breathi
     travel = np.cumsum(roll) * DT * sc.radius_m
     # a few mm of rocking (plus the yaw's sliver along the tilted axis), not a stroke
     assert np.ptp(travel) < 0.005
-    assert other.max() > 3 * np.abs(roll).max()   # leaning dominates the rotation
+    assert other.max() > 1.5 * np.abs(roll).max()   # leaning outweighs the rocking
 
 
 def test_ball_speed_is_horizontal_rotation_times_radius_and_spin_moves_nothing() -> None:
