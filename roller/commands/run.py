@@ -1,0 +1,48 @@
+"""``roller run``: the live service (sensor -> pipeline -> coach -> MQTT) until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+HELP = "run the live service: read the roller, analyse, coach and publish over MQTT"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML config file (default: $ROLLER_CONFIG, else built-in defaults)")
+    parser.add_argument("--simulate", action="store_true",
+                        help="use an emulated IMU fed by a simulated person (no hardware)")
+    parser.add_argument("--broker", metavar="HOST:PORT",
+                        help="MQTT broker, overriding mqtt.host and mqtt.port")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed of the simulated session (with --simulate)")
+    parser.add_argument("--log-level", default="info",
+                        choices=("debug", "info", "warning", "error"),
+                        help="how much to log on stderr (journald under systemd)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from roller.config import load_config, override_broker
+    from roller.service import build_service
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    config = load_config(args.config)
+    if args.broker:
+        config = override_broker(config, args.broker)
+    service = build_service(config, simulate=args.simulate, seed=args.seed)
+
+    def stop(signum: int, frame: object) -> None:
+        service.request_stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    topics = service.publisher.topics
+    print(f"roller run: device {config.device_id!r} ({'simulated' if args.simulate else 'sensor'}"
+          f" {getattr(service.driver, 'chip', '?')}), publishing to {config.mqtt.host}:"
+          f"{config.mqtt.port} under {topics.base}/", file=sys.stderr, flush=True)
+    service.run()
+    return 0
