@@ -1,0 +1,139 @@
+"""An I2C bus with emulated chips on it, behaving like ``smbus2.SMBus`` at its interface.
+
+Same method names, arguments and limits as smbus2 (``read_i2c_block_data`` refuses more than 32
+bytes, ``i2c_rdwr`` takes real ``smbus2.i2c_msg`` objects and fills the read buffers), and the
+same failures as Linux's i2c-dev: a transfer to an address where nothing answers raises
+``OSError(121, 'Remote I/O error')``. :meth:`fail_next` injects NACK (121) or EIO (5) on the next
+transfers, to exercise the drivers' retry and recovery paths.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from collections.abc import Iterable
+
+from firmware_bridge.emulated.chip import EmulatedImu
+
+I2C_SMBUS_BLOCK_MAX = 32
+I2C_M_RD = 0x0001
+
+
+def _os_error(code: int) -> OSError:
+    return OSError(code, os.strerror(code))
+
+
+class EmulatedBus:
+    """Routes transfers to the emulated chips by 7-bit address."""
+
+    def __init__(self, chips: Iterable[EmulatedImu] = (), *, bus_number: int = 1) -> None:
+        self.bus_number = bus_number
+        self.chips: dict[int, EmulatedImu] = {}
+        for chip in chips:
+            self.attach(chip)
+        self.transfers = 0
+        """Completed and failed transfers (one per method call / i2c_rdwr)."""
+        self.bytes_read = 0
+        self.closed = False
+        self._fail_remaining = 0
+        self._fail_errno = errno.EREMOTEIO
+        self._fail_address: int | None = None
+
+    def attach(self, chip: EmulatedImu) -> EmulatedImu:
+        if chip.address in self.chips:
+            raise ValueError(f"address 0x{chip.address:02X} is already taken")
+        self.chips[chip.address] = chip
+        return chip
+
+    def detach(self, address: int) -> None:
+        self.chips.pop(address, None)
+
+    def fail_next(self, count: int, *, error: int = errno.EREMOTEIO,
+                  address: int | None = None) -> None:
+        """The next ``count`` transfers (to ``address``, or any) fail with ``error``."""
+        self._fail_remaining = count
+        self._fail_errno = error
+        self._fail_address = address
+
+    # ----- smbus2.SMBus interface ------------------------------------------------------------
+
+    def read_byte_data(self, i2c_addr: int, register: int, force: bool | None = None) -> int:
+        return self._chip(i2c_addr).read(register, 1)[0]
+
+    def write_byte_data(self, i2c_addr: int, register: int, value: int,
+                        force: bool | None = None) -> None:
+        self._chip(i2c_addr).write(register, bytes([value & 0xFF]))
+
+    def read_i2c_block_data(self, i2c_addr: int, register: int, length: int,
+                            force: bool | None = None) -> list[int]:
+        if length > I2C_SMBUS_BLOCK_MAX:
+            raise ValueError(f"Desired block length over {I2C_SMBUS_BLOCK_MAX} bytes")
+        data = self._chip(i2c_addr).read(register, length)
+        self.bytes_read += len(data)
+        return list(data)
+
+    def write_i2c_block_data(self, i2c_addr: int, register: int, data: list[int],
+                             force: bool | None = None) -> None:
+        if len(data) > I2C_SMBUS_BLOCK_MAX:
+            raise ValueError(f"Data length cannot exceed {I2C_SMBUS_BLOCK_MAX} bytes")
+        self._chip(i2c_addr).write(register, bytes(data))
+
+    def i2c_rdwr(self, *i2c_msgs: object) -> None:
+        """Combined transaction: a write sets the register pointer (and writes what follows
+        it), a read continues from the pointer, as a register-based chip does."""
+        if self.closed:
+            raise _os_error(errno.EBADF)
+        self._maybe_fail(min((m.addr for m in i2c_msgs), default=None))  # type: ignore[attr-defined]
+        self.transfers += 1
+        pointer: dict[int, int] = {}
+        for msg in i2c_msgs:
+            addr = msg.addr  # type: ignore[attr-defined]
+            chip = self._present(addr)
+            if msg.flags & I2C_M_RD:  # type: ignore[attr-defined]
+                if addr not in pointer:
+                    raise ValueError("emulated chips need a register write before a read")
+                length = msg.len  # type: ignore[attr-defined]
+                data = chip.read(pointer[addr], length)
+                ctypes.memmove(msg.buf, data, length)  # type: ignore[attr-defined]
+                self.bytes_read += length
+            else:
+                payload = bytes(msg)  # type: ignore[call-overload]
+                if not payload:
+                    continue
+                pointer[addr] = payload[0]
+                if len(payload) > 1:
+                    chip.write(payload[0], payload[1:])
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __enter__(self) -> EmulatedBus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----- internals -------------------------------------------------------------------------
+
+    def _chip(self, address: int) -> EmulatedImu:
+        if self.closed:
+            raise _os_error(errno.EBADF)
+        self._maybe_fail(address)
+        self.transfers += 1
+        return self._present(address)
+
+    def _present(self, address: int) -> EmulatedImu:
+        chip = self.chips.get(address)
+        if chip is None or not chip.plugged:
+            raise _os_error(errno.EREMOTEIO)
+        return chip
+
+    def _maybe_fail(self, address: int | None) -> None:
+        if self._fail_remaining <= 0:
+            return
+        if self._fail_address is not None and address != self._fail_address:
+            return
+        self._fail_remaining -= 1
+        self.transfers += 1
+        raise _os_error(self._fail_errno)
