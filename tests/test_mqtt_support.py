@@ -32,14 +32,14 @@ class Received:
 
 class Subscriber:
     def __init__(self, host: str, port: int, topics: str | list[str] = "#", *,
-                 client_id: str = "", qos: int = 1) -> None:
+                 client_id: str = "", qos: int = 1, clean_session: bool = True) -> None:
         self.topics = [topics] if isinstance(topics, str) else list(topics)
         self.qos = qos
         self.messages: list[Received] = []
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                  client_id=client_id)
+                                  client_id=client_id, clean_session=clean_session)
         self.client.reconnect_delay_set(0.05, 0.2)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *a: self._subscribed.set()
