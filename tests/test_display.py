@@ -1,0 +1,309 @@
+"""The web display end to end: real mosquitto, the real display server, real headless chromium.
+
+Messages are published to the broker the way the service publishes them (retained ``coach`` and
+``status``, QoS 0 ``live``); the page must show them, pick between devices, survive a broker
+restart, and send commands back to ``cmd/<verb>``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from firmware_bridge.clock import ManualClock
+from roller.coach import Coach, CoachSettings
+from roller.display import DisplayServer, DisplaySettings, MqttBridge
+from roller.events import HoldStarted, LiveState
+from roller.publisher import MqttSettings
+from roller.routine import load_routine
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.browser
+
+
+def live(phase="rolling", speed=0.031, strokes=12, hold_s=0.0, too_fast=False) -> dict:
+    return LiveState(t=100.0, speed_m_s=speed, velocity_m_s=speed, phase=phase,
+                     stroke_count=strokes, hold_time_s=hold_s, too_fast=too_fast,
+                     calibrated=True).to_dict()
+
+
+def coach_holding(hold_s: float = 8.0) -> dict:
+    """A real coach's state: 20 s into the right glutes, holding a tender spot."""
+    clock = ManualClock()
+    coach = Coach(load_routine(), CoachSettings(), clock)
+    for i in range(200):
+        clock.advance(0.1)
+        coach.update([], LiveState(t=i, speed_m_s=0.025, velocity_m_s=0.025, phase="rolling",
+                                   stroke_count=i // 10, hold_time_s=0, too_fast=False,
+                                   calibrated=True), clock.monotonic())
+    coach.update([HoldStarted(start=clock.monotonic() - 3, emitted_at=clock.monotonic())],
+                 LiveState(t=0, speed_m_s=0, velocity_m_s=0, phase="holding", stroke_count=20,
+                           hold_time_s=hold_s, too_fast=False, calibrated=True),
+                 clock.monotonic())
+    return coach.snapshot().to_dict()
+
+
+class Pub:
+    """A test client publishing as a roller would."""
+
+    def __init__(self, broker) -> None:
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                                  client_id=f"test-pub-{time.monotonic_ns()}")
+        self.received: list[tuple[str, bytes]] = []
+        self.client.on_message = lambda c, u, m: self.received.append((m.topic, m.payload))
+        self.client.on_connect = lambda c, u, f, r, p=None: c.subscribe("roller/+/cmd/+", qos=1)
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def send(self, device: str, topic: str, payload, *, retain: bool = False) -> None:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        info = self.client.publish(f"roller/{device}/{topic}", body, qos=1, retain=retain)
+        info.wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def display(broker):
+    bridge = MqttBridge(MqttSettings(host=broker.host, port=broker.port,
+                                     reconnect_min_delay_s=0.1, reconnect_max_delay_s=0.5))
+    server = DisplayServer(DisplaySettings(http_host="127.0.0.1", http_port=0, keepalive_s=2),
+                           bridge)
+    server.start()
+    assert bridge.wait_connected(5)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pub(broker):
+    p = Pub(broker)
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="module")
+def browser_context(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup --test")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM,
+            headless=True, args=CHROMIUM_ARGS, viewport={"width": 1024, "height": 768})
+        yield context
+        context.close()
+
+
+@pytest.fixture
+def page(browser_context):
+    page = browser_context.new_page()
+    yield page
+    page.close()
+
+
+def test_page_shows_step_prompt_hold_speed_and_progress(display, pub, page) -> None:
+    pub.send("mat1", "status", b"online", retain=True)
+    pub.send("mat1", "coach", coach_holding(hold_s=8.0), retain=True)
+    page.goto(display.url())
+    page.wait_for_selector("#conn[data-level=ok]", timeout=5000)
+    assert page.text_content("#step-title") == "Glutes, right side"
+    assert page.text_content("#side-badge") == "RIGHT"
+    assert page.text_content("#step-line").startswith("Step 1 of 7")
+    assert page.text_content("#prompt") == "Stay on this spot and breathe deeply."
+    assert page.is_visible("#hold")
+    assert page.text_content("#hold-count") == "12"  # 20 s - 8 s
+    assert page.text_content("#breath") in ("Breathe in", "Breathe out")
+    assert page.text_content("#step-time").startswith("23 / 45 s")
+    assert page.is_hidden("#device-picker")  # a single roller: no picker
+    # live messages drive the speed and stroke count
+    t0 = time.monotonic()
+    pub.send("mat1", "live", live(speed=0.031, strokes=17))
+    page.wait_for_function("document.getElementById('strokes').textContent === '17'",
+                           timeout=5000)
+    latency = time.monotonic() - t0
+    assert page.text_content("#speed") == "3.1"
+    assert latency < 1.0, f"live message took {latency:.3f} s to reach the page"
+    pub.send("mat1", "live", live(speed=0.12, strokes=18, too_fast=True))
+    page.wait_for_selector("#speed-box[data-too-fast=true]", timeout=5000)
+    assert page.text_content("#speed") == "12.0"
+
+
+def test_device_picker_with_two_rollers(display, pub, page) -> None:
+    a = coach_holding(8.0)
+    b = dict(a, prompt="Roller B says hello.", cue="rolling", hold=None)
+    pub.send("alpha", "status", b"online", retain=True)
+    pub.send("alpha", "coach", a, retain=True)
+    pub.send("bravo", "status", b"online", retain=True)
+    pub.send("bravo", "coach", b, retain=True)
+    page.goto(display.url())
+    page.wait_for_selector("#device-picker:not([hidden])", timeout=5000)
+    options = page.eval_on_selector_all("#device option", "os => os.map(o => o.value)")
+    assert options == ["alpha", "bravo"]
+    assert page.text_content("#prompt") == a["prompt"]
+    page.select_option("#device", "bravo")
+    assert page.text_content("#prompt") == "Roller B says hello."
+    assert page.is_hidden("#hold")
+    # the choice is remembered on reload
+    page.reload()
+    page.wait_for_function("document.getElementById('prompt').textContent === "
+                           "'Roller B says hello.'", timeout=5000)
+    # ?device= picks one from a link
+    page.goto(display.url() + "?device=alpha")
+    page.wait_for_function(f"document.getElementById('prompt').textContent === "
+                           f"{json.dumps(a['prompt'])}", timeout=5000)
+    pub.send("bravo", "status", b"offline", retain=True)
+    page.wait_for_function("Array.from(document.querySelectorAll('#device option'))"
+                           ".some(o => o.textContent === 'bravo (offline)')", timeout=5000)
+
+
+def test_page_and_server_reconnect_after_a_broker_restart(display, pub, page, broker) -> None:
+    pub.send("mat1", "coach", dict(coach_holding(), prompt="before the restart"), retain=True)
+    page.goto(display.url())
+    page.wait_for_function("document.getElementById('prompt').textContent === "
+                           "'before the restart'", timeout=5000)
+    pub.close()
+    broker.stop()
+    page.wait_for_selector("#conn[data-level=bad]", timeout=10000)
+    assert "broker" in page.text_content("#conn")
+    broker.start()
+    assert _wait(lambda: display.bridge.connected, 10)
+    again = Pub(broker)
+    try:
+        again.send("mat1", "coach", dict(coach_holding(), prompt="after the restart"),
+                   retain=True)
+        page.wait_for_function("document.getElementById('prompt').textContent === "
+                               "'after the restart'", timeout=10000)
+        page.wait_for_selector("#conn[data-level=ok]", timeout=5000)
+    finally:
+        again.close()
+
+
+def test_buttons_publish_commands(display, pub, page) -> None:
+    pub.send("mat1", "coach", coach_holding(), retain=True)
+    page.goto(display.url())
+    page.wait_for_selector("#conn[data-level=ok]", timeout=5000)
+    for verb, selector in [("pause", "#pause-btn"), ("next", "[data-verb=next]"),
+                           ("pain", "button.danger")]:
+        page.click(selector)
+        assert _wait(lambda v=verb: ("roller/mat1/cmd/" + v, b"") in pub.received, 5), verb
+    page.wait_for_function("document.getElementById('toast').textContent === 'sent: pain'",
+                           timeout=5000)
+
+
+def test_command_endpoint_validates(display) -> None:
+    def post(verb, body, ctype="application/json"):
+        req = urllib.request.Request(f"{display.url()}api/cmd/{verb}", data=body,
+                                     headers={"Content-Type": ctype}, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=5) as res:
+                return res.status, json.loads(res.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    assert post("jump", b'{"device":"a"}')[0] == 404
+    assert post("pause", b'{"device":"a"}', ctype="text/plain")[0] == 415
+    assert post("pause", b"not json")[0] == 400
+    status, body = post("pause", b'{"device":"a/b"}')
+    assert status == 400 and "device id" in body["error"]
+    assert post("pause", b'{"device":"a"}') == (200, {"ok": True, "device": "a",
+                                                      "verb": "pause"})
+    for path in ("static/../server.py", "static/%2e%2e/server.py", "static/nope.js"):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(display.url() + path, timeout=5)
+        assert info.value.code == 404
+
+
+def test_sound_speaks_prompts_and_beeps(display, pub, page) -> None:
+    pub.send("mat1", "coach", coach_holding(), retain=True)
+    page.goto(display.url())
+    page.wait_for_selector("#conn[data-level=ok]", timeout=5000)
+    assert page.evaluate("window.rollerDisplay.spoken.length") == 0  # silent until asked
+    page.click("#sound")
+    assert page.get_attribute("#sound", "aria-pressed") == "true"
+    assert page.evaluate("window.rollerDisplay.spoken") == [
+        "Stay on this spot and breathe deeply."]
+    state = dict(coach_holding(25.0))
+    assert state["cue"] == "hold_reached"
+    pub.send("mat1", "coach", state, retain=True)
+    page.wait_for_function("window.rollerDisplay.beeps.includes('hold_end')", timeout=5000)
+    assert page.evaluate("window.rollerDisplay.spoken")[-1] == state["prompt"]
+    pub.send("mat1", "live", live(speed=0.1, too_fast=True))
+    page.wait_for_function("window.rollerDisplay.beeps.includes('too_fast')", timeout=5000)
+
+
+def test_summary_at_the_end_and_screenshots(display, pub, page) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    pub.send("mat1", "status", b"online", retain=True)
+    pub.send("mat1", "coach", coach_holding(12.0), retain=True)
+    page.goto(display.url())
+    page.wait_for_selector("#conn[data-level=ok]", timeout=5000)
+    for i in range(40):  # a few seconds of speed trace, slow then briefly fast
+        speed = 0.025 + 0.01 * ((i % 10) / 10) + (0.05 if 25 <= i < 29 else 0.0)
+        pub.send("mat1", "live", live(phase="holding", speed=speed, strokes=20, hold_s=12.0))
+        time.sleep(0.02)
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(SCREENSHOTS / "display-hold.png"))
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(SCREENSHOTS / "display-phone.png"), full_page=True)
+    page.set_viewport_size({"width": 1024, "height": 768})
+    # the end of the routine: a summary
+    clock = ManualClock()
+    coach = Coach(load_routine(), CoachSettings(), clock)
+    for i in range(300):
+        clock.advance(0.1)
+        coach.update([], LiveState(t=i, speed_m_s=0.03, velocity_m_s=0.03, phase="rolling",
+                                   stroke_count=0, hold_time_s=0, too_fast=False,
+                                   calibrated=True), clock.monotonic())
+    done = coach.command("stop").to_dict()
+    pub.send("mat1", "coach", done, retain=True)
+    page.wait_for_selector("#summary:not([hidden])", timeout=5000)
+    assert page.text_content("#summary-title") == "Session stopped"
+    assert "Active time" in page.text_content("#summary-list")
+    page.screenshot(path=str(SCREENSHOTS / "display-summary.png"))
+
+
+def _wait(predicate, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_sse_stream_replays_the_latest_state(display, pub) -> None:
+    pub.send("mat1", "coach", {"prompt": "hello"}, retain=True)
+    assert _wait(lambda: "mat1" in display.bridge.snapshot()["devices"], 5)
+    lines: list[str] = []
+
+    def read() -> None:
+        with urllib.request.urlopen(display.url() + "events", timeout=5) as res:
+            assert res.headers["Content-Type"] == "text/event-stream"
+            for raw in res:
+                lines.append(raw.decode().strip())
+                if len([x for x in lines if x.startswith("data:")]) >= 2:
+                    return
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(5)
+    data = [json.loads(x[5:]) for x in lines if x.startswith("data:")]
+    assert data[0] == {"type": "broker", "connected": True}
+    assert data[1]["device"] == "mat1" and data[1]["payload"] == {"prompt": "hello"}
