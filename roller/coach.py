@@ -56,7 +56,7 @@ PAIN_ADVICE = ("Rest for a while. If the pain was sharp, or it is still there la
 
 @dataclass(frozen=True)
 class CoachSettings:
-    """How the coach paces a session. Config section ``[coach]``."""
+    """Config section ``[coach]``: the routine and how the coach paces it."""
 
     routine: str = setting(DEFAULT_ROUTINE,
                            doc="routine name (in config/routines/) or path to a routine file")

@@ -31,6 +31,7 @@ from typing import Any
 
 from roller.coach import CoachSettings
 from roller.discovery import HomeAssistantSettings
+from roller.display.server import DisplaySettings
 from roller.errors import ConfigError
 from roller.history import HistorySettings
 from roller.paths import CONFIG_ENV, default_state_dir
@@ -60,6 +61,7 @@ class RollerConfig:
     service: ServiceSettings = field(default_factory=ServiceSettings)
     coach: CoachSettings = field(default_factory=CoachSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
+    display: DisplaySettings = field(default_factory=DisplaySettings)
     state_dir: str = setting("", doc="where the outbox, calibration and history live; empty: "
                                      "$STATE_DIRECTORY under systemd, else "
                                      "~/.local/state/roller")

@@ -86,7 +86,7 @@ CREATE TABLE holds (
 
 @dataclass(frozen=True)
 class HistorySettings:
-    """Where and whether sessions are kept. Config section ``[history]``."""
+    """Config section ``[history]``: where and whether finished sessions are kept."""
 
     enabled: bool = setting(True, doc="store every finished session")
     file: str = setting("history.sqlite3",

@@ -37,7 +37,7 @@ def history_path(args: argparse.Namespace) -> Path:
     from roller.config import load_config
 
     config = load_config(args.config)
-    return config.history.path(config.state_dir)
+    return config.history.path(config.state_path)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -37,7 +37,7 @@ MAX_BODY_BYTES = 4096
 
 @dataclass(frozen=True)
 class DisplaySettings:
-    """The web display. Config section ``[display]``."""
+    """Config section ``[display]``: the web page beside the mat (roller display)."""
 
     http_host: str = setting("0.0.0.0", doc="address to serve on; 0.0.0.0 lets a phone or "
                                             "tablet on the same network open the page")
