@@ -354,6 +354,9 @@ class Service:
         self.commands.add("stop", self._cmd_stop, doc="finish the session")
         self.commands.add("start_pause", self._cmd_start_pause,
                           doc="one button: start, pause or resume, whichever fits")
+        self.commands.add("pain", self._cmd_pain,
+                          doc="pain: end the session at once; the coach tells the person to "
+                              "stop, breathe, and see a health professional if it persists")
         publisher.on_command = self.submit_command
 
     # -- commands ------------------------------------------------------------------------------
@@ -415,6 +418,13 @@ class Service:
         self._to_coach("stop", payload)
         self.session.stop(self.clock.monotonic())
         self._session_changed()
+
+    def _cmd_pain(self, payload: Any) -> None:
+        # Always possible, with or without a running session: safety first.
+        self._to_coach("pain", payload)
+        if self.session.state in ("running", "paused"):
+            self.session.stop(self.clock.monotonic(), reason="pain")
+            self._session_changed()
 
     def _cmd_start_pause(self, payload: Any) -> None:
         verb = {"running": "pause", "paused": "resume"}.get(self.session.state, "start")
@@ -518,6 +528,8 @@ class Service:
             self._last_coach_pub = now
         summary = self.coach.pop_summary() if hasattr(self.coach, "pop_summary") else None
         if summary is not None:
+            if self.session.state in ("running", "paused"):  # the routine ended the session
+                self.session.stop(now, reason=summary.end_reason)
             if self.history is not None:
                 try:
                     self.history.record(summary, device_id=self.config.device_id)
@@ -689,6 +701,7 @@ def build_service(config: RollerConfig, *, simulate: bool = False, seed: int = 0
     from roller.topics import Topics
 
     clock = clock or SystemClock()
+    coach = _make_coach(config, clock)  # first: a broken routine file stops before anything opens
     state_dir = ensure_dir(config.state_path)
     topics = Topics(config.device_id, config.mqtt.topic_prefix,
                     config.homeassistant.discovery_prefix)
@@ -699,8 +712,9 @@ def build_service(config: RollerConfig, *, simulate: bool = False, seed: int = 0
                           discovery=discovery)
     driver = _open_sensor(config, simulate=simulate, seed=seed, clock=clock)
     pipeline = _make_pipeline(config)
+    history = _open_history(config, state_dir)
     return Service(config, driver=driver, pipeline=pipeline, publisher=publisher,
-                   clock=clock, notifier=notifier)
+                   coach=coach, history=history, clock=clock, notifier=notifier)
 
 
 def _open_sensor(config: RollerConfig, *, simulate: bool, seed: int, clock: Clock) -> Any:
@@ -713,3 +727,23 @@ def _make_pipeline(config: RollerConfig) -> Any:
     from roller.pipeline import Pipeline
 
     return Pipeline(config.pipeline)
+
+
+def _make_coach(config: RollerConfig, clock: Clock) -> Any:
+    """The coach with the configured routine; it draws the pipeline's go-slow band."""
+    from roller.coach import Coach
+    from roller.routine import load_routine
+
+    pipeline = getattr(config, "pipeline", None)
+    return Coach(load_routine(config.coach.routine), config.coach, clock,
+                 speed_target_m_s=getattr(pipeline, "target_speed_m_s", 0.025),
+                 speed_limit_m_s=getattr(pipeline, "max_speed_m_s", 0.05))
+
+
+def _open_history(config: RollerConfig, state_dir: Any) -> Any:
+    """The session history in the state directory, or None when ``[history] enabled = false``."""
+    if not config.history.enabled:
+        return None
+    from roller.history import History
+
+    return History(config.history.path(state_dir))
