@@ -131,7 +131,7 @@ def detect(bus: SMBusLike, addresses: tuple[int, ...] | list[int] | None = None,
         if result.chip is not None and _matches(result.chip, chip):
             return open_driver(bus, result.address, result.chip, settings=settings, clock=clock)
     lines = "; ".join(f"0x{r.address:02X}: {r.description}" for r in results)
-    wanted = "a supported IMU" if chip == "auto" else f"a {chip}"
+    wanted = "supported IMU" if chip == "auto" else chip
     if any(r.chip is not None for r in results):
         hint = f"set [sensor] chip = \"auto\" or to the chip found (wanted {chip})"
     elif any(r.answered for r in results):
