@@ -1,0 +1,154 @@
+"""``roller demo``: the whole product on this laptop, with a simulated person on the roller.
+
+Starts, in order: an MQTT broker (unless ``--broker`` names one: Debian's mosquitto when it is
+installed, else the in-process amqtt broker), the display (in this process), and the service
+``roller run --simulate`` as a child process, whose emulated IMU is moved by a simulated person
+doing the routine -- mostly slow strokes, now and then too fast, holds on tender spots. Prints
+the page's URL. Ctrl-C (or SIGTERM) stops the service first (so it can publish its last
+state), then the display, then the broker; children also die if this process is killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from roller.display import DisplayServer
+    from roller.publisher import MqttSettings
+
+HELP = "run everything on this laptop: broker, simulated roller + service, and the display"
+
+DEMO_DEVICE_ID = "demo"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--broker", metavar="HOST:PORT",
+                        help="use this MQTT broker instead of starting one")
+    parser.add_argument("--port", type=int, default=8080,
+                        help="port of the display page (default 8080; a free one if taken; "
+                             "0: any free port)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to serve the page on (default 127.0.0.1; 0.0.0.0 to "
+                             "open it from a phone on the same network)")
+    parser.add_argument("--broker-kind", choices=("auto", "mosquitto", "amqtt"), default="auto",
+                        help="which local broker to start (default: mosquitto if installed)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed of the simulated person")
+    parser.add_argument("--config", metavar="FILE",
+                        help="a config file for the service (default: a demo config with "
+                             "device id 'demo' and its own state directory)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from roller.broker import LocalBroker, die_with_parent, start_local_broker
+    from roller.config import load_config, override_broker
+    from roller.paths import default_state_dir, ensure_dir
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stop.set())
+
+    broker: LocalBroker | None = None
+    display: DisplayServer | None = None
+    service: subprocess.Popen[bytes] | None = None
+    tmp = tempfile.TemporaryDirectory(prefix="roller-demo-")
+    try:
+        if args.broker:
+            address = args.broker
+        else:
+            broker = start_local_broker(args.broker_kind)
+            address = broker.address
+            print(f"roller demo: started {broker.kind} on {address}", flush=True)
+
+        if args.config:
+            config_file = Path(args.config)
+        else:
+            state = ensure_dir(default_state_dir() / "demo")
+            config_file = Path(tmp.name) / "demo.toml"
+            config_file.write_text(
+                f'state_dir = "{_toml_escape(str(state))}"\n\n'
+                f'[device]\nid = "{DEMO_DEVICE_ID}"\nname = "Demo roller"\n')
+        config = override_broker(load_config(config_file), address)
+
+        display = _start_display(config.mqtt, args.host, args.port)
+        cmd = [sys.executable, "-m", "roller.cli", "run", "--simulate", "--seed", str(args.seed),
+               "--broker", address, "--config", str(config_file), "--log-level", "warning"]
+        service = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True,
+                                   preexec_fn=die_with_parent)
+        url = display.url()
+        print(f"roller demo: a simulated person is rolling as device "
+              f"'{config.device_id}' (service pid {service.pid})", flush=True)
+        print(f"roller demo: open {url}", flush=True)
+        print("roller demo: press Ctrl-C to stop", flush=True)
+        while not stop.is_set():
+            if service.poll() is not None:
+                print(f"roller demo: the service exited with status {service.returncode}; "
+                      "stopping", file=sys.stderr, flush=True)
+                return 1
+            if broker is not None and not broker.running():
+                print("roller demo: the broker stopped; stopping", file=sys.stderr, flush=True)
+                return 1
+            stop.wait(0.2)
+        print("roller demo: stopping", flush=True)
+        return 0
+    finally:
+        if service is not None:
+            _stop_child(service)
+        if display is not None:
+            display.close()
+        if broker is not None:
+            broker.stop()
+        tmp.cleanup()
+        if not args.config:
+            history = default_state_dir() / "demo" / "history.sqlite3"
+            if history.exists():
+                print(f"roller demo: past demo sessions: roller history --db {history}",
+                      flush=True)
+
+
+def _start_display(mqtt: MqttSettings, host: str, port: int) -> DisplayServer:
+    """The display on ``host:port``; when that port is taken, on any free one."""
+    from roller.display import DisplayServer, DisplaySettings, MqttBridge
+
+    settings = DisplaySettings(http_host=host, http_port=port)
+    try:
+        server = DisplayServer(settings, MqttBridge(mqtt))
+    except OSError:
+        if port == 0:
+            raise
+        print(f"roller demo: port {port} is taken; using a free one", flush=True)
+        server = DisplayServer(dataclasses.replace(settings, http_port=0), MqttBridge(mqtt))
+    server.start()
+    return server
+
+
+def _stop_child(child: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """SIGTERM (an orderly shutdown for ``roller run``), then SIGKILL if it hangs."""
+    if child.poll() is not None:
+        return
+    try:
+        os.killpg(child.pid, signal.SIGTERM)  # its own session: the service and anything it ran
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    if child.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+
+
+def _toml_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')

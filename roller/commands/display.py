@@ -1,0 +1,57 @@
+"""``roller display``: the web page beside the mat, fed from the MQTT broker."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import signal
+import sys
+import threading
+
+HELP = "serve the live web display (subscribes to the rollers over MQTT)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML config file (default: $ROLLER_CONFIG, else built-in defaults)")
+    parser.add_argument("--broker", metavar="HOST:PORT",
+                        help="MQTT broker, overriding mqtt.host and mqtt.port")
+    parser.add_argument("--http-port", type=int, metavar="P",
+                        help="port of the page, overriding display.http_port (0: any free port)")
+    parser.add_argument("--http-host", metavar="ADDR",
+                        help="address to serve on, overriding display.http_host "
+                             "(127.0.0.1: this machine only)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from roller.config import load_config, override_broker
+    from roller.display import DisplayServer, MqttBridge
+    from roller.errors import ConfigError
+
+    config = load_config(args.config)
+    if args.broker:
+        config = override_broker(config, args.broker)
+    settings = config.display
+    if args.http_port is not None:
+        if not 0 <= args.http_port <= 65535:
+            raise ConfigError("--http-port", "a port from 0 to 65535", args.http_port)
+        settings = dataclasses.replace(settings, http_port=args.http_port)
+    if args.http_host:
+        settings = dataclasses.replace(settings, http_host=args.http_host)
+    try:
+        server = DisplayServer(settings, MqttBridge(config.mqtt))
+    except OSError as exc:
+        print(f"roller display: cannot serve on {settings.http_host}:{settings.http_port}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    server.start()
+    print(f"roller display: open {server.url()} (broker {config.mqtt.host}:{config.mqtt.port}, "
+          f"topics {config.mqtt.topic_prefix}/+/...)", flush=True)
+    try:
+        stop.wait()
+    finally:
+        server.close()
+    return 0
