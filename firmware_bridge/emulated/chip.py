@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +48,8 @@ class EmulatedImu(ABC):
     fifo_word_bytes = 1
     """Granularity in which an overflowing FIFO drops its oldest data."""
     who_am_i_register = 0x75
+    simulation: Any = None
+    """The simulated roller behind ``source``, when there is one (for ground truth)."""
 
     def __init__(self, source: MotionSource | None = None, *, address: int,
                  who_am_i: int, clock: Clock | None = None, rate_error: float = 0.0,

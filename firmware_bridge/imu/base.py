@@ -152,6 +152,8 @@ class FifoImuDriver(ABC):
         self.dev = RegisterDevice(bus, address)
         self.health = DriverHealth()
         self._closed = False
+        self.owns_bus = False
+        """Set by the loader that opened the bus: :meth:`close` then closes it too."""
         self._failures = 0
         self._fifo_fault_streak = 0
         self._next_probe_s = 0.0
@@ -221,7 +223,13 @@ class FifoImuDriver(ABC):
         return t, samples
 
     def close(self) -> None:
+        """Stop reading (later reads return nothing); close the bus if this driver owns it."""
+        if self._closed:
+            return
         self._closed = True
+        if self.owns_bus:
+            with contextlib.suppress(OSError):
+                self.dev.bus.close()
 
     def describe(self) -> str:
         s = self.settings

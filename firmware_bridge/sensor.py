@@ -1,0 +1,136 @@
+"""The production loader for the IMU: config section ``[sensor]`` -> a configured driver.
+
+``open_sensor(settings)`` opens ``/dev/i2c-<bus>`` with smbus2 and runs
+:func:`firmware_bridge.imu.detect`; when that fails the error says what to check (I2C enabled?
+permissions? wiring?). It never falls back to a fake. ``open_sensor(settings, simulate=True)``
+builds an emulated chip on an emulated bus, fed by the simulated roller doing a plausible
+routine, and returns the *same* driver class from the same ``detect`` -- so a simulated run
+exercises the real driver code, register by register.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from firmware_bridge.clock import Clock, SystemClock
+from firmware_bridge.emulated import CHIP_VARIANTS
+from firmware_bridge.errors import BusOpenError, ImuNotFoundError
+from firmware_bridge.imu import CHIP_CHOICES, DriverSettings, detect
+from firmware_bridge.imu.base import FifoImuDriver
+from roller.settings import setting
+
+SIMULATED_SESSION_S = 1800.0
+"""Length of the simulated person's session; it repeats after that."""
+
+_VARIANT_FOR_CHIP = {"mpu6050": "MPU-6050", "mpu6500": "MPU-6500", "mpu9250": "MPU-9250",
+                     "lsm6ds3": "LSM6DS3", "lsm6dso": "LSM6DSO"}
+
+
+@dataclass(frozen=True)
+class SensorSettings:
+    """Config section ``[sensor]``: which bus and chip, and how to configure it."""
+
+    bus: int = setting(1, minimum=0, maximum=255,
+                       doc="I2C bus number, /dev/i2c-<bus> (1 on a Raspberry Pi's header)")
+    address: int | None = setting(None, minimum=0x03, maximum=0x77,
+                                  doc="7-bit I2C address of the IMU; leave out to scan 0x68, "
+                                      "0x69, 0x6A and 0x6B")
+    chip: str = setting("auto", choices=CHIP_CHOICES,
+                        doc="which IMU to accept: auto (any supported), mpu6050, mpu6500, "
+                            "mpu9250, lsm6ds3 or lsm6dso")
+    output_rate_hz: float = setting(200.0, unit="Hz", minimum=100.0, maximum=1000.0,
+                                    doc="output data rate; the chip uses the nearest rate it "
+                                        "has (an LSM6DS gives 104/208/416/833 Hz)")
+    gyro_range_dps: int = setting(1000, unit="deg/s", choices=(500, 1000, 2000),
+                                  doc="gyro full scale (a roller at 30 cm/s turns 230 deg/s)")
+    accel_range_g: int = setting(4, unit="g", choices=(4, 8, 16),
+                                 doc="accelerometer full scale")
+    reconnect_interval_s: float = setting(1.0, unit="s", minimum=0.05, maximum=60.0,
+                                          doc="how often to look for a sensor that stopped "
+                                              "answering")
+    simulated_chip: str = setting("MPU-6050", choices=CHIP_VARIANTS,
+                                  doc="the chip that --simulate emulates (when chip = auto)")
+
+    def driver_settings(self) -> DriverSettings:
+        return DriverSettings(output_rate_hz=self.output_rate_hz,
+                              gyro_range_dps=self.gyro_range_dps,
+                              accel_range_g=self.accel_range_g,
+                              reconnect_interval_s=self.reconnect_interval_s)
+
+
+def open_sensor(settings: SensorSettings | None = None, *, simulate: bool = False,
+                scenario: Any = None, seed: int = 0, clock: Clock | None = None,
+                ) -> FifoImuDriver:
+    """A configured IMU driver. Raises :class:`~firmware_bridge.errors.SensorError` (with what
+    to check) when the bus cannot be opened or no supported chip answers."""
+    settings = settings or SensorSettings()
+    clock = clock or SystemClock()
+    addresses = [settings.address] if settings.address is not None else None
+    if simulate:
+        bus = simulated_bus(settings, scenario=scenario, seed=seed, clock=clock)
+    else:
+        bus = open_bus(settings.bus)
+    try:
+        driver = detect(bus, addresses, chip=settings.chip, settings=settings.driver_settings(),
+                        clock=clock)
+    except ImuNotFoundError as exc:
+        bus.close()
+        if simulate:
+            raise
+        raise ImuNotFoundError(f"{exc} (bus /dev/i2c-{settings.bus}; `roller detect` lists "
+                               "what answers)", exc.answers) from None
+    except BaseException:
+        bus.close()
+        raise
+    driver.owns_bus = True
+    return driver
+
+
+def simulated_bus(settings: SensorSettings, *, scenario: Any = None, seed: int = 0,
+                  clock: Clock | None = None) -> Any:
+    """An emulated bus with one emulated chip, fed by a simulated person rolling.
+
+    The chip's time zero is now on ``clock``; the session repeats after its end."""
+    from firmware_bridge.emulated import EmulatedBus, make_chip
+    from firmware_bridge.simulator import SimulatedRoller, person_scenario
+
+    clock = clock or SystemClock()
+    if scenario is None:
+        scenario = person_scenario(SIMULATED_SESSION_S, seed=seed)
+    roller = SimulatedRoller(scenario, seed=seed)
+    duration = roller.duration_s
+
+    def source(t: np.ndarray) -> np.ndarray:
+        return roller.imu(np.mod(t, duration))
+
+    variant = settings.simulated_chip if settings.chip == "auto" \
+        else _VARIANT_FOR_CHIP[settings.chip]
+    chip = make_chip(variant, source, address=settings.address, clock=clock)
+    chip.simulation = roller
+    return EmulatedBus([chip], bus_number=settings.bus)
+
+
+def open_bus(number: int) -> Any:
+    """``smbus2.SMBus(number)``, or a :class:`BusOpenError` that says what to check."""
+    device = f"/dev/i2c-{number}"
+    try:
+        from smbus2 import SMBus
+
+        return SMBus(number)
+    except FileNotFoundError:
+        raise BusOpenError(
+            f"{device} does not exist: enable I2C (sudo raspi-config -> Interface Options -> "
+            "I2C, or dtparam=i2c_arm=on in /boot/firmware/config.txt, then reboot) and check "
+            "[sensor] bus; or use --simulate on a machine without a sensor") from None
+    except PermissionError:
+        raise BusOpenError(
+            f"no permission to open {device}: add the user to the i2c group (sudo adduser "
+            "$USER i2c, then log in again) or run the service as a member of it") from None
+    except OSError as exc:
+        code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        raise BusOpenError(f"cannot open {device} ({code}: {exc.strerror}); check that I2C is "
+                           "enabled and the bus number is right") from None
