@@ -41,6 +41,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def _check_free(host: str, port: int) -> None:
+    """Raise BrokerError when ``host:port`` is taken: otherwise a broker that failed to bind
+    would look alive because someone else answers there."""
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise BrokerError(f"cannot start a broker on {host}:{port}: "
+                              f"{exc.strerror or exc}") from None
+
+
 def find_mosquitto() -> str | None:
     """Path of the mosquitto executable (Debian installs it in /usr/sbin), or None."""
     found = shutil.which("mosquitto")
@@ -134,6 +145,7 @@ def start_local_broker(kind: BrokerKind = "auto", *, port: int | None = None,
     """Start mosquitto (``auto`` when installed) or amqtt on ``host:port`` (a free port by
     default) and return once it accepts connections. Raises :class:`BrokerError`."""
     port = port or free_port(host)
+    _check_free(host, port)
     if kind in ("auto", "mosquitto"):
         exe = find_mosquitto()
         if exe is not None:
