@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from firmware_bridge.sensor import SensorSettings
 from roller.coach import CoachSettings
 from roller.discovery import HomeAssistantSettings
 from roller.display.server import DisplaySettings
@@ -56,6 +57,7 @@ class RollerConfig:
     """Everything ``roller run`` needs, one field per config section."""
 
     device: DeviceSettings = field(default_factory=DeviceSettings)
+    sensor: SensorSettings = field(default_factory=SensorSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     homeassistant: HomeAssistantSettings = field(default_factory=HomeAssistantSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
