@@ -220,7 +220,18 @@ class CoachState:
     """The session summary once the session is done."""
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """JSON-ready, numbers rounded to 4 decimals (0.1 ms, 0.1 mm/s): enough for any display."""
+        return _rounded(dataclasses.asdict(self))
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def _step_info(step: RoutineStep | None) -> dict[str, Any] | None:
