@@ -1,0 +1,183 @@
+"""Frames: irregular samples turned into a regular stream of short, fixed-length frames.
+
+Sensor samples come at 50-1000 Hz with jittered timestamps and gaps where samples were lost.
+Everything after this stage works on *frames*: consecutive windows of ``frame_s`` (40 ms) on
+the samples' own clock, starting at the first sample. For each frame we integrate the gyro over
+time (trapezoid rule between consecutive samples, using their real ``dt``; a gap is bridged by a
+straight line) and average the accelerometer the same way.
+
+Why frames: the heavy per-sample work is a handful of numpy operations per block, and the
+stateful stages (bias, axis, strokes, holds, too fast) run at a fixed 25 Hz whatever the sensor
+rate. The frame grid depends only on the sample times, so results are the same however the
+samples are split into blocks: a frame is complete once a sample at or after its end has
+arrived, and :attr:`Frames.known_at` records that sample's time (when a live system knows it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from roller.settings import setting
+
+
+@dataclass(frozen=True)
+class FrameSettings:
+    frame_s: float = setting(0.04, unit="s", minimum=0.005, maximum=0.5,
+                             doc="frame length: the time resolution of every later stage")
+
+
+@dataclass(frozen=True)
+class Frames:
+    """A run of consecutive complete frames (arrays of equal length)."""
+
+    index: np.ndarray
+    """Frame number since the first sample (int)."""
+    t_end: np.ndarray
+    """End of each frame on the samples' clock [s]."""
+    known_at: np.ndarray
+    """Time of the sample that completed the frame: when it could be known live [s]."""
+    duration_s: np.ndarray
+    """Time covered by samples (the frame length, except for a final partial frame) [s]."""
+    rotation_rad: np.ndarray
+    """(M, 3) gyro integrated over the frame, sensor axes [rad] (bias not removed)."""
+    accel_m_s2: np.ndarray
+    """(M, 3) mean specific force over the frame, sensor axes [m/s^2]."""
+    samples: np.ndarray
+    """How many samples fell in each frame."""
+
+    def __len__(self) -> int:
+        return int(self.index.size)
+
+    def select(self, lo: int, hi: int) -> Frames:
+        return Frames(self.index[lo:hi], self.t_end[lo:hi], self.known_at[lo:hi],
+                      self.duration_s[lo:hi], self.rotation_rad[lo:hi],
+                      self.accel_m_s2[lo:hi], self.samples[lo:hi])
+
+    @staticmethod
+    def concat(parts: list[Frames]) -> Frames:
+        if not parts:
+            return EMPTY
+        return Frames(*(np.concatenate([getattr(p, f) for p in parts])
+                        for f in ("index", "t_end", "known_at", "duration_s", "rotation_rad",
+                                  "accel_m_s2", "samples")))
+
+
+EMPTY = Frames(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0), np.zeros(0),
+               np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, dtype=np.int64))
+
+
+class Framer:
+    """Cuts a stream of samples into :class:`Frames`. ``update`` takes blocks of any size."""
+
+    def __init__(self, settings: FrameSettings | None = None) -> None:
+        self.settings = settings or FrameSettings()
+        self._frame_s = float(self.settings.frame_s)
+        self._origin: float | None = None
+        self._last_t = 0.0
+        self._last_x = np.zeros(6)
+        self._open = 0                    # index of the frame still being filled
+        self._acc = np.zeros(7)           # its sums: duration, rotation (3), accel x time (3)
+        self._count = 0
+
+    @property
+    def origin(self) -> float | None:
+        """Time of the first sample [s], or None before any."""
+        return self._origin
+
+    @property
+    def last_t(self) -> float | None:
+        return None if self._origin is None else self._last_t
+
+    def update(self, t: np.ndarray, samples: np.ndarray) -> Frames:
+        """Add samples ``t`` (N,) [s] and ``samples`` (N, 6) [m/s^2, rad/s]; return the frames
+        this completes. Samples not later than the previous one are ignored."""
+        t = np.asarray(t, dtype=np.float64).reshape(-1)
+        x = np.asarray(samples, dtype=np.float64).reshape(-1, 6)
+        if t.size == 0:
+            return EMPTY
+        if self._origin is None:
+            self._origin = float(t[0])
+            self._last_t = float(t[0])
+            self._last_x = x[0].copy()
+            self._open = 0
+            self._count = 1
+            t, x = t[1:], x[1:]
+            if t.size == 0:
+                return EMPTY
+        running = np.maximum.accumulate(np.concatenate([[self._last_t], t]))
+        keep = t > running[:-1]
+        if not keep.all():
+            t, x = t[keep], x[keep]
+            if t.size == 0:
+                return EMPTY
+        f, o, base = self._frame_s, self._origin, self._open
+        n = t.size
+        a = np.empty(n)
+        a[0] = self._last_t
+        a[1:] = t[:-1]
+        xa = np.empty_like(x)
+        xa[0] = self._last_x
+        xa[1:] = x[:-1]
+        vals = np.empty((n, 7))
+        vals[:, 0] = 1.0
+        vals[:, 1:4] = (xa[:, 3:] + x[:, 3:]) * 0.5
+        vals[:, 4:7] = (xa[:, :3] + x[:, :3]) * 0.5
+        kb = np.floor((t - o) / f).astype(np.int64)
+        ka = np.empty_like(kb)
+        ka[0] = base
+        ka[1:] = kb[:-1]
+        rows = kb - base
+        nf = int(rows[-1]) + 1
+        same = ka == kb
+        start_b = np.where(same, a, o + kb * f)
+        weight_b = t - start_b
+        sums = np.empty((nf, 7))
+        for c in range(7):
+            sums[:, c] = np.bincount(rows, weights=vals[:, c] * weight_b, minlength=nf)
+        cross = np.flatnonzero(~same)
+        if cross.size:
+            weight_a = (o + (ka[cross] + 1) * f) - a[cross]
+            rows_a = ka[cross] - base
+            for c in range(7):
+                sums[:, c] += np.bincount(rows_a, weights=vals[cross, c] * weight_a,
+                                          minlength=nf)
+            for j in cross[kb[cross] - ka[cross] >= 2]:   # gaps spanning whole frames: rare
+                for k in range(int(ka[j]) + 1, int(kb[j])):
+                    sums[k - base] += vals[j] * f
+        counts = np.bincount(rows, minlength=nf)
+        sums[0] += self._acc
+        counts[0] += self._count
+        # the last frame stays open
+        self._acc = sums[-1].copy()
+        self._count = int(counts[-1])
+        self._open = base + nf - 1
+        self._last_t = float(t[-1])
+        self._last_x = x[-1].copy()
+        if nf == 1:
+            return EMPTY
+        index = np.arange(base, base + nf - 1, dtype=np.int64)
+        known_at = t[np.searchsorted(kb, index, side="right")]
+        return self._frames(index, o + (index + 1) * f, known_at, sums[:-1], counts[:-1])
+
+    def finish(self) -> Frames:
+        """The last, partial frame (if it covers any time): call at the end of a recording."""
+        if self._origin is None or self._acc[0] <= 0:
+            return EMPTY
+        index = np.array([self._open], dtype=np.int64)
+        t_end = np.array([self._last_t])
+        frames = self._frames(index, t_end, t_end.copy(), self._acc[None, :].copy(),
+                              np.array([self._count]))
+        self._acc = np.zeros(7)
+        self._count = 0
+        return frames
+
+    @staticmethod
+    def _frames(index: np.ndarray, t_end: np.ndarray, known_at: np.ndarray, sums: np.ndarray,
+                counts: np.ndarray) -> Frames:
+        duration = sums[:, 0].copy()
+        safe = np.where(duration > 0, duration, 1.0)
+        return Frames(index=index, t_end=t_end, known_at=known_at, duration_s=duration,
+                      rotation_rad=sums[:, 1:4].copy(), accel_m_s2=sums[:, 4:7] / safe[:, None],
+                      samples=counts.astype(np.int64))

@@ -1,0 +1,68 @@
+"""Holds: the roller stays put (within about 1 cm) for at least 3 s.
+
+A hold is the time between two legs that travel at least ``hold_max_travel_m`` (default 1 cm):
+it starts where the last such leg ended and ends where the next one started. Breathing (a few
+millimetres of rocking) and leaning (rotation about axes other than the roll axis, which the
+speed stage ignores) never make such a leg, so they neither end a hold nor count as strokes.
+
+:class:`~roller.events.HoldStarted` is sent as soon as the roller has stayed put for
+``min_duration_s`` -- counting only time before any motion now in progress, so that a hold
+announced live is always confirmed by the final :class:`~roller.events.Hold`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from roller.events import Event, Hold, HoldStarted
+from roller.settings import setting
+
+
+@dataclass(frozen=True)
+class HoldSettings:
+    min_duration_s: float = setting(3.0, unit="s", minimum=0.1,
+                                    doc="how long the roller must stay put")
+
+
+class HoldDetector:
+    def __init__(self, settings: HoldSettings | None = None) -> None:
+        self.settings = settings or HoldSettings()
+        self.holding = False
+        self.start = 0.0
+        self.count = 0
+
+    def update(self, t: list[float], known_at: list[float], moving_since: list[float],
+               big: list[bool], still_since: list[float]) -> list[Event]:
+        """Per frame: end time, when known, start of motion in progress (NaN if none), whether
+        that motion has travelled far enough to end a hold, and when the last such one ended."""
+        min_s = self.settings.min_duration_s
+        out: list[Event] = []
+        holding, start = self.holding, self.start
+        isnan = math.isnan
+        for ti, ki, mi, bi, si in zip(t, known_at, moving_since, big, still_since, strict=True):
+            if bi:
+                if holding:
+                    out.append(Hold(start=start, end=mi, emitted_at=ki))
+                    self.count += 1
+                    holding = False
+                continue
+            if not holding:
+                quiet_until = ti if isnan(mi) else mi
+                if quiet_until - si >= min_s:
+                    holding = True
+                    start = si
+                    out.append(HoldStarted(start=start, emitted_at=ki))
+        self.holding, self.start = holding, start
+        return out
+
+    def finish(self, t_end: float) -> list[Event]:
+        if not self.holding:
+            return []
+        self.holding = False
+        self.count += 1
+        return [Hold(start=self.start, end=t_end, emitted_at=t_end)]
+
+    def state(self) -> dict:
+        return {"holding": self.holding, "start": self.start if self.holding else None,
+                "count": self.count}

@@ -1,0 +1,219 @@
+"""The streaming pipeline: samples in, events out, live and offline alike.
+
+Flow (each stage a small object with its own settings and ``update``)::
+
+    samples -> Framer -> frames (40 ms) -+-> BiasTracker      (gyro offset, from gravity)
+                                         +-> RollAxisEstimator (which way the sensor sits)
+                                         +-> SpeedEstimator -> velocity along the muscle
+                                                -> LegTracker -> StrokeDetector -> Stroke
+                                                              -> HoldDetector   -> HoldStarted, Hold
+                                                -> TooFastDetector -> TooFastAlert, TooFast
+
+The offset and axis estimates are refreshed once per *epoch* (one second of frames) and every
+frame of an epoch is measured with the estimates from the end of the previous one, so results
+depend only on the samples, never on how they were split into blocks. Until the estimates can be
+trusted (the pipeline may start while someone is already rolling, with an unknown offset of up
+to 20 deg/s and the sensor any way round), frames are kept back and then measured all at once
+with the first trusted estimates: events from that start-up are late, never wrong.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from roller.calibration import Calibration
+from roller.events import Event, LiveState, Phase
+from roller.pipeline.bias import BiasSettings, BiasTracker
+from roller.pipeline.frames import Framer, Frames, FrameSettings
+from roller.pipeline.holds import HoldDetector, HoldSettings
+from roller.pipeline.legs import LegSettings, LegTracker
+from roller.pipeline.roll_axis import RollAxisEstimator, RollAxisSettings
+from roller.pipeline.settings import PipelineSettings
+from roller.pipeline.speed import SpeedEstimator
+from roller.pipeline.strokes import StrokeDetector, StrokeSettings
+from roller.pipeline.too_fast import TooFastDetector, TooFastSettings
+from roller.settings import setting
+
+
+@dataclass(frozen=True)
+class StartupSettings:
+    epoch_s: float = setting(1.0, unit="s", minimum=0.1,
+                             doc="how often the offset and axis estimates are refreshed")
+    max_warmup_s: float = setting(60.0, unit="s", minimum=0.0,
+                                  doc="longest start-up before measuring with what is known")
+
+
+class Pipeline:
+    """Roller (or ball) IMU samples in, :mod:`roller.events` out. See the module docstring."""
+
+    def __init__(self, settings: PipelineSettings | None = None, *,
+                 frame_settings: FrameSettings | None = None,
+                 bias_settings: BiasSettings | None = None,
+                 axis_settings: RollAxisSettings | None = None,
+                 leg_settings: LegSettings | None = None,
+                 startup: StartupSettings | None = None) -> None:
+        self.settings = s = settings or PipelineSettings()
+        self.framer = Framer(frame_settings)
+        self.frame_s = self.framer.settings.frame_s
+        self.startup = startup or StartupSettings()
+        self.epoch_frames = max(1, round(self.startup.epoch_s / self.frame_s))
+        self.epoch_s = self.epoch_frames * self.frame_s
+        calibrated = s.gyro_bias_rad_s is not None
+        self.bias = BiasTracker(bias_settings, frame_s=self.frame_s,
+                                initial_rad_s=None if s.gyro_bias_rad_s is None
+                                else np.asarray(s.gyro_bias_rad_s, float),
+                                calibrated=calibrated)
+        if axis_settings is None:
+            axis_settings = RollAxisSettings(memory_s=120.0 if s.body == "roller" else 8.0)
+        pinned = None if s.roll_axis is None else np.asarray(s.roll_axis, float)
+        self.axis = RollAxisEstimator(axis_settings, pinned=pinned)
+        self.speed = SpeedEstimator(radius_m=s.radius_m, body=s.body)
+        self._leg_settings = leg_settings or LegSettings(big_travel_m=s.hold_max_travel_m)
+        self.legs: LegTracker | None = None
+        self.strokes = StrokeDetector(StrokeSettings(min_distance_m=s.stroke_min_distance_m))
+        self.holds = HoldDetector(HoldSettings(min_duration_s=s.hold_min_duration_s))
+        self.too_fast = TooFastDetector(TooFastSettings(
+            limit_m_s=s.max_speed_m_s, min_duration_s=s.too_fast_min_duration_s))
+        self._calibrated_start = calibrated and pinned is not None
+        self._warm = True
+        self._buffer: list[Frames] = []
+        self._last_t = math.nan
+        self._last_v = 0.0
+        self._last_g = np.array([0.0, 0.0, 1.0])
+        self._frames_seen = 0
+
+    # -- streaming -------------------------------------------------------------------------
+
+    def update(self, t: np.ndarray, samples: np.ndarray) -> list[Event]:
+        """Feed a block of samples (any size >= 0): ``t`` (N,) [s] increasing, ``samples``
+        (N, 6) accel [m/s^2] then gyro [rad/s], sensor axes. Returns the events now known."""
+        t = np.asarray(t, dtype=np.float64).reshape(-1)
+        if t.size:
+            self._last_t = float(t[-1])
+        return self._process(self.framer.update(t, samples))
+
+    def finish(self) -> list[Event]:
+        """End of the recording (or session): close what is still open."""
+        events = self._process(self.framer.finish())
+        if self._warm:
+            events += self._release()
+        t_end = self._last_t
+        if self.legs is not None and not math.isnan(t_end):
+            events += self.strokes.update(self.legs.finish(t_end))
+        if not math.isnan(t_end):
+            events += self.holds.finish(t_end)
+            events += self.too_fast.finish(t_end)
+        return events
+
+    def _process(self, frames: Frames) -> list[Event]:
+        n = len(frames)
+        if n == 0:
+            return []
+        if self.legs is None:
+            self.legs = LegTracker(self._leg_settings,
+                                   start_t=float(frames.t_end[0] - frames.duration_s[0]))
+        events: list[Event] = []
+        e = self.epoch_frames
+        ends = np.flatnonzero((frames.index + 1) % e == 0) + 1
+        bounds = [0, *ends.tolist()]
+        if bounds[-1] != n:
+            bounds.append(n)
+        for lo, hi in itertools.pairwise(bounds):
+            chunk = frames.select(lo, hi)
+            if self._warm:
+                self._buffer.append(chunk)
+            else:
+                events += self._detect(chunk)
+            self.bias.observe(chunk)
+            self.axis.observe(chunk, self.bias.bias)
+            self._frames_seen += hi - lo
+            acc = chunk.accel_m_s2[-1]
+            self._last_g = acc / (np.linalg.norm(acc) or 1.0)
+            if (int(chunk.index[-1]) + 1) % e == 0:
+                self.bias.end_epoch(self.epoch_s)
+                self.axis.end_epoch(self.epoch_s)
+                if self._warm and self._ready():
+                    events += self._release()
+        return events
+
+    def _ready(self) -> bool:
+        if self._calibrated_start:
+            return True
+        if self._frames_seen * self.frame_s >= self.startup.max_warmup_s:
+            return True
+        need = self.bias.settings.confident_s
+        if self.settings.body == "ball":
+            return self.bias.min_evidence_s(self._last_g) >= need
+        if self.axis.axis is None or not self.axis.confident:
+            return False
+        return self.settings.gyro_bias_rad_s is not None or \
+            self.bias.evidence_s(self.axis.axis) >= need
+
+    def _release(self) -> list[Event]:
+        """Measure the frames kept back during start-up, with the estimates now known."""
+        self._warm = False
+        frames = Frames.concat(self._buffer)
+        self._buffer = []
+        return self._detect(frames) if len(frames) else []
+
+    def _detect(self, frames: Frames) -> list[Event]:
+        assert self.legs is not None
+        v = self.speed.velocity(frames, self.bias.bias, self.axis.axis)
+        t_end = frames.t_end.tolist()
+        known = frames.known_at.tolist()
+        legs, moving, big, still = self.legs.update(t_end, known, v.tolist(),
+                                                    frames.duration_s.tolist())
+        events: list[Event] = list(self.strokes.update(legs))
+        events += self.holds.update(t_end, known, moving, big, still)
+        speed = np.abs(v)
+        t_mid = frames.t_end - frames.duration_s * 0.5
+        if self.too_fast.active or float(speed.max()) > self.too_fast.settings.limit_m_s:
+            events += self.too_fast.update(t_mid.tolist(), known, speed.tolist())
+        else:
+            self.too_fast.skip(float(t_mid[-1]), float(speed[-1]))
+        self._last_v = float(v[-1])
+        if len(events) > 1:
+            events.sort(key=lambda ev: ev.emitted_at)  # type: ignore[attr-defined]
+        return events
+
+    # -- what it knows now -----------------------------------------------------------------
+
+    @property
+    def live(self) -> LiveState:
+        """What is happening now (refreshed by every :meth:`update`)."""
+        phase: Phase = "idle"
+        hold_time = 0.0
+        if self.holds.holding:
+            phase = "holding"
+            hold_time = max(0.0, self._last_t - self.holds.start)
+        elif self.legs is not None and self.legs.rolling:
+            phase = "rolling"
+        return LiveState(t=0.0 if math.isnan(self._last_t) else self._last_t,
+                         speed_m_s=abs(self._last_v), velocity_m_s=self._last_v, phase=phase,
+                         stroke_count=self.strokes.count, hold_time_s=hold_time,
+                         too_fast=self.too_fast.alerting, calibrated=not self._warm)
+
+    @property
+    def calibration(self) -> Calibration:
+        """The current gyro offset and roll axis (sensor axes), and whether they are trusted."""
+        axis = None
+        if self.settings.body == "roller" and self.axis.axis is not None:
+            axis = tuple(float(a) for a in self.axis.axis)
+        return Calibration(gyro_bias_rad_s=tuple(float(b) for b in self.bias.bias),
+                           roll_axis=axis, confident=not self._warm)
+
+    def internal_state(self) -> dict[str, Any]:
+        """Why it decided: every stage's state, for debugging and ``--debug`` output."""
+        return {"warming_up": self._warm, "frames_seen": self._frames_seen,
+                "frames_waiting": sum(len(f) for f in self._buffer),
+                "bias": self.bias.state(), "axis": self.axis.state(),
+                "bias_evidence_along_axis_s": None if self.axis.axis is None
+                else self.bias.evidence_s(self.axis.axis),
+                "legs": None if self.legs is None else self.legs.state(),
+                "holds": self.holds.state(), "too_fast": self.too_fast.state(),
+                "strokes": self.strokes.count}

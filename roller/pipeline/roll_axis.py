@@ -1,0 +1,92 @@
+"""The roll axis: which way round the sensor sits in the roller, found from the data.
+
+The sensor may be glued in any orientation, so the roller's long axis is unknown in sensor axes.
+Two facts find it: rolling is by far the largest rotation (tens to hundreds of deg/s, back and
+forth), and the long axis stays horizontal. We take the angular velocity of every frame with the
+current gyro offset removed, drop its part along gravity (a roller yawing on the floor, or the
+offset's unmeasured vertical part, turns about the vertical, never about the roll axis), and
+accumulate the second-moment matrix of what is left. Its principal eigenvector is the roll axis.
+Leaning during holds (tilting the roller by a few degrees) adds only a little energy about the
+other horizontal axis, so the eigenvalue ratio says how sure we are.
+
+The axis' sign is arbitrary but kept consistent within a session (it sets which stroke direction
+is +1). For a ball the same estimator, with a short memory, follows the axis it currently rolls
+about. A pinned axis (config ``pipeline.roll_axis``) is used as given.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from roller.pipeline.frames import Frames
+from roller.settings import setting
+
+
+@dataclass(frozen=True)
+class RollAxisSettings:
+    memory_s: float = setting(120.0, unit="s", minimum=1.0,
+                              doc="how long old rotation counts")
+    min_rate_rad_s: float = setting(0.1, unit="rad/s", minimum=0.0,
+                                    doc="RMS rotation about the axis needed to trust it")
+    min_ratio: float = setting(6.0, minimum=1.0,
+                               doc="how much more rotation about the axis than about any other")
+
+
+class RollAxisEstimator:
+    """Unit roll axis in sensor axes (``axis``), and whether it can be trusted (``confident``)."""
+
+    def __init__(self, settings: RollAxisSettings | None = None, *,
+                 pinned: np.ndarray | None = None) -> None:
+        self.settings = settings or RollAxisSettings()
+        self._m = np.zeros((3, 3))
+        self._w = 0.0
+        self.pinned = pinned is not None
+        if pinned is not None:
+            a = np.asarray(pinned, dtype=float)
+            self.axis: np.ndarray | None = a / np.linalg.norm(a)
+            self.confident = True
+        else:
+            self.axis = None
+            self.confident = False
+        self.ratio = 0.0
+        self.rms_rate_rad_s = 0.0
+
+    def observe(self, frames: Frames, bias_rad_s: np.ndarray) -> None:
+        if self.pinned or len(frames) == 0:
+            return
+        dur = frames.duration_s
+        ok = dur > 0
+        w = (frames.rotation_rad[ok] / dur[ok, None]) - bias_rad_s
+        acc = frames.accel_m_s2[ok]
+        g = acc / np.maximum(np.linalg.norm(acc, axis=1), 1e-9)[:, None]
+        w = w - np.einsum("ij,ij->i", w, g)[:, None] * g
+        d = dur[ok]
+        self._m += np.einsum("n,ni,nj->ij", d, w, w)
+        self._w += float(d.sum())
+
+    def end_epoch(self, epoch_s: float) -> None:
+        if self.pinned or self._w <= 0:
+            return
+        vals, vecs = np.linalg.eigh(self._m)
+        axis = vecs[:, 2]
+        if self.axis is not None:
+            if float(axis @ self.axis) < 0:
+                axis = -axis
+        elif axis[np.argmax(np.abs(axis))] < 0:
+            axis = -axis
+        self.axis = axis
+        self.ratio = float(vals[2] / max(vals[1], 1e-12))
+        self.rms_rate_rad_s = math.sqrt(max(vals[2], 0.0) / self._w)
+        s = self.settings
+        self.confident = self.ratio >= s.min_ratio and self.rms_rate_rad_s >= s.min_rate_rad_s
+        forget = math.exp(-epoch_s / s.memory_s)
+        self._m *= forget
+        self._w *= forget
+
+    def state(self) -> dict:
+        return {"axis": None if self.axis is None else self.axis.tolist(),
+                "confident": self.confident, "pinned": self.pinned, "ratio": self.ratio,
+                "rms_rate_rad_s": self.rms_rate_rad_s}
