@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from firmware_bridge.gpio import GpioSettings
 from firmware_bridge.sensor import SensorSettings
 from roller.coach import CoachSettings
 from roller.discovery import HomeAssistantSettings
@@ -58,6 +59,7 @@ class RollerConfig:
 
     device: DeviceSettings = field(default_factory=DeviceSettings)
     sensor: SensorSettings = field(default_factory=SensorSettings)
+    gpio: GpioSettings = field(default_factory=GpioSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     homeassistant: HomeAssistantSettings = field(default_factory=HomeAssistantSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
