@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             broker = start_local_broker(args.broker_kind)
             address = broker.address
-            print(f"roller demo: started {broker.kind} on {address}", flush=True)
+            where = f" (pid {broker.pid})" if broker.pid is not None else " (in this process)"
+            print(f"roller demo: started {broker.kind} on {address}{where}", flush=True)
 
         if args.config:
             config_file = Path(args.config)
