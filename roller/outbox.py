@@ -88,7 +88,7 @@ class Outbox:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(SCHEMA)
-            self._count = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+            self._reload()
         except (sqlite3.Error, OSError) as exc:
             raise OutboxError(f"cannot open the outbox {self.path}: {exc}") from exc
 
@@ -123,7 +123,8 @@ class Outbox:
                 "INSERT INTO outbox (topic, payload, retain, numbered) VALUES (?, ?, ?, ?)",
                 (topic, data, int(retain), int(numbered)))
             self._count += 1
-            return Message(int(cur.lastrowid or 0), topic, data, retain, seq)
+            self._max_id = int(cur.lastrowid or 0)
+            return Message(self._max_id, topic, data, retain, seq)
 
     def _drop_oldest(self) -> None:
         row = self._db.execute(
@@ -146,6 +147,8 @@ class Outbox:
         """The next ``limit`` messages not handed out yet in this process, in order; they count
         as handed out from now on (until the process restarts or :meth:`unclaim_from`)."""
         with self._lock:
+            if self._max_id <= self._claimed_upto:  # nothing new: skip the query
+                return []
             rows = self._db.execute(
                 "SELECT id, topic, payload, retain, numbered FROM outbox WHERE id > ? "
                 "ORDER BY id LIMIT ?", (self._claimed_upto, max(0, limit))).fetchall()
@@ -209,24 +212,31 @@ class Outbox:
             self._db.close()
 
     # -- helpers ------------------------------------------------------------------------------
+    def _reload(self) -> None:
+        """Counters from the file (at open, and after a failed transaction)."""
+        self._count = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        self._max_id = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()[0]
+        self._meta_cache = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+
     def _meta(self, key: str) -> int:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return int(row[0]) if row else 0
+        return int(self._meta_cache.get(key, 0))
 
     def _set_meta(self, key: str, value: int) -> None:
         self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
                          "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+        self._meta_cache[key] = value
 
     def _transaction(self) -> _Transaction:
-        return _Transaction(self._db, self.path)
+        return _Transaction(self._db, self.path, self._reload)
 
 
 class _Transaction:
     """BEGIN IMMEDIATE ... COMMIT, rolled back on error; SQLite errors become OutboxError."""
 
-    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, db: sqlite3.Connection, path: Path, on_rollback: Any) -> None:
         self._db = db
         self._path = path
+        self._on_rollback = on_rollback
 
     def __enter__(self) -> None:
         try:
@@ -240,13 +250,17 @@ class _Transaction:
                 self._db.execute("COMMIT")
                 return False
             except sqlite3.Error as err:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise OutboxError(f"outbox {self._path}: {err}") from err
-        with contextlib.suppress(sqlite3.Error):
-            self._db.execute("ROLLBACK")
+        self._rollback()
         if isinstance(exc, sqlite3.Error):
             raise OutboxError(f"outbox {self._path}: {exc}") from exc
         return False
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("ROLLBACK")
+            self._on_rollback()
 
 
 def _to_json(payload: dict[str, Any]) -> bytes:

@@ -335,7 +335,7 @@ class Service:
         self._started_at = self.clock.monotonic()
         self._last_live = -math.inf
         self._last_health = -math.inf
-        self._last_health_body: dict[str, Any] | None = None
+        self._last_health_key: tuple[Any, ...] | None = None
         self._last_session_pub = -math.inf
         self._session_dirty = False
         self._last_sample_at = self._started_at
@@ -563,14 +563,20 @@ class Service:
             self._last_session_pub = now
         sensor_ok = self._check_sensor(now)
         self._set_led("fault" if not sensor_ok else _phase_status(self.live))
-        body = self.health(now)
-        same = self._last_health_body is not None and \
-            _health_key(body) == _health_key(self._last_health_body)
-        due = not same or now - self._last_health >= self.settings.health_interval_s
+        key = self._health_key()
+        due = key != self._last_health_key or \
+            now - self._last_health >= self.settings.health_interval_s
         if due and pub.connected:
-            pub.publish_health(body)
+            pub.publish_health(self.health(now))
             self._last_health = now
-            self._last_health_body = body
+            self._last_health_key = key
+
+    def _health_key(self) -> tuple[Any, ...]:
+        """What makes ``health`` worth republishing at once when it changes (cheap to get)."""
+        h = getattr(self.driver, "health", None)
+        return (self._sensor_ok, getattr(h, "connected", None), getattr(h, "last_error", None),
+                getattr(h, "reinits", None), self.publisher.outbox.dropped,
+                self.live.calibrated if self.live is not None else None)
 
     def _check_sensor(self, now: float) -> bool:
         health = getattr(self.driver, "health", None)
@@ -681,13 +687,6 @@ class Service:
                 closer()
             except Exception:
                 log.exception("closing the %s failed", name)
-
-
-def _health_key(body: Mapping[str, Any]) -> tuple[Any, ...]:
-    s = body.get("sensor", {})
-    m = body.get("mqtt", {})
-    return (body.get("state"), s.get("connected"), s.get("last_error"), s.get("reinits"),
-            m.get("outbox_dropped"), body.get("calibrated"))
 
 
 def build_service(config: RollerConfig, *, simulate: bool = False, seed: int = 0,

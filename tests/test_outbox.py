@@ -106,3 +106,11 @@ def test_numbered_message_needs_a_dict(tmp_path):
 def test_nan_payload_is_rejected_rather_than_stored_as_invalid_json(tmp_path):
     with pytest.raises(ValueError):
         Outbox(tmp_path / "o.db").add("t", {"x": float("nan")})
+
+
+def test_a_failed_add_changes_nothing(tmp_path):
+    box = Outbox(tmp_path / "o.db")
+    with pytest.raises(ValueError, match="bytes"):
+        box.add("t/e", {"blob": "x" * 300_000}, numbered=True)  # too big: rolled back
+    assert len(box) == 0 and box.last_seq == 0
+    assert box.add("t/e", {"i": 0}, numbered=True).seq == 1
