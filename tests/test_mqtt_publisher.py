@@ -337,3 +337,40 @@ def test_payloads_are_json_with_nan_as_null(broker, tmp_path):
     assert body == {"speed_m_s": None, "phase": "idle"}
     pub.close()
     sub.close()
+
+
+def _make_tls_files(d: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 (EC keys: fast)."""
+    def ssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+
+    ssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=roller test CA")
+    ssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext")
+    return d / "ca.pem", d / "server.pem", d / "server.key"
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="needs the openssl command")
+def test_tls_connection_with_a_private_ca(tmp_path):
+    ca, cert, key = _make_tls_files(tmp_path)
+    b = Broker(tmp_path)
+    b.conf.write_text(b.conf.read_text() + f"certfile {cert}\nkeyfile {key}\n" + as_me())
+    b.start()
+    try:
+        pub = make(b, tmp_path, "tls", tls=True, tls_ca_file=str(ca))
+        pub.start()
+        assert pub.wait_connected(5)
+        pub.publish_event("stroke", {"n": 1})
+        assert pub.flush(3)
+        pub.close()
+        # Without our CA the server is not trusted: no connection.
+        untrusted = make(b, tmp_path, "tls2", tls=True)
+        untrusted.start()
+        assert not untrusted.wait_connected(1.0)
+        untrusted.close()
+    finally:
+        b.stop()
