@@ -18,7 +18,8 @@
   let lastTooFast = false;
 
   // What the page did, for people debugging it and for the end-to-end tests.
-  const record = { spoken: [], beeps: [], messages: 0 };
+  // liveShown: [stroke_count, Date.now()] when a live message was drawn (the last 200).
+  const record = { spoken: [], beeps: [], messages: 0, liveShown: [] };
   window.rollerDisplay = record;
 
   const query = new URLSearchParams(location.search);
@@ -62,6 +63,10 @@
       choose(pickDefault());
     }
     else if (msg.device === current) render(msg.topic);
+    if (msg.topic === "live" && msg.device === current) {
+      record.liveShown.push([msg.payload.stroke_count, Date.now()]);
+      if (record.liveShown.length > 200) record.liveShown.shift();
+    }
     if (msg.topic === "status") { refreshPicker(); renderConnection(); }
   }
 
