@@ -37,6 +37,7 @@ from roller.display.server import DisplaySettings
 from roller.errors import ConfigError
 from roller.history import HistorySettings
 from roller.paths import CONFIG_ENV, default_state_dir
+from roller.pipeline import PipelineSettings
 from roller.publisher import MqttSettings, resolve_password
 from roller.service import ServiceSettings
 from roller.settings import describe, from_mapping, setting
@@ -59,6 +60,7 @@ class RollerConfig:
 
     device: DeviceSettings = field(default_factory=DeviceSettings)
     sensor: SensorSettings = field(default_factory=SensorSettings)
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     gpio: GpioSettings = field(default_factory=GpioSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     homeassistant: HomeAssistantSettings = field(default_factory=HomeAssistantSettings)
