@@ -8,6 +8,7 @@ restart, and send commands back to ``cmd/<verb>``.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import urllib.error
@@ -248,8 +249,17 @@ def test_sound_speaks_prompts_and_beeps(display, pub, page) -> None:
     page.wait_for_function("window.rollerDisplay.beeps.includes('too_fast')", timeout=5000)
 
 
-def test_summary_at_the_end_and_screenshots(display, pub, page) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+def screenshot_dir(tmp_path: Path) -> Path:
+    """docs/screenshots/ with ROLLER_UPDATE_SCREENSHOTS=1 (to refresh the README's pictures),
+    else a temporary folder, so a test run leaves the checkout clean."""
+    if os.environ.get("ROLLER_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        return SCREENSHOTS
+    return tmp_path
+
+
+def test_summary_at_the_end_and_screenshots(display, pub, page, tmp_path) -> None:
+    shots = screenshot_dir(tmp_path)
     pub.send("mat1", "status", b"online", retain=True)
     pub.send("mat1", "coach", coach_holding(12.0), retain=True)
     page.goto(display.url())
@@ -259,9 +269,10 @@ def test_summary_at_the_end_and_screenshots(display, pub, page) -> None:
         pub.send("mat1", "live", live(phase="holding", speed=speed, strokes=20, hold_s=12.0))
         time.sleep(0.02)
     page.wait_for_timeout(300)
-    page.screenshot(path=str(SCREENSHOTS / "display-hold.png"))
+    page.screenshot(path=str(shots / "display-hold.png"))
+    assert page.is_visible("#hold") and page.is_visible("button.danger")
     page.set_viewport_size({"width": 390, "height": 844})
-    page.screenshot(path=str(SCREENSHOTS / "display-phone.png"), full_page=True)
+    page.screenshot(path=str(shots / "display-phone.png"), full_page=True)
     page.set_viewport_size({"width": 1024, "height": 768})
     # the end of the routine: a summary
     clock = ManualClock()
@@ -276,7 +287,10 @@ def test_summary_at_the_end_and_screenshots(display, pub, page) -> None:
     page.wait_for_selector("#summary:not([hidden])", timeout=5000)
     assert page.text_content("#summary-title") == "Session stopped"
     assert "Active time" in page.text_content("#summary-list")
-    page.screenshot(path=str(SCREENSHOTS / "display-summary.png"))
+    page.screenshot(path=str(shots / "display-summary.png"))
+    for name in ("display-hold.png", "display-phone.png", "display-summary.png"):
+        png = (shots / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000, name
 
 
 def _wait(predicate, timeout_s: float) -> bool:
