@@ -531,8 +531,8 @@ def person_scenario(duration_s: float, *, seed: int = 0, radius_m: float = 0.075
         segments.append(seg)
         total += seg.duration_s
 
-    if not start_rolling:
-        add(RestSegment(float(rng.uniform(1.0, 4.0))))
+    if not start_rolling:   # still periods are either clearly short or clearly a hold
+        add(RestSegment(float(rng.choice([rng.uniform(0.5, 2.0), rng.uniform(4.5, 8.0)]))))
     direction = 1.0 if rng.random() < 0.5 else -1.0
     while total < duration_s:
         fast = rng.random() < fast_fraction
@@ -561,9 +561,10 @@ def person_scenario(duration_s: float, *, seed: int = 0, radius_m: float = 0.075
         elif roll < 0.8:
             add(RestSegment(float(rng.uniform(5.0, 12.0))))
         if body == "ball" and rng.random() < 0.5:
-            add(TwistSegment(float(rng.uniform(1.0, 2.5)),
+            add(TwistSegment(float(rng.uniform(1.0, 1.5)),
                              float(rng.uniform(-1.5, 1.5))))
-            add(RestSegment(float(rng.uniform(0.5, 1.5))))
+            add(RestSegment(float(rng.uniform(0.3, 0.5)) if roll >= 0.8
+                            else float(rng.uniform(0.5, 1.5))))
         elif roll >= 0.8 and segments and isinstance(segments[-1], StrokeSegment):
             # keep strokes in the same direction apart: a stop must separate them
             add(RestSegment(float(rng.uniform(0.8, 1.5))))

@@ -133,20 +133,19 @@ class Framer:
         same = ka == kb
         start_b = np.where(same, a, o + kb * f)
         weight_b = t - start_b
-        sums = np.empty((nf, 7))
-        for c in range(7):
-            sums[:, c] = np.bincount(rows, weights=vals[:, c] * weight_b, minlength=nf)
+        sums = np.zeros((nf, 7))
+        # rows are sorted: sum each frame's run of intervals in one call
+        first = np.flatnonzero(np.diff(rows, prepend=-1))
+        sums[rows[first]] = np.add.reduceat(vals * weight_b[:, None], first, axis=0)
         cross = np.flatnonzero(~same)
-        if cross.size:
+        if cross.size:   # the part of an interval before a frame boundary
             weight_a = (o + (ka[cross] + 1) * f) - a[cross]
-            rows_a = ka[cross] - base
-            for c in range(7):
-                sums[:, c] += np.bincount(rows_a, weights=vals[cross, c] * weight_a,
-                                          minlength=nf)
+            np.add.at(sums, ka[cross] - base, vals[cross] * weight_a[:, None])
             for j in cross[kb[cross] - ka[cross] >= 2]:   # gaps spanning whole frames: rare
                 for k in range(int(ka[j]) + 1, int(kb[j])):
                     sums[k - base] += vals[j] * f
-        counts = np.bincount(rows, minlength=nf)
+        counts = np.zeros(nf, dtype=np.int64)
+        counts[rows[first]] = np.diff(np.append(first, n))
         sums[0] += self._acc
         counts[0] += self._count
         # the last frame stays open

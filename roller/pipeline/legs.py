@@ -6,7 +6,9 @@ the position has moved ``start_travel_m`` from there, and it ends
 
 * at a reversal: once the roller has come back ``reversal_m`` from its farthest point, the leg
   ends at that farthest point and the next leg starts there; or
-* at a stop: once the speed has stayed below ``stop_speed_m_s`` for ``stop_s``.
+* at a stop: once the speed has stayed below ``stop_speed_m_s`` for ``stop_s``; the leg ends
+  where the roller first (nearly) stood, so that breathing just after the stop, which may push a
+  few mm further, does not stretch it.
 
 Working on position with these small hysteresis distances makes the cut immune to noise and to
 breathing (a few mm of rocking never travels ``start_travel_m`` from a still point before the
@@ -41,6 +43,9 @@ class LegSettings:
                                     doc="speed under which a leg may end at a stop")
     stop_s: float = setting(0.4, unit="s", minimum=0.0,
                             doc="how long under the stop speed ends a leg")
+    settle_speed_m_s: float = setting(0.0015, unit="m/s", minimum=0.0,
+                                      doc="a leg that ends at a stop ends where the speed "
+                                          "first fell under this (the roller stood)")
     big_travel_m: float = setting(0.01, unit="m", minimum=0.001,
                                   doc="travel that ends a hold")
 
@@ -69,6 +74,7 @@ class LegTracker:
         self._peak = 0.0
         self._peak_back = 0.0
         self._quiet_t: float | None = start_t
+        self._settle_t: float | None = start_t
         self._big = False
         self.still_since = start_t
         self.legs_seen = 0
@@ -83,12 +89,14 @@ class LegTracker:
         start_travel, reversal = s_.start_travel_m, s_.reversal_m
         onset, stop_speed, stop_s, big_travel = (s_.onset_speed_m_s, s_.stop_speed_m_s,
                                                  s_.stop_s, s_.big_travel_m)
+        settle_speed = s_.settle_speed_m_s
         p = self.position_m
         d = self.direction
         anchor_p, anchor_t = self._anchor_p, self._anchor_t
         ext_p, ext_t = self._ext_p, self._ext_t
         peak, peak_back = self._peak, self._peak_back
         quiet_t, big, still_since = self._quiet_t, self._big, self.still_since
+        settle_t = self._settle_t
         legs: list[Leg] = []
         moving: list[float] = []
         bigs: list[bool] = []
@@ -99,8 +107,11 @@ class LegTracker:
             if s < stop_speed:
                 if quiet_t is None:
                     quiet_t = ti
+                if settle_t is None and s < settle_speed:
+                    settle_t = ti
             else:
                 quiet_t = None
+                settle_t = None
             if d == 0:
                 if s < onset:
                     anchor_p = p
@@ -138,9 +149,10 @@ class LegTracker:
                     if (ext_p - anchor_p) * d >= big_travel:
                         big = True
                 elif quiet_t is not None and ti - quiet_t >= stop_s:
-                    legs.append(Leg(anchor_t, ext_t, abs(ext_p - anchor_p), d, peak, ki))
+                    end = ext_t if settle_t is None or settle_t > ext_t else settle_t
+                    legs.append(Leg(anchor_t, end, abs(ext_p - anchor_p), d, peak, ki))
                     if big:
-                        still_since = ext_t
+                        still_since = end
                     d = 0
                     anchor_p, anchor_t = p, ti
                     peak = 0.0
@@ -154,6 +166,7 @@ class LegTracker:
         self._ext_p, self._ext_t = ext_p, ext_t
         self._peak, self._peak_back = peak, peak_back
         self._quiet_t, self._big, self.still_since = quiet_t, big, still_since
+        self._settle_t = settle_t
         self.legs_seen += len(legs)
         return legs, moving, bigs, stills
 

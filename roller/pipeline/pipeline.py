@@ -81,7 +81,8 @@ class Pipeline:
             limit_m_s=s.max_speed_m_s, min_duration_s=s.too_fast_min_duration_s))
         self._calibrated_start = calibrated and pinned is not None
         self._warm = True
-        self._buffer: list[Frames] = []
+        self._buffer: list[Frames] = []     # kept back during start-up
+        self._epoch: list[Frames] = []      # the current epoch's frames, to learn from
         self._last_t = math.nan
         self._last_v = 0.0
         self._last_g = np.array([0.0, 0.0, 1.0])
@@ -101,6 +102,7 @@ class Pipeline:
         """End of the recording (or session): close what is still open."""
         events = self._process(self.framer.finish())
         if self._warm:
+            self._end_epoch()   # a short recording: learn from its last frames too
             events += self._release()
         t_end = self._last_t
         if self.legs is not None and not math.isnan(t_end):
@@ -129,17 +131,26 @@ class Pipeline:
                 self._buffer.append(chunk)
             else:
                 events += self._detect(chunk)
-            self.bias.observe(chunk)
-            self.axis.observe(chunk, self.bias.bias)
+            self._epoch.append(chunk)
             self._frames_seen += hi - lo
-            acc = chunk.accel_m_s2[-1]
-            self._last_g = acc / (np.linalg.norm(acc) or 1.0)
             if (int(chunk.index[-1]) + 1) % e == 0:
-                self.bias.end_epoch(self.epoch_s)
-                self.axis.end_epoch(self.epoch_s)
+                self._end_epoch()
                 if self._warm and self._ready():
                     events += self._release()
         return events
+
+    def _end_epoch(self) -> None:
+        """Learn from the epoch's frames, all at once (cheaper than block by block, and the
+        same whatever the blocks were), then refresh the estimates."""
+        frames = Frames.concat(self._epoch)
+        self._epoch = []
+        if len(frames):
+            self.bias.observe(frames)
+            self.axis.observe(frames, self.bias.bias)
+            acc = frames.accel_m_s2[-1]
+            self._last_g = acc / (np.linalg.norm(acc) or 1.0)
+        self.bias.end_epoch(self.epoch_s)
+        self.axis.end_epoch(self.epoch_s)
 
     def _ready(self) -> bool:
         if self._calibrated_start:

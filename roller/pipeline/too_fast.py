@@ -61,6 +61,13 @@ class TooFastDetector:
                 elif self.end is None:
                     self.end = _crossing(prev_t, prev_s, ti, si, limit)
                 if si < low:
+                    if not self.alerted and self.end - self.start >= min_s:
+                        # a short excursion that only the interpolated end shows was long
+                        # enough: alert now, late rather than never
+                        self.alerted = True
+                        self.emitted_at = ki
+                        out.append(TooFastAlert(start=self.start, speed_m_s=si,
+                                                limit_m_s=limit, emitted_at=ki))
                     if self.alerted:
                         out.append(TooFast(start=self.start, end=self.end, peak_speed_m_s=self.peak,
                                            limit_m_s=limit, emitted_at=self.emitted_at))

@@ -1,0 +1,281 @@
+"""Accuracy of the pipeline on simulated sessions with known truth: prints the figures.
+
+    .venv/bin/python benchmarks/accuracy.py [--sets N] [--seconds S]
+
+Each set is a simulated person (``firmware_bridge.simulator.person_scenario``) recorded under
+different conditions: 50-1000 Hz, radii 4-8 cm, random sensor mounting, gyro offsets up to
+20 deg/s with warm-up drift, noise, timestamp jitter, dropped samples, massage balls, and
+sessions that start in the middle of rolling. The pipeline runs on each recording in blocks as
+a live service would; events are matched against the truth:
+
+* strokes and holds match one-to-one when their time spans overlap by at least half of their
+  union; F1 = 2 TP / (2 TP + FP + FN);
+* a too-fast alert matches a true excursion when the excursion has started by the alert and
+  not ended more than 0.3 s before the alert's start; latency = emitted_at - true crossing.
+
+``tests/test_pipeline_accuracy.py`` runs the same code and asserts the targets of issue 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from firmware_bridge.simulator import (
+    DEG,
+    GroundTruth,
+    SimulatedRoller,
+    person_scenario,
+)
+from roller.events import Event, Hold, Stroke, TooFastAlert
+from roller.pipeline import Pipeline, PipelineSettings
+
+RATES_HZ = (50.0, 100.0, 200.0, 400.0, 1000.0)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """How one simulated session is recorded."""
+
+    seed: int
+    rate_hz: float
+    radius_m: float
+    body: str
+    start_rolling: bool
+    jitter_s: float
+    drop_fraction: float
+    gyro_noise_rad_s: float
+    accel_noise_m_s2: float
+    block: int
+
+    def describe(self) -> str:
+        return (f"seed {self.seed:2d} {self.body:6s} {self.rate_hz:6.0f} Hz r={self.radius_m:.3f}"
+                f" jitter={self.jitter_s * 1e3:.2f} ms drop={self.drop_fraction:.0%}"
+                f"{' mid-roll' if self.start_rolling else ''}")
+
+
+def conditions(n: int = 24, first_seed: int = 100) -> list[Condition]:
+    """``n`` varied recording conditions, deterministic."""
+    out = []
+    for i in range(n):
+        rng = np.random.default_rng([first_seed, i])
+        rate = RATES_HZ[i % len(RATES_HZ)]
+        noisy = i % 3 == 0
+        out.append(Condition(
+            seed=first_seed + i, rate_hz=rate,
+            radius_m=float(rng.uniform(0.04, 0.08)),
+            body="ball" if i % 6 == 5 else "roller",
+            start_rolling=i % 4 == 1,
+            jitter_s=float(rng.uniform(0.0, 0.4)) / rate,
+            drop_fraction=float(rng.choice([0.0, 0.01, 0.03, 0.05])),
+            gyro_noise_rad_s=(0.006 if noisy else 0.002),
+            accel_noise_m_s2=(0.1 if noisy else 0.03),
+            block=int(rng.choice([1, 7, 100, 1000, 65536])) if rate < 1000 else 100))
+    return out
+
+
+@dataclass
+class SetScore:
+    condition: Condition
+    strokes_true: int = 0
+    strokes_found: int = 0
+    strokes_matched: int = 0
+    peak_errors: list[float] = field(default_factory=list)
+    holds_true: int = 0
+    holds_found: int = 0
+    holds_matched: int = 0
+    hold_edge_errors_s: list[float] = field(default_factory=list)
+    too_fast_true: int = 0
+    alerts: int = 0
+    alerts_matched: int = 0
+    false_alarms: int = 0
+    alert_latency_s: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def run(condition: Condition, seconds: float = 150.0,
+        ) -> tuple[list[Event], GroundTruth, float]:
+    """Simulate, record and analyse one session. Returns events, truth, session length."""
+    scenario = person_scenario(seconds, seed=condition.seed, radius_m=condition.radius_m,
+                               body=condition.body,  # type: ignore[arg-type]
+                               start_rolling=condition.start_rolling,
+                               gyro_noise_rad_s=condition.gyro_noise_rad_s,
+                               accel_noise_m_s2=condition.accel_noise_m_s2,
+                               gyro_bias_max_rad_s=20 * DEG)
+    sim = SimulatedRoller(scenario, seed=condition.seed)
+    t, samples = sim.recording(condition.rate_hz, jitter_s=condition.jitter_s,
+                               drop_fraction=condition.drop_fraction)
+    settings = PipelineSettings(radius_m=condition.radius_m,
+                                body=condition.body)  # type: ignore[arg-type]
+    pipeline = Pipeline(settings)
+    events: list[Event] = []
+    b = condition.block
+    for i in range(0, t.size, b):
+        events += pipeline.update(t[i:i + b], samples[i:i + b])
+    events += pipeline.finish()
+    return events, sim.truth(max_speed_m_s=settings.max_speed_m_s), sim.duration_s
+
+
+def _iou(a0: float, a1: float, b0: float, b1: float) -> float:
+    inter = min(a1, b1) - max(a0, b0)
+    union = max(a1, b1) - min(a0, b0)
+    return inter / union if inter > 0 and union > 0 else 0.0
+
+
+def _match(found: list[tuple[float, float]], true: list[tuple[float, float]],
+           min_iou: float = 0.5) -> list[tuple[int, int]]:
+    """One-to-one matches (found index, true index), best overlaps first."""
+    pairs = []
+    for i, (a0, a1) in enumerate(found):
+        for j, (b0, b1) in enumerate(true):
+            if b0 > a1 + 5 or b1 < a0 - 5:
+                continue
+            iou = _iou(a0, a1, b0, b1)
+            if iou >= min_iou:
+                pairs.append((iou, i, j))
+    pairs.sort(reverse=True)
+    used_f, used_t, out = set(), set(), []
+    for _, i, j in pairs:
+        if i not in used_f and j not in used_t:
+            used_f.add(i)
+            used_t.add(j)
+            out.append((i, j))
+    return out
+
+
+def score(condition: Condition, events: list[Event], truth: GroundTruth,
+          seconds: float) -> SetScore:
+    sc = SetScore(condition, seconds=seconds)
+    strokes = [e for e in events if isinstance(e, Stroke)]
+    sc.strokes_true, sc.strokes_found = len(truth.strokes), len(strokes)
+    matches = _match([(s.start, s.end) for s in strokes],
+                     [(s.start, s.end) for s in truth.strokes])
+    sc.strokes_matched = len(matches)
+    for i, j in matches:
+        true_peak = truth.strokes[j].peak_speed_m_s
+        sc.peak_errors.append(abs(strokes[i].peak_speed_m_s - true_peak) / true_peak)
+    holds = [e for e in events if isinstance(e, Hold)]
+    sc.holds_true, sc.holds_found = len(truth.holds), len(holds)
+    matches = _match([(h.start, h.end) for h in holds], [(h.start, h.end) for h in truth.holds])
+    sc.holds_matched = len(matches)
+    for i, j in matches:
+        sc.hold_edge_errors_s += [abs(holds[i].start - truth.holds[j].start),
+                                  abs(holds[i].end - truth.holds[j].end)]
+    alerts = [e for e in events if isinstance(e, TooFastAlert)]
+    sc.too_fast_true, sc.alerts = len(truth.too_fast), len(alerts)
+    taken: set[int] = set()
+    for alert in alerts:
+        hit = None
+        for j, tf in enumerate(truth.too_fast):
+            if j not in taken and tf.start - 0.3 <= alert.emitted_at and \
+                    alert.start <= tf.end + 0.3:
+                hit = j
+                break
+        if hit is None:
+            sc.false_alarms += 1
+        else:
+            taken.add(hit)
+            sc.alerts_matched += 1
+            sc.alert_latency_s.append(alert.emitted_at - truth.too_fast[hit].start)
+    return sc
+
+
+def _f1(tp: int, found: int, true: int) -> float:
+    return 1.0 if found + true == 0 else 2 * tp / (found + true)
+
+
+@dataclass(frozen=True)
+class Summary:
+    sets: int
+    stroke_f1: float
+    exact_stroke_count_fraction: float
+    median_peak_speed_error: float
+    hold_f1: float
+    hold_edge_error_p90_s: float
+    too_fast_recall: float
+    false_alarms: int
+    alert_latency_p90_s: float
+    strokes: int
+    holds: int
+    excursions: int
+
+    def lines(self) -> list[str]:
+        return [
+            f"sets: {self.sets} ({self.strokes} strokes, {self.holds} holds, "
+            f"{self.excursions} too-fast excursions in the truth)",
+            f"stroke F1: {self.stroke_f1:.4f}   (target >= 0.98)",
+            f"exact stroke count: {self.exact_stroke_count_fraction:.0%} of sets   "
+            f"(target >= 90%)",
+            f"median peak-speed error: {self.median_peak_speed_error:.2%}   (target <= 5%)",
+            f"hold F1: {self.hold_f1:.4f}   (target >= 0.98)",
+            f"hold start/end error, 90th percentile: {self.hold_edge_error_p90_s:.3f} s   "
+            f"(target <= 0.75 s)",
+            f"too-fast recall: {self.too_fast_recall:.2%}   (target >= 98%)",
+            f"too-fast false alarms: {self.false_alarms}   (target 0)",
+            f"alert latency after the crossing, 90th percentile: "
+            f"{self.alert_latency_p90_s:.3f} s   (target <= 0.5 s)",
+        ]
+
+
+def summarise(scores: list[SetScore]) -> Summary:
+    def total(name: str) -> int:
+        return sum(getattr(s, name) for s in scores)
+
+    peaks = [e for s in scores for e in s.peak_errors]
+    edges = [e for s in scores for e in s.hold_edge_errors_s]
+    lat = [e for s in scores for e in s.alert_latency_s]
+    return Summary(
+        sets=len(scores),
+        stroke_f1=_f1(total("strokes_matched"), total("strokes_found"), total("strokes_true")),
+        exact_stroke_count_fraction=float(np.mean(
+            [s.strokes_found == s.strokes_true for s in scores])),
+        median_peak_speed_error=float(np.median(peaks)) if peaks else 0.0,
+        hold_f1=_f1(total("holds_matched"), total("holds_found"), total("holds_true")),
+        hold_edge_error_p90_s=float(np.percentile(edges, 90)) if edges else 0.0,
+        too_fast_recall=(total("alerts_matched") / total("too_fast_true")
+                         if total("too_fast_true") else 1.0),
+        false_alarms=total("false_alarms"),
+        alert_latency_p90_s=float(np.percentile(lat, 90)) if lat else 0.0,
+        strokes=total("strokes_true"), holds=total("holds_true"),
+        excursions=total("too_fast_true"))
+
+
+def evaluate(n_sets: int = 24, seconds: float = 150.0, *, verbose: bool = False,
+             ) -> tuple[Summary, list[SetScore]]:
+    scores = []
+    for cond in conditions(n_sets):
+        events, truth, duration = run(cond, seconds)
+        sc = score(cond, events, truth, duration)
+        scores.append(sc)
+        if verbose:
+            print(f"{cond.describe()}: strokes {sc.strokes_found}/{sc.strokes_true} "
+                  f"(matched {sc.strokes_matched}), holds {sc.holds_found}/{sc.holds_true} "
+                  f"(matched {sc.holds_matched}), alerts {sc.alerts}/{sc.too_fast_true} "
+                  f"(false {sc.false_alarms})")
+    return summarise(scores), scores
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", type=int, default=24)
+    parser.add_argument("--seconds", type=float, default=150.0,
+                        help="length of each simulated session [s]")
+    parser.add_argument("-v", "--verbose", action="store_true", help="one line per set")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    summary, _ = evaluate(args.sets, args.seconds, verbose=args.verbose)
+    for line in summary.lines():
+        print(line)
+    print(f"({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
