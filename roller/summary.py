@@ -1,0 +1,164 @@
+"""A session summary built from the pipeline's events: what ``roller analyze`` prints.
+
+:class:`SessionSummary` collects events as they stream out of the pipeline (its memory grows
+with the number of strokes and holds, never with the number of samples) and reports strokes,
+holds, time spent rolling and holding, speed statistics and the too-fast excursions, as text for
+people or as one JSON object for programs. Times are on the recording's own clock [s]; speeds
+along the muscle [m/s]; distances [m].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from roller.events import Event, Hold, Stroke, TooFast, TooFastAlert
+
+
+def _r(x: float, digits: int = 4) -> float:
+    return round(float(x), digits)
+
+
+@dataclass
+class SessionSummary:
+    """Everything ``roller analyze`` reports about one recording."""
+
+    max_speed_m_s: float
+    radius_m: float
+    body: str = "roller"
+    start: float | None = None
+    end: float | None = None
+    strokes: list[Stroke] = field(default_factory=list)
+    holds: list[Hold] = field(default_factory=list)
+    too_fast: list[TooFast] = field(default_factory=list)
+    alerts: list[TooFastAlert] = field(default_factory=list)
+    samples: int = 0
+    calibration: dict[str, Any] | None = None
+
+    def add(self, events: Iterable[Event]) -> None:
+        for ev in events:
+            if isinstance(ev, Stroke):
+                self.strokes.append(ev)
+            elif isinstance(ev, Hold):
+                self.holds.append(ev)
+            elif isinstance(ev, TooFast):
+                self.too_fast.append(ev)
+            elif isinstance(ev, TooFastAlert):
+                self.alerts.append(ev)
+
+    def saw_samples(self, first_t: float, last_t: float, count: int) -> None:
+        """Note the time span of a block of samples."""
+        if self.start is None:
+            self.start = first_t
+        self.end = last_t
+        self.samples += count
+
+    # -- figures -----------------------------------------------------------------------------
+
+    @property
+    def duration_s(self) -> float:
+        return 0.0 if self.start is None or self.end is None else self.end - self.start
+
+    @property
+    def time_rolling_s(self) -> float:
+        return sum(s.end - s.start for s in self.strokes)
+
+    @property
+    def time_holding_s(self) -> float:
+        return sum(h.end - h.start for h in self.holds)
+
+    @property
+    def distance_m(self) -> float:
+        return sum(s.distance_m for s in self.strokes)
+
+    def speed_stats(self) -> dict[str, Any]:
+        """Statistics over strokes [m/s]: typical (median) and fastest peak, mean stroke speed
+        weighted by time, and how many strokes peaked above the limit."""
+        if not self.strokes:
+            return {"strokes": 0, "median_peak_m_s": None, "max_peak_m_s": None,
+                    "mean_m_s": None, "strokes_over_limit": 0, "limit_m_s": self.max_speed_m_s}
+        peaks = sorted(s.peak_speed_m_s for s in self.strokes)
+        n = len(peaks)
+        median = peaks[n // 2] if n % 2 else 0.5 * (peaks[n // 2 - 1] + peaks[n // 2])
+        rolling = self.time_rolling_s
+        mean = self.distance_m / rolling if rolling > 0 else 0.0
+        return {"strokes": n, "median_peak_m_s": _r(median), "max_peak_m_s": _r(peaks[-1]),
+                "mean_m_s": _r(mean),
+                "strokes_over_limit": sum(p > self.max_speed_m_s for p in peaks),
+                "limit_m_s": self.max_speed_m_s}
+
+    # -- output ------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of ``roller analyze --json``."""
+        return {
+            "strokes": [{"start": _r(s.start, 3), "end": _r(s.end, 3),
+                         "distance_m": _r(s.distance_m), "peak_speed_m_s": _r(s.peak_speed_m_s),
+                         "mean_speed_m_s": _r(s.mean_speed_m_s), "direction": s.direction,
+                         "emitted_at": _r(s.emitted_at, 3)} for s in self.strokes],
+            "holds": [{"start": _r(h.start, 3), "end": _r(h.end, 3),
+                       "duration_s": _r(h.end - h.start, 3)} for h in self.holds],
+            "too_fast": [{"start": _r(e.start, 3), "end": _r(e.end, 3),
+                          "peak_speed_m_s": _r(e.peak_speed_m_s),
+                          "emitted_at": _r(e.emitted_at, 3)} for e in self.too_fast],
+            "start": None if self.start is None else _r(self.start, 3),
+            "end": None if self.end is None else _r(self.end, 3),
+            "duration_s": _r(self.duration_s, 3),
+            "samples": self.samples,
+            "time_rolling_s": _r(self.time_rolling_s, 3),
+            "time_holding_s": _r(self.time_holding_s, 3),
+            "distance_m": _r(self.distance_m),
+            "speed": self.speed_stats(),
+            "settings": {"radius_m": self.radius_m, "max_speed_m_s": self.max_speed_m_s,
+                         "body": self.body},
+            "calibration": self.calibration,
+        }
+
+    def to_text(self) -> str:
+        """A readable report for a person."""
+        lines = []
+        d = self.duration_s
+        lines.append(f"session: {_clock(d)} ({self.samples} samples), {self.body} radius "
+                     f"{self.radius_m * 100:.1f} cm, go-slow limit {self.max_speed_m_s * 100:.1f}"
+                     " cm/s")
+        share = (lambda x: f" ({x / d:.0%} of the session)") if d > 0 else (lambda x: "")
+        lines.append(f"rolling: {_clock(self.time_rolling_s)}{share(self.time_rolling_s)}, "
+                     f"{len(self.strokes)} strokes, {self.distance_m * 100:.0f} cm in all")
+        lines.append(f"holding: {_clock(self.time_holding_s)}{share(self.time_holding_s)}, "
+                     f"{len(self.holds)} holds")
+        st = self.speed_stats()
+        if st["strokes"]:
+            lines.append(f"speed: typical peak {st['median_peak_m_s'] * 100:.1f} cm/s, fastest "
+                         f"{st['max_peak_m_s'] * 100:.1f} cm/s, average while rolling "
+                         f"{st['mean_m_s'] * 100:.1f} cm/s")
+        if self.too_fast:
+            lines.append(f"too fast: {len(self.too_fast)} time(s) above "
+                         f"{self.max_speed_m_s * 100:.1f} cm/s")
+            for e in self.too_fast:
+                lines.append(f"  at {_clock(e.start)} for {e.end - e.start:.1f} s, peak "
+                             f"{e.peak_speed_m_s * 100:.1f} cm/s")
+        else:
+            lines.append("too fast: never -- nicely slow")
+        if self.holds:
+            lines.append("holds:")
+            for h in self.holds:
+                lines.append(f"  {_clock(h.start)} - {_clock(h.end)} ({h.end - h.start:.0f} s)")
+        if self.strokes:
+            lines.append("strokes (start, length, distance, peak speed):")
+            for s in self.strokes:
+                arrow = "+" if s.direction > 0 else "-"
+                lines.append(f"  {_clock(s.start)} {s.end - s.start:4.1f} s {arrow}"
+                             f"{s.distance_m * 100:4.1f} cm  {s.peak_speed_m_s * 100:4.1f} cm/s")
+        return "\n".join(lines)
+
+
+def _clock(seconds: float) -> str:
+    """``m:ss.s`` for a time or duration in seconds."""
+    if not math.isfinite(seconds):
+        return "?"
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(seconds)
+    m, s = divmod(seconds, 60.0)
+    return f"{sign}{int(m)}:{s:04.1f}"
