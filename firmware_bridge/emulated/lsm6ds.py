@@ -205,6 +205,11 @@ class EmulatedLsm6dso(_EmulatedLsm6ds):
 
     def _read_fifo_port(self, register: int, length: int) -> bytes:
         offset = register - Lsm6dsoMap.FIFO_DATA_OUT_TAG.address
+        if offset == 0 and length % self.WORD_BYTES == 0:      # whole words: pop at once
+            data = self.pop_fifo(length)
+            if data:
+                self.overflow_flag = False
+            return data
         out = bytearray()
         while len(out) < length:               # one word at a time, rolling over 0x78..0x7E
             take = min(self.WORD_BYTES - offset, length - len(out))
@@ -214,7 +219,7 @@ class EmulatedLsm6dso(_EmulatedLsm6ds):
             if offset == self.WORD_BYTES:
                 self.pop_fifo(self.WORD_BYTES)
                 offset = 0
-        if self.fifo_word_bytes and out:
+        if out:
             self.overflow_flag = False
         return bytes(out)
 
