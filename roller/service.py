@@ -39,6 +39,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from firmware_bridge.clock import Clock, SystemClock
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from roller.publisher import Publisher
 
 log = logging.getLogger("roller.service")
+
 
 
 @dataclass(frozen=True)
@@ -312,7 +314,8 @@ class Service:
     def __init__(self, config: RollerConfig, *, driver: Any, pipeline: Any,
                  publisher: Publisher, controls: Any = None, coach: Any = None,
                  history: Any = None, clock: Clock | None = None,
-                 notifier: Notifier | None = None) -> None:
+                 notifier: Notifier | None = None, calibration_path: Path | None = None
+                 ) -> None:
         self.config = config
         self.settings: ServiceSettings = config.service
         self.driver = driver
@@ -325,6 +328,9 @@ class Service:
         """Where finished coached sessions are recorded (``roller.history.History``) or None."""
         self.clock = clock or SystemClock()
         self.notifier = notifier or Notifier()
+        self.calibration_path = calibration_path
+        """Where to save the pipeline's calibration on shutdown when it is confident (None:
+        do not save, e.g. with a simulated sensor)."""
         self.session = Session()
         self.commands = CommandTable()
         self._inbox: queue.SimpleQueue[tuple[str, bytes, str]] = queue.SimpleQueue()
@@ -651,6 +657,14 @@ class Service:
             self.notifier.watchdog()
             self._last_watchdog = now
 
+    def _save_calibration(self) -> None:
+        if self.calibration_path is None:
+            return
+        calibration = self.pipeline.calibration
+        if calibration.confident:
+            calibration.save(self.calibration_path)
+            log.info("saved the calibration to %s", self.calibration_path)
+
     @property
     def ready(self) -> bool:
         """True once READY=1 was sent (or would have been, outside systemd)."""
@@ -676,6 +690,10 @@ class Service:
                 self.publisher.publish_retained("session", self.session.to_dict(now))
         except Exception:
             log.exception("publishing the final session failed")
+        try:
+            self._save_calibration()
+        except Exception:
+            log.exception("saving the calibration failed")
         for name, closer in (("controls", getattr(self.controls, "close", None)),
                              ("sensor", getattr(self.driver, "close", None)),
                              ("publisher", self.publisher.close),
@@ -693,6 +711,7 @@ def build_service(config: RollerConfig, *, simulate: bool = False, seed: int = 0
                   clock: Clock | None = None, notifier: Notifier | None = None) -> Service:
     """The production loader: open the sensor (emulated with ``simulate``), the pipeline, the
     outbox, the publisher, the GPIO controls and the coach from ``config``."""
+    from roller.calibration import FILE_NAME as CALIBRATION_FILE_NAME
     from roller.discovery import discovery_config
     from roller.outbox import Outbox
     from roller.paths import ensure_dir
@@ -710,10 +729,16 @@ def build_service(config: RollerConfig, *, simulate: bool = False, seed: int = 0
     publisher = Publisher(config.mqtt, topics, outbox, password=resolve_password(config.mqtt),
                           discovery=discovery)
     driver = _open_sensor(config, simulate=simulate, seed=seed, clock=clock)
-    pipeline = _make_pipeline(config)
+    # A real sensor starts from its saved calibration (and saves a better one on shutdown);
+    # the simulated chip has its own offsets, so a simulated run neither reads nor writes it.
+    calibration_path = None if simulate else state_dir / CALIBRATION_FILE_NAME
+    pipeline = _make_pipeline(config, calibration_path)
     history = _open_history(config, state_dir)
-    return Service(config, driver=driver, pipeline=pipeline, publisher=publisher,
-                   coach=coach, history=history, clock=clock, notifier=notifier)
+    service = Service(config, driver=driver, pipeline=pipeline, publisher=publisher,
+                      coach=coach, history=history, clock=clock, notifier=notifier,
+                      calibration_path=calibration_path)
+    service.controls = _open_controls(config, service, simulate=simulate)
+    return service
 
 
 def _open_sensor(config: RollerConfig, *, simulate: bool, seed: int, clock: Clock) -> Any:
@@ -722,10 +747,37 @@ def _open_sensor(config: RollerConfig, *, simulate: bool, seed: int, clock: Cloc
     return open_sensor(config.sensor, simulate=simulate, seed=seed, clock=clock)
 
 
-def _make_pipeline(config: RollerConfig) -> Any:
+def _make_pipeline(config: RollerConfig, calibration_path: Path | None) -> Any:
+    """The pipeline; unless ``[pipeline]`` pins them, the gyro offset and roll axis start
+    from the saved calibration (``roller calibrate``, or the last run's)."""
+    from roller.calibration import Calibration
     from roller.pipeline import Pipeline
 
-    return Pipeline(config.pipeline)
+    settings = config.pipeline
+    saved = Calibration.load_or_none(calibration_path) if calibration_path else None
+    if saved is not None:
+        if settings.gyro_bias_rad_s is None:
+            settings = dataclasses.replace(settings, gyro_bias_rad_s=list(saved.gyro_bias_rad_s))
+        if settings.roll_axis is None and saved.roll_axis is not None:
+            settings = dataclasses.replace(settings, roll_axis=list(saved.roll_axis))
+        log.info("starting from the calibration in %s", calibration_path)
+    return Pipeline(settings)
+
+
+def _open_controls(config: RollerConfig, service: Service, *, simulate: bool) -> Any:
+    """The GPIO buttons, LED and buzzer (nothing opened when no pin is configured). Buttons
+    queue commands (``start_pause``, ``next``) into the service's one command table. With
+    ``simulate`` the pins are gpiozero's mock pins: no GPIO is touched on a laptop."""
+    from firmware_bridge.gpio import Controls
+
+    factory = None
+    if simulate and config.gpio.any_pin:
+        from gpiozero.pins.mock import MockFactory
+
+        factory = MockFactory()
+    return Controls(config.gpio, pin_factory=factory,
+                    on_start_pause=lambda: service.submit_command("start_pause", b"", "gpio"),
+                    on_next=lambda: service.submit_command("next", b"", "gpio"))
 
 
 def _make_coach(config: RollerConfig, clock: Clock) -> Any:
