@@ -390,3 +390,39 @@ def test_last_will_after_kill_9_of_roller_run(broker, tmp_path):
 def test_service_settings_are_a_dataclass_section():
     assert dataclasses.is_dataclass(ServiceSettings)
     assert RollerConfig().service.read_interval_s == pytest.approx(0.02)
+
+
+def test_gpio_buttons_led_and_buzzer(broker, tmp_path):
+    from gpiozero.pins.mock import MockFactory
+
+    from firmware_bridge.gpio import Controls, GpioSettings
+
+    factory = MockFactory()
+    clock = ManualClock()
+    service = make_service(broker, tmp_path, clock=clock, auto_start_session=False)
+    gpio = GpioSettings(start_pause_pin=17, next_pin=27, status_led_pin=22, buzzer_pin=23,
+                        bounce_time_s=0.0)
+    service.controls = Controls(
+        gpio, pin_factory=factory,
+        on_start_pause=lambda: service.submit_command("start_pause", b"", "gpio"),
+        on_next=lambda: service.submit_command("next", b"", "gpio"))
+    service.publisher.start()
+    assert service.publisher.wait_connected(5)
+    button = factory.pin(17)
+    button.drive_low()  # pressed (pull-up button to GND)
+    button.drive_high()
+    advance(service, clock, 0.1)
+    assert service.session.state == "running"  # the one button started a session
+    button.drive_low()
+    button.drive_high()
+    advance(service, clock, 0.1)
+    assert service.session.state == "paused"
+    assert service.controls.status in ("idle", "rolling", "holding")
+    buzzer = factory.pin(23)
+    events = advance(service, clock, session_scenario().duration_s)
+    assert any(e.kind == "too_fast_alert" for e in events)
+    assert any(state for _, state in buzzer.states)  # it was switched on for the alert
+    service.driver.dev.bus.chips[service.driver.address].unplug()
+    advance(service, clock, 2.0)
+    assert service.controls.status == "fault"
+    service.close()
