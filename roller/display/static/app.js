@@ -180,8 +180,8 @@
       $(side + "-time").textContent = `${Math.round(done)} / ${Math.round(target)} s`;
     }
     if (c.speed_target_m_s && c.speed_limit_m_s) {
-      $("band-legend").textContent = `green: go-slow band (aim ${cm(c.speed_target_m_s)}, ` +
-        `limit ${cm(c.speed_limit_m_s)} cm/s)`;
+      $("band-legend").textContent = `green band: go slow (aim ${cm(c.speed_target_m_s)}, ` +
+        `max ${cm(c.speed_limit_m_s)} cm/s)`;
     }
     $("pause-btn").textContent = c.state === "paused" ? "Resume" : "Pause";
     $("pause-btn").dataset.verb = c.state === "paused" ? "resume" : "pause";
