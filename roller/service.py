@@ -199,6 +199,8 @@ class Session:
         self.started_unix_s: float | None = None
         self.ended_unix_s: float | None = None
         self.end_reason: str | None = None
+        self.routine: dict[str, Any] | None = None
+        """The coach's summary once a coached session ends (kept in every later publication)."""
         self._reset()
 
     def _reset(self) -> None:
@@ -222,6 +224,7 @@ class Session:
         self.started_unix_s = round(time.time(), 3)
         self.ended_unix_s = None
         self.end_reason = None
+        self.routine = None
         self._running_since = now
         self.last_activity = now
 
@@ -283,7 +286,7 @@ class Session:
             "mean_stroke_speed_m_s": round(self._speed_sum / self.strokes, 4)
             if self.strokes else None,
             "peak_speed_m_s": round(self.peak_speed_m_s, 4),
-        }
+        } | ({"routine": self.routine} if self.routine is not None else {})
 
 
 _RENAMES = {"start": "start_s", "end": "end_s", "emitted_at": "emitted_at_s"}
@@ -542,9 +545,8 @@ class Service:
                 except (RollerError, OSError) as exc:
                     self.publisher.publish_error("history_failed", f"could not store the "
                                                  f"session in the history: {exc}")
-            session = self.session.to_dict(now)
-            session["routine"] = summary.to_dict()
-            self.publisher.publish_retained("session", session)
+            self.session.routine = summary.to_dict()
+            self.publisher.publish_retained("session", self.session.to_dict(now))
 
     def _check_session_idle(self, now: float) -> None:
         s = self.session
