@@ -42,7 +42,7 @@ class BiasSettings:
     max_accel_error_m_s2: float = setting(
         2.0, unit="m/s^2", minimum=0.1,
         doc="frames whose acceleration differs from 1 g by more are not used (bumps)")
-    prior_s: float = setting(0.5, unit="s", minimum=0.0,
+    prior_s: float = setting(0.05, unit="s", minimum=0.0,
                              doc="weight of the starting offset, as seconds of evidence")
     calibrated_prior_s: float = setting(10.0, unit="s", minimum=0.0,
                                         doc="the same, when the start comes from a calibration")
@@ -83,14 +83,12 @@ class BiasTracker:
         # one second of pairs perpendicular to some direction adds this much information
         self._unit = lag_s * lag_s / frame_s
         self.bias = np.zeros(3) if initial_rad_s is None else np.asarray(initial_rad_s, float)
-        prior = (s.calibrated_prior_s if calibrated else s.prior_s) * self._unit
-        self._h = np.eye(3) * prior
+        self._initial = self.bias.copy()
+        self._prior_weight = (s.calibrated_prior_s if calibrated else s.prior_s) * self._unit
+        self._h = np.eye(3) * self._prior_weight
         self._z = self._h @ self.bias
         self._h_data = np.zeros((3, 3))   # the part that came from measurements
-        self._hist_rot = np.zeros((0, 3))
-        self._hist_dur = np.zeros(0)
-        self._hist_g = np.zeros((0, 3))
-        self._hist_ok = np.zeros(0, dtype=bool)
+        self._clear_history()
         self.pairs_used = 0
         self.residual_rms = 0.0
 
@@ -98,6 +96,40 @@ class BiasTracker:
         """Add the evidence of these frames (the next ones in the stream)."""
         if len(frames) == 0:
             return
+        h, z, n = self._evidence(self._with_history(frames), self.bias)
+        self._h += h
+        self._z += z
+        self._h_data += h
+        self.pairs_used += n
+
+    def relearn(self, frames: Frames, iterations: int = 3) -> None:
+        """Start again from ``frames`` (every frame so far), re-linearising around each new
+        solution. Used during start-up, when the first estimate may be 20 deg/s off and the
+        first-order model of the early pairs would otherwise leave a lasting error."""
+        prior_h = np.eye(3) * self._prior_weight
+        prior_z = prior_h @ self._initial
+        self._clear_history()
+        if len(frames) == 0:
+            return
+        data = self._with_history(frames)
+        h = z = np.zeros((3, 3))
+        n = 0
+        for _ in range(iterations):
+            h, z, n = self._evidence(data, self.bias)
+            self.bias = np.linalg.solve(prior_h + h + np.eye(3) * 1e-3 * self._unit,
+                                        prior_z + z + 1e-3 * self._unit * self.bias)
+        h, z, n = self._evidence(data, self.bias)
+        self._h, self._z, self._h_data = prior_h + h, prior_z + z, h.copy()
+        self.pairs_used = n
+
+    def _clear_history(self) -> None:
+        self._hist_rot = np.zeros((0, 3))
+        self._hist_dur = np.zeros(0)
+        self._hist_g = np.zeros((0, 3))
+        self._hist_ok = np.zeros(0, dtype=bool)
+
+    def _with_history(self, frames: Frames) -> tuple[np.ndarray, ...]:
+        """The frames, preceded by the last ``lag`` frames seen (which they pair with)."""
         acc = frames.accel_m_s2
         norm = np.linalg.norm(acc, axis=1)
         ok = np.abs(norm - GRAVITY_M_S2) < self.settings.max_accel_error_m_s2
@@ -106,35 +138,40 @@ class BiasTracker:
         dur = np.concatenate([self._hist_dur, frames.duration_s])
         gg = np.concatenate([self._hist_g, g])
         okk = np.concatenate([self._hist_ok, ok])
-        lag = self.lag
-        if rot.shape[0] > lag:
-            # rotation and time from the middle of frame i to the middle of frame i + lag
-            cum = np.cumsum(rot, axis=0) - rot * 0.5
-            cdur = np.cumsum(dur) - dur * 0.5
-            theta = cum[lag:] - cum[:-lag]
-            dt = cdur[lag:] - cdur[:-lag]
-            use = okk[lag:] & okk[:-lag] & (dt > 0)
-            if use.any():
-                theta, dt = theta[use], dt[use]
-                g0, g1 = gg[:-lag][use], gg[lag:][use]
-                corrected = theta - self.bias[None, :] * dt[:, None]
-                pred = rotate(g0, -corrected)
-                y = g1 - pred
-                dt2 = dt * dt
-                # sum over pairs of dt^2 (I - g g^T) and of dt (g x y)
-                h = np.eye(3) * dt2.sum() - np.einsum("n,ni,nj->ij", dt2, pred, pred)
-                z = h @ self.bias + np.einsum("n,ni->i", dt, cross(pred, y))
-                self._h += h
-                self._z += z
-                self._h_data += h
-                self.pairs_used += int(dt.size)
-                self.residual_rms = float(np.sqrt(np.mean(np.sum(y * y, axis=1)) /
-                                                  np.mean(dt2)))
-        keep = min(lag, rot.shape[0])
+        keep = min(self.lag, rot.shape[0])
         self._hist_rot = rot[-keep:]
         self._hist_dur = dur[-keep:]
         self._hist_g = gg[-keep:]
         self._hist_ok = okk[-keep:]
+        return rot, dur, gg, okk
+
+    def _evidence(self, data: tuple[np.ndarray, ...], bias: np.ndarray,
+                  ) -> tuple[np.ndarray, np.ndarray, int]:
+        """Normal equations (H, z with H b = z) of the frame pairs, linearised at ``bias``."""
+        rot, dur, gg, okk = data
+        lag = self.lag
+        zero = (np.zeros((3, 3)), np.zeros(3), 0)
+        if rot.shape[0] <= lag:
+            return zero
+        # rotation and time from the middle of frame i to the middle of frame i + lag
+        cum = np.cumsum(rot, axis=0) - rot * 0.5
+        cdur = np.cumsum(dur) - dur * 0.5
+        theta = cum[lag:] - cum[:-lag]
+        dt = cdur[lag:] - cdur[:-lag]
+        use = okk[lag:] & okk[:-lag] & (dt > 0)
+        if not use.any():
+            return zero
+        theta, dt = theta[use], dt[use]
+        g0, g1 = gg[:-lag][use], gg[lag:][use]
+        corrected = theta - bias[None, :] * dt[:, None]
+        pred = rotate(g0, -corrected)
+        y = g1 - pred
+        dt2 = dt * dt
+        # sums over pairs of dt^2 (I - g g^T) and of dt (g x y)
+        h = np.eye(3) * dt2.sum() - np.einsum("n,ni,nj->ij", dt2, pred, pred)
+        z = h @ bias + np.einsum("n,ni->i", dt, cross(pred, y))
+        self.residual_rms = float(np.sqrt(np.mean(np.sum(y * y, axis=1)) / np.mean(dt2)))
+        return h, z, int(dt.size)
 
     def end_epoch(self, epoch_s: float) -> None:
         """Solve for the offset with the evidence so far, then age the evidence."""

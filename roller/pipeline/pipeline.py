@@ -145,12 +145,15 @@ class Pipeline:
         frames = Frames.concat(self._epoch)
         self._epoch = []
         if len(frames):
-            self.bias.observe(frames)
-            self.axis.observe(frames, self.bias.bias)
             acc = frames.accel_m_s2[-1]
             self._last_g = acc / (np.linalg.norm(acc) or 1.0)
-        self.bias.end_epoch(self.epoch_s)
-        self.axis.end_epoch(self.epoch_s)
+        if self._warm:
+            self.bias.relearn(Frames.concat(self._buffer))
+        else:
+            self.bias.observe(frames)
+            self.bias.end_epoch(self.epoch_s)
+        self.axis.observe(frames)
+        self.axis.end_epoch(self.epoch_s, self.bias.bias)
 
     def _ready(self) -> bool:
         if self._calibrated_start:

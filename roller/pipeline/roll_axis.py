@@ -9,9 +9,9 @@ accumulate the second-moment matrix of what is left. Its principal eigenvector i
 Leaning during holds (tilting the roller by a few degrees) adds only a little energy about the
 other horizontal axis, so the eigenvalue ratio says how sure we are.
 
-The axis' sign is arbitrary but kept consistent within a session (it sets which stroke direction
-is +1). For a ball the same estimator, with a short memory, follows the axis it currently rolls
-about. A pinned axis (config ``pipeline.roll_axis``) is used as given.
+The offset estimate improves as the session goes on (at start-up its vertical part is still
+unknown), so the frames are not stored with the offset of their day: the estimator keeps raw
+sums from which the moment matrix is recomputed exactly for the newest offset at every epoch.
 """
 
 from __future__ import annotations
@@ -41,8 +41,7 @@ class RollAxisEstimator:
     def __init__(self, settings: RollAxisSettings | None = None, *,
                  pinned: np.ndarray | None = None) -> None:
         self.settings = settings or RollAxisSettings()
-        self._m = np.zeros((3, 3))
-        self._w = 0.0
+        self._clear()
         self.pinned = pinned is not None
         if pinned is not None:
             a = np.asarray(pinned, dtype=float)
@@ -54,23 +53,51 @@ class RollAxisEstimator:
         self.ratio = 0.0
         self.rms_rate_rad_s = 0.0
 
-    def observe(self, frames: Frames, bias_rad_s: np.ndarray) -> None:
+    def observe(self, frames: Frames) -> None:
+        """Accumulate the frames' rotation and gravity (raw: the offset is applied later)."""
         if self.pinned or len(frames) == 0:
             return
         dur = frames.duration_s
         ok = dur > 0
-        w = (frames.rotation_rad[ok] / dur[ok, None]) - bias_rad_s
+        d = dur[ok]
+        w = frames.rotation_rad[ok] / d[:, None]
         acc = frames.accel_m_s2[ok]
         g = acc / np.maximum(np.linalg.norm(acc, axis=1), 1e-9)[:, None]
-        w = w - np.einsum("ij,ij->i", w, g)[:, None] * g
-        d = dur[ok]
-        self._m += np.einsum("n,ni,nj->ij", d, w, w)
+        u = w - np.einsum("ij,ij->i", w, g)[:, None] * g
+        gg = np.einsum("n,ni,nj->nij", d, g, g)
         self._w += float(d.sum())
+        self._u1 += d @ u
+        self._u2 += np.einsum("n,ni,nj->ij", d, u, u)
+        self._t += np.einsum("ni,njl->ijl", u, gg)
+        self._g2 += gg.sum(axis=0)
+        self._g4 += np.einsum("nij,nk,nl->ijkl", gg, g, g)
 
-    def end_epoch(self, epoch_s: float) -> None:
+    def moment(self, bias_rad_s: np.ndarray) -> np.ndarray:
+        """Second moment of the offset-corrected rotation, perpendicular to gravity, over the
+        remembered frames -- computed exactly for ``bias_rad_s`` from the raw sums, so a better
+        offset estimate cleans up frames already seen."""
+        b = np.asarray(bias_rad_s, dtype=float)
+        uv = np.outer(self._u1, b) - self._t @ b
+        g2b = self._g2 @ b
+        vv = (self._w * np.outer(b, b) - np.outer(b, g2b) - np.outer(g2b, b)
+              + np.einsum("ijkl,k,l->ij", self._g4, b, b))
+        return self._u2 - uv - uv.T + vv
+
+    def _clear(self) -> None:
+        self._w = 0.0
+        self._u1 = np.zeros(3)
+        self._u2 = np.zeros((3, 3))
+        self._t = np.zeros((3, 3, 3))
+        self._g2 = np.zeros((3, 3))
+        self._g4 = np.zeros((3, 3, 3, 3))
+
+    def end_epoch(self, epoch_s: float, bias_rad_s: np.ndarray) -> None:
+        """Refresh the axis with the current offset estimate, then age the evidence."""
         if self.pinned or self._w <= 0:
             return
-        vals, vecs = np.linalg.eigh(self._m)
+        s = self.settings
+        m = self.moment(bias_rad_s)
+        vals, vecs = np.linalg.eigh(m)
         axis = vecs[:, 2]
         if self.axis is not None:
             if float(axis @ self.axis) < 0:
@@ -79,12 +106,15 @@ class RollAxisEstimator:
             axis = -axis
         self.axis = axis
         self.ratio = float(vals[2] / max(vals[1], 1e-12))
-        self.rms_rate_rad_s = math.sqrt(max(vals[2], 0.0) / self._w)
-        s = self.settings
+        self.rms_rate_rad_s = math.sqrt(max(float(vals[2]), 0.0) / self._w)
         self.confident = self.ratio >= s.min_ratio and self.rms_rate_rad_s >= s.min_rate_rad_s
         forget = math.exp(-epoch_s / s.memory_s)
-        self._m *= forget
         self._w *= forget
+        self._u1 *= forget
+        self._u2 *= forget
+        self._t *= forget
+        self._g2 *= forget
+        self._g4 *= forget
 
     def state(self) -> dict:
         return {"axis": None if self.axis is None else self.axis.tolist(),

@@ -1,0 +1,296 @@
+"""The streaming pipeline: block-size independence, each stage's physics, live state."""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from firmware_bridge.simulator import (
+    DEG,
+    HoldSegment,
+    RestSegment,
+    Scenario,
+    SimulatedRoller,
+    StrokeSegment,
+    TwistSegment,
+    person_scenario,
+    random_rotvec,
+    rotation_matrix,
+)
+from roller.calibration import Calibration
+from roller.errors import ConfigError
+from roller.events import Hold, HoldStarted, Stroke, TooFast, TooFastAlert
+from roller.pipeline import Pipeline, PipelineSettings
+from roller.pipeline.frames import Framer
+from roller.settings import from_mapping
+
+
+def run(t, samples, settings=None, block=None, pipeline=None):
+    p = pipeline or Pipeline(settings or PipelineSettings())
+    events = []
+    if block is None:
+        events += p.update(t, samples)
+    else:
+        for i in range(0, t.size, block):
+            events += p.update(t[i:i + block], samples[i:i + block])
+    events += p.finish()
+    return events, p
+
+
+def of(events, cls):
+    return [e for e in events if isinstance(e, cls)]
+
+
+@cache
+def session():
+    """A minute and a half of a person rolling, recorded at 200 Hz with jitter and drops."""
+    sc = person_scenario(90, seed=21, fast_fraction=0.4)
+    sim = SimulatedRoller(sc, seed=21)
+    t, samples = sim.recording(200.0, jitter_s=0.001, drop_fraction=0.03)
+    return sim, t, samples
+
+
+def _key(events):
+    out = []
+    for e in events:
+        d = e.to_dict()
+        out.append((e.kind, tuple(sorted((k, round(v, 6) if isinstance(v, float) else v)
+                                         for k, v in d.items()))))
+    return out
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(min_value=1, max_value=4000), min_size=1, max_size=25))
+def test_results_do_not_depend_on_how_samples_are_split_into_blocks(sizes) -> None:
+    _, t, samples = session()
+    reference, _ = run(t, samples)
+    p = Pipeline()
+    events = []
+    i = 0
+    for size in sizes:
+        events += p.update(t[i:i + size], samples[i:i + size])
+        i += size
+    events += p.update(t[i:], samples[i:])
+    events += p.finish()
+    assert _key(events) == _key(reference)
+    assert len(of(reference, Stroke)) > 10
+
+
+def test_one_sample_at_a_time_gives_the_same_events() -> None:
+    _, t, samples = session()
+    n = 4000   # 20 s at 200 Hz: with a warm-up, strokes and a too-fast set
+    reference, _ = run(t[:n], samples[:n])
+    events, _ = run(t[:n], samples[:n], block=1)
+    assert _key(events) == _key(reference)
+
+
+def test_framer_integrates_with_the_real_time_steps_across_gaps() -> None:
+    rng = np.random.default_rng(3)
+    t = np.cumsum(rng.uniform(0.001, 0.012, 3000))
+    t = np.delete(t, np.arange(1000, 1040))     # a 0.3 s gap: several empty frames
+    rate = np.array([0.3, -0.2, 1.1])
+    samples = np.tile(np.concatenate([[0.0, 0.0, 9.8], rate]), (t.size, 1))
+    framer = Framer()
+    frames = [framer.update(t[i:i + 77], samples[i:i + 77]) for i in range(0, t.size, 77)]
+    frames.append(framer.finish())
+    index = np.concatenate([f.index for f in frames])
+    rot = np.concatenate([f.rotation_rad for f in frames])
+    dur = np.concatenate([f.duration_s for f in frames])
+    assert np.array_equal(index, np.arange(index.size))        # no frame skipped
+    assert dur.sum() == pytest.approx(t[-1] - t[0])
+    assert np.allclose(rot, dur[:, None] * rate)
+    assert np.allclose(np.concatenate([f.accel_m_s2 for f in frames]), [0.0, 0.0, 9.8])
+
+
+def test_travel_and_speed_follow_the_physics_at_any_mounting_and_radius() -> None:
+    for seed, radius in ((1, 0.04), (2, 0.06), (3, 0.08)):
+        rng = np.random.default_rng(seed)
+        segs = (RestSegment(2.0), StrokeSegment(0.10, 0.03), RestSegment(1.0),
+                StrokeSegment(-0.06, 0.02), HoldSegment(8.0))
+        sc = Scenario(segs, radius_m=radius, mounting_rotvec=random_rotvec(rng),
+                      gyro_bias_rad_s=tuple(rng.uniform(-0.3, 0.3, 3)),
+                      gyro_noise_rad_s=0.003, accel_noise_m_s2=0.05)
+        sim = SimulatedRoller(sc, seed=seed)
+        t, samples = sim.recording(400.0)
+        events, p = run(t, samples, PipelineSettings(radius_m=radius), block=256)
+        strokes = of(events, Stroke)
+        assert [round(s.distance_m, 2) for s in strokes] == [0.10, 0.06]
+        assert strokes[0].direction == -strokes[1].direction
+        assert strokes[0].peak_speed_m_s == pytest.approx(0.03, rel=0.05)
+        assert strokes[1].peak_speed_m_s == pytest.approx(0.02, rel=0.05)
+        true_axis = rotation_matrix(sc.mounting_rotvec)[:, 0]
+        assert abs(np.dot(p.calibration.roll_axis, true_axis)) > math.cos(1 * DEG)
+
+
+def test_gyro_bias_is_found_when_the_session_starts_mid_roll() -> None:
+    segs = tuple(StrokeSegment(0.08 * (-1) ** i, 0.03, 0.3) for i in range(8))
+    bias = (0.25, -0.3, 0.2)   # about 20 deg/s on two axes
+    sc = Scenario(segs, mounting_rotvec=(0.5, 1.0, -0.7), gyro_bias_rad_s=bias)
+    sim = SimulatedRoller(sc, seed=4)
+    t, samples = sim.recording(200.0)
+    events, p = run(t, samples, block=20)
+    axis = rotation_matrix(sc.mounting_rotvec)[:, 0]
+    error = (np.asarray(p.calibration.gyro_bias_rad_s) - bias) @ axis
+    assert abs(error) < 0.5 * DEG
+    assert p.calibration.confident
+    strokes = of(events, Stroke)
+    assert len(strokes) == 8
+    assert not of(events, TooFastAlert)     # a 20 deg/s offset would read as 2.6 cm/s
+    assert all(s.peak_speed_m_s == pytest.approx(0.03, rel=0.05) for s in strokes)
+
+
+def test_bias_drift_is_tracked_through_a_long_session() -> None:
+    sc = person_scenario(600, seed=8)
+    sc = Scenario(sc.segments, mounting_rotvec=sc.mounting_rotvec,
+                  gyro_bias_rad_s=(0.1, 0.1, -0.1), gyro_bias_drift_rad_s=(0.06, -0.06, 0.06),
+                  warmup_time_s=200.0)
+    sim = SimulatedRoller(sc, seed=8)
+    t, samples = sim.recording(100.0)
+    _, p = run(t, samples)
+    axis = np.asarray(p.calibration.roll_axis)
+    true = sim.gyro_bias(np.array([t[-1]]))[0]
+    assert abs((np.asarray(p.calibration.gyro_bias_rad_s) - true) @ axis) < 0.3 * DEG
+
+
+def test_breathing_and_leaning_neither_end_a_hold_nor_count_as_strokes() -> None:
+    segs = (StrokeSegment(0.08, 0.03), HoldSegment(30.0, breathing_m=0.005,
+                                                   breathing_period_s=3.0, lean_rad=8 * DEG,
+                                                   lean_period_s=4.0, yaw_rad=8 * DEG),
+            StrokeSegment(-0.08, 0.03))
+    sc = Scenario(segs, mounting_rotvec=(2.0, 0.3, 0.1), gyro_bias_rad_s=(0.1, 0.05, -0.2),
+                  gyro_noise_rad_s=0.004, accel_noise_m_s2=0.06)
+    sim = SimulatedRoller(sc, seed=5)
+    t, samples = sim.recording(100.0, jitter_s=0.002)
+    events, _ = run(t, samples, block=10)
+    assert len(of(events, Stroke)) == 2
+    holds = of(events, Hold)
+    assert len(holds) == 1
+    assert holds[0].start == pytest.approx(segs[0].duration_s, abs=0.3)
+    assert holds[0].end == pytest.approx(segs[0].duration_s + 30.0, abs=0.3)
+    started = of(events, HoldStarted)
+    assert len(started) == 1
+    assert started[0].emitted_at == pytest.approx(holds[0].start + 3.0, abs=0.2)
+
+
+def test_a_too_fast_stroke_alerts_once_within_half_a_second() -> None:
+    segs = (RestSegment(3.0), StrokeSegment(0.12, 0.03), StrokeSegment(-0.15, 0.11, 0.25),
+            StrokeSegment(0.12, 0.045), RestSegment(2.0))
+    sim = SimulatedRoller(Scenario(segs, mounting_rotvec=(0.1, 2.0, 0.4),
+                                   gyro_bias_rad_s=(-0.2, 0.1, 0.3)), seed=6)
+    t, samples = sim.recording(500.0)
+    events, _ = run(t, samples, block=50)
+    truth = sim.truth()
+    alerts = of(events, TooFastAlert)
+    assert len(alerts) == 1 and len(truth.too_fast) == 1
+    assert alerts[0].start == pytest.approx(truth.too_fast[0].start, abs=0.06)
+    assert 0.3 <= alerts[0].emitted_at - truth.too_fast[0].start <= 0.5
+    done = of(events, TooFast)
+    assert len(done) == 1
+    assert done[0].peak_speed_m_s == pytest.approx(0.11, rel=0.05)
+    assert done[0].end == pytest.approx(truth.too_fast[0].end, abs=0.06)
+    assert done[0].emitted_at == alerts[0].emitted_at
+
+
+def test_the_limit_is_configurable() -> None:
+    segs = (RestSegment(3.0), StrokeSegment(0.12, 0.045), StrokeSegment(-0.12, 0.045))
+    sim = SimulatedRoller(Scenario(segs), seed=1)
+    t, samples = sim.recording(200.0)
+    assert not of(run(t, samples)[0], TooFastAlert)
+    assert len(of(run(t, samples, PipelineSettings(max_speed_m_s=0.03))[0], TooFastAlert)) == 2
+
+
+def test_a_ball_rolls_any_way_and_spinning_it_moves_nothing() -> None:
+    segs = (RestSegment(2.0), StrokeSegment(0.06, 0.03), StrokeSegment(-0.06, 0.03),
+            TwistSegment(1.5, 1.2), RestSegment(1.0), StrokeSegment(0.05, 0.025),
+            StrokeSegment(-0.05, 0.08, 0.2), HoldSegment(10.0, lean_rad=0.0))
+    sc = Scenario(segs, radius_m=0.035, body="ball", mounting_rotvec=(0.3, 0.3, 2.0),
+                  gyro_bias_rad_s=(0.2, -0.1, 0.15))
+    sim = SimulatedRoller(sc, seed=9)
+    t, samples = sim.recording(200.0)
+    events, _ = run(t, samples, PipelineSettings(radius_m=0.035, body="ball"), block=40)
+    strokes = of(events, Stroke)
+    assert [round(s.distance_m, 2) for s in strokes] == [0.06, 0.06, 0.05, 0.05]
+    assert [s.direction for s in strokes][:2] in ([1, -1], [-1, 1])
+    assert strokes[3].peak_speed_m_s == pytest.approx(0.08, rel=0.05)
+    assert len(of(events, TooFastAlert)) == 1
+    assert len(of(events, Hold)) == 1
+
+
+def test_a_pinned_axis_and_calibrated_bias_skip_the_start_up() -> None:
+    sc = Scenario((StrokeSegment(0.08, 0.03), StrokeSegment(-0.08, 0.03)),
+                  mounting_rotvec=(0.0, 0.0, 0.0), gyro_bias_rad_s=(0.05, 0.0, 0.0))
+    sim = SimulatedRoller(sc, seed=2)
+    t, samples = sim.recording(100.0)
+    settings = PipelineSettings(roll_axis=[2.0, 0.0, 0.0], gyro_bias_rad_s=[0.05, 0.0, 0.0])
+    p = Pipeline(settings)
+    p.update(t[:10], samples[:10])
+    p.update(t[10:150], samples[10:150])
+    assert p.live.calibrated
+    assert p.calibration.roll_axis == (1.0, 0.0, 0.0)
+    events = p.update(t[150:], samples[150:]) + p.finish()
+    assert len(of(events, Stroke)) == 2
+
+
+def test_live_state_follows_the_session() -> None:
+    segs = (RestSegment(4.0), StrokeSegment(0.1, 0.03), StrokeSegment(-0.1, 0.03),
+            StrokeSegment(0.1, 0.03), HoldSegment(8.0))
+    sim = SimulatedRoller(Scenario(segs, mounting_rotvec=(1.0, 0.0, 0.5)), seed=3)
+    t, samples = sim.recording(100.0)
+    p = Pipeline()
+    phases = {}
+    for i in range(0, t.size, 10):
+        p.update(t[i:i + 10], samples[i:i + 10])
+        phases[round(float(t[min(i + 9, t.size - 1)]), 1)] = p.live
+    assert not phases[0.1].calibrated
+    stroke_2_mid = 4.0 + segs[1].duration_s + segs[2].duration_s / 2
+    live = phases[round(stroke_2_mid, 1)]
+    assert live.calibrated and live.phase == "rolling"
+    assert live.speed_m_s == pytest.approx(0.03, rel=0.1)
+    assert live.stroke_count == 1
+    end = p.live
+    assert end.phase == "holding" and 4.0 < end.hold_time_s < 8.5
+    assert end.stroke_count == 3
+    assert isinstance(p.calibration, Calibration)
+    assert p.internal_state()["warming_up"] is False
+
+
+def test_speeds_agree_across_sample_rates() -> None:
+    sc = person_scenario(60, seed=33)
+    sim = SimulatedRoller(sc, seed=33)
+    results = []
+    for rate in (50.0, 1000.0):
+        t, samples = sim.recording(rate, jitter_s=0.3 / rate)
+        events, _ = run(t, samples, block=int(rate // 10))
+        results.append(of(events, Stroke))
+    slow, fast = results
+    assert len(slow) == len(fast) == len(sim.truth().strokes)
+    for a, b in zip(slow, fast, strict=True):
+        assert a.peak_speed_m_s == pytest.approx(b.peak_speed_m_s, rel=0.03)
+        assert a.start == pytest.approx(b.start, abs=0.1)
+
+
+def test_settings_are_validated_with_readable_errors() -> None:
+    with pytest.raises(ConfigError, match="roll_axis"):
+        from_mapping(PipelineSettings, {"roll_axis": [1.0, 0.0]})
+    with pytest.raises(ConfigError, match="radius_m"):
+        from_mapping(PipelineSettings, {"radius_m": -1.0})
+    with pytest.raises(ConfigError, match="body"):
+        from_mapping(PipelineSettings, {"body": "cube"})
+    assert from_mapping(PipelineSettings, {"max_speed_m_s": 0.04}).max_speed_m_s == 0.04
+
+
+def test_repeated_timestamps_and_empty_blocks_are_harmless() -> None:
+    _, t, samples = session()
+    n = 3000
+    tt = np.insert(t[:n], 500, t[499])
+    ss = np.insert(samples[:n], 500, samples[499], axis=0)
+    p = Pipeline()
+    assert p.update(np.zeros(0), np.zeros((0, 6))) == []
+    events, _ = run(tt, ss, pipeline=p)
+    reference, _ = run(t[:n], samples[:n])
+    assert _key(events) == _key(reference)
