@@ -24,7 +24,7 @@ from firmware_bridge.emulated import EmulatedBus, make_chip
 from firmware_bridge.imu import DriverSettings, detect
 from firmware_bridge.simulator import SimulatedRoller, person_scenario
 
-CHIPS = ("MPU-6050", "MPU-6500", "LSM6DS3", "LSM6DSO")
+CHIPS = ("MPU-6050", "MPU-6500", "ICM-20948", "LSM6DS3", "LSM6DSO")
 
 
 def bench(variant: str, minutes: float, rate_hz: float, roller: SimulatedRoller) -> dict:

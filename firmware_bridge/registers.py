@@ -21,10 +21,14 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class Register:
-    """One 8-bit register at ``address``; ``reset`` is its power-on value (datasheet)."""
+    """One 8-bit register at ``address``; ``reset`` is its power-on value (datasheet).
+
+    ``bank`` is the register bank for chips that page their map (ICM-20948: selected with
+    REG_BANK_SEL); the driver selects the bank before touching the register."""
 
     address: int
     reset: int = 0x00
+    bank: int = 0
 
     def __post_init__(self) -> None:
         if not 0 <= self.address <= 0xFF:

@@ -28,7 +28,7 @@ SIMULATED_SESSION_S = 1800.0
 """Length of the simulated person's session; it repeats after that."""
 
 _VARIANT_FOR_CHIP = {"mpu6050": "MPU-6050", "mpu6500": "MPU-6500", "mpu9250": "MPU-9250",
-                     "lsm6ds3": "LSM6DS3", "lsm6dso": "LSM6DSO"}
+                     "icm20948": "ICM-20948", "lsm6ds3": "LSM6DS3", "lsm6dso": "LSM6DSO"}
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class SensorSettings:
                                       "0x69, 0x6A and 0x6B")
     chip: str = setting("auto", choices=CHIP_CHOICES,
                         doc="which IMU to accept: auto (any supported), mpu6050, mpu6500, "
-                            "mpu9250, lsm6ds3 or lsm6dso")
+                            "mpu9250, icm20948, lsm6ds3 or lsm6dso")
     output_rate_hz: float = setting(200.0, unit="Hz", minimum=100.0, maximum=1000.0,
                                     doc="output data rate; the chip uses the nearest rate it "
                                         "has (an LSM6DS gives 104/208/416/833 Hz)")

@@ -233,3 +233,42 @@ def test_software_reset_restores_register_defaults():
     assert bus.read_byte_data(0x6A, 0x10) == 0
     assert bus.read_byte_data(0x6A, 0x12) == 0x04
     assert chip.output_rate_hz is None
+
+
+def test_icm20948_registers_are_banked():
+    clock = ManualClock()
+    bus = EmulatedBus([make_chip("ICM-20948", known, clock=clock)])
+    assert bus.read_byte_data(0x68, 0x00) == 0xEA          # WHO_AM_I, bank 0
+    assert bus.read_byte_data(0x68, 0x06) == 0x41          # PWR_MGMT_1: asleep
+    bus.write_byte_data(0x68, 0x7F, 0x20)                  # bank 2
+    assert bus.read_byte_data(0x68, 0x7F) == 0x20
+    assert bus.read_byte_data(0x68, 0x00) == 0x00          # GYRO_SMPLRT_DIV, not WHO_AM_I
+    assert bus.read_byte_data(0x68, 0x01) == 0x01          # GYRO_CONFIG_1 reset value
+    bus.write_byte_data(0x68, 0x7F, 0x00)
+    assert bus.read_byte_data(0x68, 0x00) == 0xEA
+
+
+def test_icm20948_fifo_frames_at_1125_hz_big_endian():
+    clock = ManualClock()
+    bus = EmulatedBus([make_chip("ICM-20948", known, clock=clock)])
+    bus.write_byte_data(0x68, 0x06, 0x01)                  # awake
+    bus.write_byte_data(0x68, 0x7F, 0x20)
+    bus.write_byte_data(0x68, 0x01, (2 << 1) | 1)          # +-1000 dps, DLPF on
+    bus.write_byte_data(0x68, 0x14, (1 << 1) | 1)          # +-4 g, DLPF on
+    bus.write_byte_data(0x68, 0x7F, 0x00)
+    bus.write_byte_data(0x68, 0x67, 0x1E)                  # accel + gyro into the FIFO
+    bus.write_byte_data(0x68, 0x03, 0x40)                  # USER_CTRL.FIFO_EN
+    bus.write_byte_data(0x68, 0x68, 0x1F)                  # FIFO held in reset ...
+    clock.advance(0.01)
+    high, low = bus.read_i2c_block_data(0x68, 0x70, 2)
+    assert (high << 8 | low) == 0
+    bus.write_byte_data(0x68, 0x68, 0x00)                  # ... and released
+    clock.advance(20.5 / 1125)
+    high, low = bus.read_i2c_block_data(0x68, 0x70, 2)
+    assert (high << 8 | low) == 20 * 12
+    frame = np.frombuffer(bytes(bus.read_i2c_block_data(0x68, 0x72, 12)), dtype=">i2")
+    np.testing.assert_array_equal(frame, [4096, -2048, 8192, 3280, -1640, 8200])
+    clock.advance(0.2)
+    assert bus.read_byte_data(0x68, 0x1B) & 0x1F            # FIFO_OVERFLOW_INT
+    high, low = bus.read_i2c_block_data(0x68, 0x70, 2)
+    assert (high << 8 | low) == 512

@@ -63,7 +63,7 @@ EXPECTED_NAMES = {
     "MPU-6050": "MPU-6050", "MPU-6500": "MPU-6500", "MPU-9250": "MPU-9250",
     "clone-0x70": "MPU-6500", "clone-0x71": "MPU-9250",
     "clone-0x98": "MPU-6050 clone (WHO_AM_I 0x98)",
-    "LSM6DS3": "LSM6DS3", "LSM6DSO": "LSM6DSO/LSM6DSOX",
+    "ICM-20948": "ICM-20948", "LSM6DS3": "LSM6DS3", "LSM6DSO": "LSM6DSO/LSM6DSOX",
 }
 
 
@@ -90,13 +90,15 @@ def test_every_variant_reads_values_in_si_units_within_quantisation(variant):
 
 @pytest.mark.parametrize("variant,rate", [("MPU-6050", 1000.0), ("MPU-6500", 500.0),
                                           ("MPU-6050", 100.0), ("LSM6DS3", 1000.0),
-                                          ("LSM6DSO", 200.0)])
+                                          ("LSM6DSO", 200.0), ("ICM-20948", 1000.0),
+                                          ("ICM-20948", 200.0)])
 def test_output_rate_is_what_the_chip_can_do(variant, rate):
     settings = DriverSettings(output_rate_hz=rate)
     clock, chip, _bus, driver = rig(variant, settings=settings)
     expected = {("MPU-6050", 1000.0): 1000.0, ("MPU-6500", 500.0): 500.0,
                 ("MPU-6050", 100.0): 100.0, ("LSM6DS3", 1000.0): 833.0,
-                ("LSM6DSO", 200.0): 208.0}[(variant, rate)]
+                ("LSM6DSO", 200.0): 208.0, ("ICM-20948", 1000.0): 1125.0,
+                ("ICM-20948", 200.0): 1125.0 / 6}[(variant, rate)]
     assert driver.output_rate_hz == expected
     assert chip.output_rate_hz == expected
     t, _ = run(clock, driver, 5.0, 0.01)
@@ -104,7 +106,8 @@ def test_output_rate_is_what_the_chip_can_do(variant, rate):
     assert np.median(np.diff(t)) == pytest.approx(1 / expected, rel=0.01)
 
 
-@pytest.mark.parametrize("variant", ["MPU-6050", "MPU-6500", "LSM6DS3", "LSM6DSO"])
+@pytest.mark.parametrize("variant", ["MPU-6050", "MPU-6500", "ICM-20948", "LSM6DS3",
+                                     "LSM6DSO"])
 def test_no_sample_lost_or_duplicated_at_1khz_over_simulated_minutes(variant):
     clock, chip, _bus, driver = rig(variant, ramp)
     rng = np.random.default_rng(1)
@@ -148,7 +151,8 @@ def test_timestamps_do_not_drift_when_the_chip_oscillator_is_off(rate_error):
     assert np.all(np.diff(t) > 0)
 
 
-@pytest.mark.parametrize("variant", ["MPU-6050", "MPU-6500", "LSM6DS3", "LSM6DSO"])
+@pytest.mark.parametrize("variant", ["MPU-6050", "MPU-6500", "ICM-20948", "LSM6DS3",
+                                     "LSM6DSO"])
 def test_overflow_is_counted_reported_and_recovered(variant):
     clock, chip, _bus, driver = rig(variant)
     run(clock, driver, 1.0, 0.02)
@@ -318,7 +322,7 @@ def test_accel_saturates_at_full_scale_like_the_adc():
     assert np.allclose(s[:, 5], -32768 * gyro_lsb)
 
 
-@pytest.mark.parametrize("variant", ["MPU-6050", "LSM6DS3", "LSM6DSO"])
+@pytest.mark.parametrize("variant", ["MPU-6050", "ICM-20948", "LSM6DS3", "LSM6DSO"])
 @pytest.mark.parametrize("gyro,accel", [(500, 8), (2000, 16)])
 def test_configured_ranges_reach_the_chip(variant, gyro, accel):
     settings = DriverSettings(gyro_range_dps=gyro, accel_range_g=accel)
@@ -347,3 +351,17 @@ def test_close_makes_read_return_nothing():
     clock.advance(0.05)
     t, s = driver.read()
     assert t.size == 0 and s.shape == (0, 6)
+
+
+def test_icm20948_unplugged_mid_bank_switch_is_found_again():
+    clock, chip, bus, driver = rig("ICM-20948")
+    run(clock, driver, 0.5, 0.02)
+    chip.unplug()
+    run(clock, driver, 2.0, 0.02)
+    assert not driver.health.connected
+    chip.replug()
+    bus.write_byte_data(0x68, 0x7F, 0x20)         # left in bank 2 by someone: WHO_AM_I hidden
+    t, s = run(clock, driver, 2.0, 0.02)
+    assert driver.health.connected
+    assert t.size > 500
+    assert np.all(np.abs(s[:, 2] - G) < 0.01)

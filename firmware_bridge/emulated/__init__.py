@@ -7,6 +7,7 @@ roller, and then goes through the real driver code.
 
 from firmware_bridge.emulated.bus import EmulatedBus
 from firmware_bridge.emulated.chip import EmulatedImu, MotionSource, still_source
+from firmware_bridge.emulated.icm20948 import EmulatedIcm20948
 from firmware_bridge.emulated.lsm6ds import EmulatedLsm6ds3, EmulatedLsm6dso
 from firmware_bridge.emulated.mpu6050 import VARIANTS as MPU_VARIANTS
 from firmware_bridge.emulated.mpu6050 import EmulatedMpu6050
@@ -14,6 +15,7 @@ from firmware_bridge.emulated.mpu6050 import EmulatedMpu6050
 __all__ = [
     "CHIP_VARIANTS",
     "EmulatedBus",
+    "EmulatedIcm20948",
     "EmulatedImu",
     "EmulatedLsm6ds3",
     "EmulatedLsm6dso",
@@ -23,7 +25,7 @@ __all__ = [
     "still_source",
 ]
 
-CHIP_VARIANTS = (*MPU_VARIANTS, "LSM6DS3", "LSM6DSO")
+CHIP_VARIANTS = (*MPU_VARIANTS, "ICM-20948", "LSM6DS3", "LSM6DSO")
 """Every chip variant that :func:`make_chip` can build."""
 
 
@@ -32,6 +34,8 @@ def make_chip(variant: str, source: MotionSource | None = None, *, address: int 
     """An emulated chip by variant name (see :data:`CHIP_VARIANTS`) at its usual address."""
     if variant in MPU_VARIANTS:
         return EmulatedMpu6050(source, variant=variant, address=address or 0x68, **kwargs)
+    if variant == "ICM-20948":
+        return EmulatedIcm20948(source, address=address or 0x68, **kwargs)
     if variant == "LSM6DS3":
         return EmulatedLsm6ds3(source, address=address or 0x6A, **kwargs)
     if variant in ("LSM6DSO", "LSM6DSOX"):

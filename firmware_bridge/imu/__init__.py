@@ -22,6 +22,8 @@ from firmware_bridge.imu.base import (
     FifoImuDriver,
     ImuDriver,
 )
+from firmware_bridge.imu.icm20948 import CHIPS as ICM_CHIPS
+from firmware_bridge.imu.icm20948 import Icm20948Driver
 from firmware_bridge.imu.lsm6ds import CHIPS as LSM6DS_CHIPS
 from firmware_bridge.imu.lsm6ds import Lsm6ds3Driver, Lsm6dsoDriver
 from firmware_bridge.imu.mpu6050 import CHIPS as MPU_CHIPS
@@ -44,14 +46,15 @@ __all__ = [
 
 DEFAULT_ADDRESSES = (0x68, 0x69, 0x6A, 0x6B)
 INVENSENSE_ADDRESSES = (0x68, 0x69)
-KNOWN_CHIPS: tuple[ChipInfo, ...] = MPU_CHIPS + LSM6DS_CHIPS
+KNOWN_CHIPS: tuple[ChipInfo, ...] = MPU_CHIPS + ICM_CHIPS + LSM6DS_CHIPS
 DRIVERS: dict[str, type[FifoImuDriver]] = {
     "mpu6050": Mpu6050Driver,
     "mpu6500": Mpu6050Driver,
     "lsm6ds3": Lsm6ds3Driver,
     "lsm6dso": Lsm6dsoDriver,
+    "icm20948": Icm20948Driver,
 }
-CHIP_CHOICES = ("auto", "mpu6050", "mpu6500", "mpu9250", "lsm6ds3", "lsm6dso")
+CHIP_CHOICES = ("auto", "mpu6050", "mpu6500", "mpu9250", "icm20948", "lsm6ds3", "lsm6dso")
 """Values for ``[sensor] chip``: "auto" accepts any supported chip, a name requires that one."""
 
 
@@ -68,9 +71,10 @@ class ProbeResult:
 def identify(bus: SMBusLike, address: int) -> ProbeResult:
     """Read the WHO_AM_I registers at ``address`` and name the chip, if we know it.
 
-    InvenSense parts keep WHO_AM_I at 0x75 and ST parts at 0x0F; each address is asked the
-    register of its usual maker first, because the other register may hold anything."""
-    registers = (0x75, 0x0F) if address in INVENSENSE_ADDRESSES else (0x0F, 0x75)
+    The MPU family keeps WHO_AM_I at 0x75, the ICM-20948 at 0x00 (bank 0) and ST parts at
+    0x0F; each address is asked its usual maker's registers first, because the others may hold
+    anything. Only reads: probing never writes to a chip it does not know."""
+    registers = (0x75, 0x00, 0x0F) if address in INVENSENSE_ADDRESSES else (0x0F, 0x75)
     seen = []
     for register in registers:
         value = None

@@ -346,7 +346,7 @@ class FifoImuDriver(ABC):
 
     def _try_reconnect(self) -> bool:
         try:
-            who = self.dev.read(Register(self.info.who_am_i_register))
+            who = self._who_am_i()
             if who != self.info.who_am_i:
                 raise SensorError(f"WHO_AM_I answered 0x{who:02X}, expected "
                                   f"0x{self.info.who_am_i:02X}")
@@ -360,6 +360,10 @@ class FifoImuDriver(ABC):
         self._failures = 0
         self._note("sensor answered again and was re-initialised")
         return True
+
+    def _who_am_i(self) -> int:
+        """Read the identity register (a banked chip selects its bank first)."""
+        return self.dev.read(Register(self.info.who_am_i_register))
 
     def _xfer(self, action: Callable[..., T], *args: Any) -> T:
         """One idempotent transfer (``self.dev.read``, ...), retried on transient errors."""
