@@ -365,3 +365,13 @@ def test_icm20948_unplugged_mid_bank_switch_is_found_again():
     assert driver.health.connected
     assert t.size > 500
     assert np.all(np.abs(s[:, 2] - G) < 0.01)
+
+
+def test_a_closed_bus_is_reported_not_raised():
+    clock, _chip, bus, driver = rig("LSM6DSO")
+    run(clock, driver, 0.2, 0.02)
+    bus.close()                                  # EBADF: not worth retrying
+    t, _ = run(clock, driver, 2.0, 0.02)
+    assert t.size == 0
+    assert driver.health.connected is False
+    assert driver.health.retries == 0
