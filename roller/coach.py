@@ -567,7 +567,7 @@ class Coach:
                 return ("Session stopped. Take a moment, breathe, and have some water.",
                         "Press start whenever you want to go again.", "stopped")
             return (r.closing or "Routine complete. Well done.",
-                    "Have some water and get up slowly.", "routine_done")
+                    "Well done.", "routine_done")
         assert step is not None and record is not None
         if self._state == "paused":
             return ("Paused. Resume when you are ready.",

@@ -8,7 +8,6 @@ restart, and send commands back to ``cmd/<verb>``.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import urllib.error
@@ -27,7 +26,6 @@ from roller.publisher import MqttSettings
 from roller.routine import load_routine
 
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -249,17 +247,9 @@ def test_sound_speaks_prompts_and_beeps(display, pub, page) -> None:
     page.wait_for_function("window.rollerDisplay.beeps.includes('too_fast')", timeout=5000)
 
 
-def screenshot_dir(tmp_path: Path) -> Path:
-    """docs/screenshots/ with ROLLER_UPDATE_SCREENSHOTS=1 (to refresh the README's pictures),
-    else a temporary folder, so a test run leaves the checkout clean."""
-    if os.environ.get("ROLLER_UPDATE_SCREENSHOTS") == "1":
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        return SCREENSHOTS
-    return tmp_path
-
-
 def test_summary_at_the_end_and_screenshots(display, pub, page, tmp_path) -> None:
-    shots = screenshot_dir(tmp_path)
+    # (the README pictures come from a real demo: docs/screenshots/take_screenshots.py)
+    shots = tmp_path
     pub.send("mat1", "status", b"online", retain=True)
     pub.send("mat1", "coach", coach_holding(12.0), retain=True)
     page.goto(display.url())

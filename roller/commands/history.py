@@ -132,11 +132,11 @@ def format_detail(detail) -> str:
     if r.advice:
         lines.append(f"Advice given: {r.advice}")
     lines.append("")
-    lines.append(f"  {'step':28}  {'side':5}  {'active/target':>13}  {'strokes':>7}  "
+    lines.append(f"  {'step':30}  {'side':5}  {'active / target':>15}  {'strokes':>7}  "
                  f"{'holds':>5}  {'too fast':>8}  status")
     for st in detail.steps:
         status = "done" if st["completed"] else ("skipped" if st["skipped"] else "not reached")
-        lines.append(f"  {st['title'][:28]:28}  {st['side']:5}  "
-                     f"{st['active_s']:>6.0f}/{st['target_s']:<4.0f} s  {st['strokes']:>7}  "
+        active = f"{st['active_s']:.0f} / {st['target_s']:.0f} s"
+        lines.append(f"  {st['title'][:30]:30}  {st['side']:5}  {active:>15}  {st['strokes']:>7}  "
                      f"{st['holds']:>5}  {st['too_fast_count']:>8}  {status}")
     return "\n".join(lines)

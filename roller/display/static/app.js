@@ -148,6 +148,7 @@
       $("step-title").textContent = c.state === "done" ? "Session over" : c.routine_title;
       $("side-badge").hidden = true;
     }
+    $("main").dataset.state = c.state || "";
     $("prompt").textContent = c.prompt || "";
     $("detail").textContent = c.detail || "";
     $("prompt-box").dataset.cue = c.cue || "none";
