@@ -16,7 +16,7 @@ other directions are measured as the roller turns. Linear acceleration of the ro
 disturbs single pairs but cancels over a stroke (the roller starts and ends at rest).
 
 The estimate is a recursive least-squares solution with exponential forgetting (``memory_s``),
-updated once per epoch (1 s of frames) so it depends only on the frames, never on how samples
+updated once per epoch (2 s of frames) so it depends only on the frames, never on how samples
 were split into blocks.
 """
 

@@ -106,44 +106,44 @@ class Framer:
             t, x = t[1:], x[1:]
             if t.size == 0:
                 return EMPTY
-        running = np.maximum.accumulate(np.concatenate([[self._last_t], t]))
-        keep = t > running[:-1]
-        if not keep.all():
+        if not (t[0] > self._last_t and bool((t[1:] > t[:-1]).all())):
+            running = np.maximum.accumulate(np.concatenate([[self._last_t], t]))
+            keep = t > running[:-1]
             t, x = t[keep], x[keep]
             if t.size == 0:
                 return EMPTY
         f, o, base = self._frame_s, self._origin, self._open
         n = t.size
-        a = np.empty(n)
-        a[0] = self._last_t
-        a[1:] = t[:-1]
-        xa = np.empty_like(x)
-        xa[0] = self._last_x
-        xa[1:] = x[:-1]
-        vals = np.empty((n, 7))
-        vals[:, 0] = 1.0
-        vals[:, 1:4] = (xa[:, 3:] + x[:, 3:]) * 0.5
-        vals[:, 4:7] = (xa[:, :3] + x[:, :3]) * 0.5
+        tt = np.concatenate(([self._last_t], t))
+        a = tt[:-1]
+        xx = np.concatenate((self._last_x[None, :], x))
+        twice_mean = xx[:-1] + xx[1:]   # twice each interval's mean reading (trapezoid rule)
         kb = np.floor((t - o) / f).astype(np.int64)
-        ka = np.empty_like(kb)
-        ka[0] = base
-        ka[1:] = kb[:-1]
+        ka = np.concatenate(([base], kb[:-1]))
         rows = kb - base
         nf = int(rows[-1]) + 1
         same = ka == kb
-        start_b = np.where(same, a, o + kb * f)
-        weight_b = t - start_b
-        sums = np.zeros((nf, 7))
+        weight_b = t - np.where(same, a, o + kb * f)
+        sums = np.zeros((nf, 7))      # duration, rotation (3), accel x time (3)
         # rows are sorted: sum each frame's run of intervals in one call
         first = np.flatnonzero(np.diff(rows, prepend=-1))
-        sums[rows[first]] = np.add.reduceat(vals * weight_b[:, None], first, axis=0)
+        red = np.add.reduceat(twice_mean * (0.5 * weight_b)[:, None], first, axis=0)
+        frame_rows = rows[first]
+        sums[frame_rows, 0] = np.add.reduceat(weight_b, first)
+        sums[frame_rows, 1:4] = red[:, 3:]
+        sums[frame_rows, 4:7] = red[:, :3]
         cross = np.flatnonzero(~same)
         if cross.size:   # the part of an interval before a frame boundary
+            vals = np.empty((cross.size, 7))
+            vals[:, 0] = 1.0
+            vals[:, 1:4] = twice_mean[cross, 3:] * 0.5
+            vals[:, 4:7] = twice_mean[cross, :3] * 0.5
             weight_a = (o + (ka[cross] + 1) * f) - a[cross]
-            np.add.at(sums, ka[cross] - base, vals[cross] * weight_a[:, None])
-            for j in cross[kb[cross] - ka[cross] >= 2]:   # gaps spanning whole frames: rare
+            np.add.at(sums, ka[cross] - base, vals * weight_a[:, None])
+            for i in np.flatnonzero(kb[cross] - ka[cross] >= 2):   # gaps over whole frames
+                j = cross[i]
                 for k in range(int(ka[j]) + 1, int(kb[j])):
-                    sums[k - base] += vals[j] * f
+                    sums[k - base] += vals[i] * f
         counts = np.zeros(nf, dtype=np.int64)
         counts[rows[first]] = np.diff(np.append(first, n))
         sums[0] += self._acc

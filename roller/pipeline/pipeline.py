@@ -9,7 +9,7 @@ Flow (each stage a small object with its own settings and ``update``)::
                                                               -> HoldDetector   -> HoldStarted, Hold
                                                 -> TooFastDetector -> TooFastAlert, TooFast
 
-The offset and axis estimates are refreshed once per *epoch* (one second of frames) and every
+The offset and axis estimates are refreshed once per *epoch* (two seconds of frames) and every
 frame of an epoch is measured with the estimates from the end of the previous one, so results
 depend only on the samples, never on how they were split into blocks. Until the estimates can be
 trusted (the pipeline may start while someone is already rolling, with an unknown offset of up
@@ -42,7 +42,7 @@ from roller.settings import setting
 
 @dataclass(frozen=True)
 class StartupSettings:
-    epoch_s: float = setting(1.0, unit="s", minimum=0.1,
+    epoch_s: float = setting(2.0, unit="s", minimum=0.1,
                              doc="how often the offset and axis estimates are refreshed")
     max_warmup_s: float = setting(60.0, unit="s", minimum=0.0,
                                   doc="longest start-up before measuring with what is known")
@@ -80,7 +80,7 @@ class Pipeline:
         self.too_fast = TooFastDetector(TooFastSettings(
             limit_m_s=s.max_speed_m_s, min_duration_s=s.too_fast_min_duration_s))
         self._calibrated_start = calibrated and pinned is not None
-        self._warm = True
+        self._warm = not self._calibrated_start   # start-up: frames kept back
         self._buffer: list[Frames] = []     # kept back during start-up
         self._epoch: list[Frames] = []      # the current epoch's frames, to learn from
         self._last_t = math.nan

@@ -63,24 +63,27 @@ class RollAxisEstimator:
         w = frames.rotation_rad[ok] / d[:, None]
         acc = frames.accel_m_s2[ok]
         g = acc / np.maximum(np.linalg.norm(acc, axis=1), 1e-9)[:, None]
-        u = w - np.einsum("ij,ij->i", w, g)[:, None] * g
-        gg = np.einsum("n,ni,nj->nij", d, g, g)
+        u = w - (w * g).sum(axis=1)[:, None] * g
+        n = d.size
+        gg = (g[:, :, None] * g[:, None, :]).reshape(n, 9)
+        du = u * d[:, None]
         self._w += float(d.sum())
-        self._u1 += d @ u
-        self._u2 += np.einsum("n,ni,nj->ij", d, u, u)
-        self._t += np.einsum("ni,njl->ijl", u, gg)
-        self._g2 += gg.sum(axis=0)
-        self._g4 += np.einsum("nij,nk,nl->ijkl", gg, g, g)
+        self._u1 += du.sum(axis=0)
+        self._u2 += du.T @ u
+        self._t += (du.T @ gg).reshape(3, 3, 3)
+        dgg = gg * d[:, None]
+        self._g2 += dgg.sum(axis=0).reshape(3, 3)
+        self._g4 += (dgg.T @ gg).reshape(3, 3, 3, 3)
 
     def moment(self, bias_rad_s: np.ndarray) -> np.ndarray:
         """Second moment of the offset-corrected rotation, perpendicular to gravity, over the
         remembered frames -- computed exactly for ``bias_rad_s`` from the raw sums, so a better
         offset estimate cleans up frames already seen."""
         b = np.asarray(bias_rad_s, dtype=float)
-        uv = np.outer(self._u1, b) - self._t @ b
+        uv = np.outer(self._u1, b) - self._t @ b   # sum of d u (P b)^T
         g2b = self._g2 @ b
         vv = (self._w * np.outer(b, b) - np.outer(b, g2b) - np.outer(g2b, b)
-              + np.einsum("ijkl,k,l->ij", self._g4, b, b))
+              + (self._g4.reshape(9, 9) @ np.outer(b, b).reshape(9)).reshape(3, 3))
         return self._u2 - uv - uv.T + vv
 
     def _clear(self) -> None:
