@@ -8,6 +8,11 @@ restart, and send commands back to ``cmd/<verb>``.
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -311,3 +316,57 @@ def test_sse_stream_replays_the_latest_state(display, pub) -> None:
     data = [json.loads(x[5:]) for x in lines if x.startswith("data:")]
     assert data[0] == {"type": "broker", "connected": True}
     assert data[1]["device"] == "mat1" and data[1]["payload"] == {"prompt": "hello"}
+
+
+def test_page_reconnects_after_the_display_server_restarts(broker, pub, page) -> None:
+    settings = MqttSettings(host=broker.host, port=broker.port, reconnect_min_delay_s=0.1,
+                            reconnect_max_delay_s=0.5)
+    first = DisplayServer(DisplaySettings(http_host="127.0.0.1", http_port=0),
+                          MqttBridge(settings))
+    first.start()
+    port = first.port
+    pub.send("mat1", "coach", dict(coach_holding(), prompt="first server"), retain=True)
+    page.goto(first.url())
+    page.wait_for_function("document.getElementById('prompt').textContent === 'first server'",
+                           timeout=5000)
+    first.close()
+    page.wait_for_selector("#conn[data-level=bad]", timeout=5000)
+    assert "display" in page.text_content("#conn")
+    pub.send("mat1", "coach", dict(coach_holding(), prompt="second server"), retain=True)
+    second = DisplayServer(DisplaySettings(http_host="127.0.0.1", http_port=port),
+                           MqttBridge(settings))
+    second.start()
+    try:
+        page.wait_for_function("document.getElementById('prompt').textContent === "
+                               "'second server'", timeout=10000)
+        page.wait_for_selector("#conn[data-level=ok]", timeout=5000)
+    finally:
+        second.close()
+
+
+def test_roller_display_command(broker, tmp_path) -> None:
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path))
+    env.pop("ROLLER_CONFIG", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roller.cli", "display", "--broker", broker.address,
+         "--http-port", "0", "--http-host", "127.0.0.1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"open (http://\S+)", line).group(1)
+        assert f"broker {broker.address}" in line
+        deadline = time.monotonic() + 5
+        while True:
+            with urllib.request.urlopen(url + "api/state", timeout=5) as res:
+                if json.loads(res.read())["connected"] or time.monotonic() > deadline:
+                    break
+            time.sleep(0.05)
+        with urllib.request.urlopen(url + "api/state", timeout=5) as res:
+            assert json.loads(res.read()) == {"connected": True, "devices": {}}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(10)
+    assert code == 0, proc.stderr.read()
+    bad = subprocess.run([sys.executable, "-m", "roller.cli", "display", "--http-port", "70000"],
+                         env=env, capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 78 and "--http-port" in bad.stderr
