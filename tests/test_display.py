@@ -370,3 +370,13 @@ def test_roller_display_command(broker, tmp_path) -> None:
     bad = subprocess.run([sys.executable, "-m", "roller.cli", "display", "--http-port", "70000"],
                          env=env, capture_output=True, text=True, timeout=30)
     assert bad.returncode == 78 and "--http-port" in bad.stderr
+
+
+def test_a_refused_command_is_shown(display, pub, page) -> None:
+    pub.send("mat1", "coach", coach_holding(), retain=True)
+    page.goto(display.url())
+    page.wait_for_selector("#conn[data-level=ok]", timeout=5000)
+    pub.send("mat1", "error", {"error": "not_possible",
+                               "message": "cannot pause: the session is idle"})
+    page.wait_for_function("document.getElementById('toast').textContent === "
+                           "'cannot pause: the session is idle'", timeout=5000)

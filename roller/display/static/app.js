@@ -56,6 +56,10 @@
       d.status = msg.payload;
     } else if (msg.topic === "session") {
       d.session = msg.payload;
+    } else if (msg.topic === "error") {
+      // e.g. a refused command ("cannot pause: the session is idle"): say so where it was tapped
+      if (msg.device === current && msg.payload && msg.payload.message) toast(msg.payload.message);
+      return;
     } else {
       return;
     }
