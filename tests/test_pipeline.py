@@ -256,7 +256,7 @@ def test_live_state_follows_the_session() -> None:
     assert end.phase == "holding" and 4.0 < end.hold_time_s < 8.5
     assert end.stroke_count == 3
     assert isinstance(p.calibration, Calibration)
-    assert p.internal_state()["warming_up"] is False
+    assert p.internal_state()["mode"] == "live"
 
 
 def test_speeds_agree_across_sample_rates() -> None:
@@ -294,3 +294,18 @@ def test_repeated_timestamps_and_empty_blocks_are_harmless() -> None:
     events, _ = run(tt, ss, pipeline=p)
     reference, _ = run(t[:n], samples[:n])
     assert _key(events) == _key(reference)
+
+
+def test_a_long_first_hold_then_rolling_measures_the_first_stroke_right() -> None:
+    segs = (HoldSegment(70.0, breathing_m=0.004, lean_rad=8 * DEG, yaw_rad=6 * DEG),
+            *(StrokeSegment(0.08 * (-1) ** i, 0.03) for i in range(4)), RestSegment(2.0))
+    sc = Scenario(segs, mounting_rotvec=(0.2, -1.4, 0.9), gyro_bias_rad_s=(0.3, -0.2, 0.25))
+    sim = SimulatedRoller(sc, seed=7)
+    t, samples = sim.recording(100.0)
+    events, p = run(t, samples, block=10)
+    holds = of(events, Hold)
+    assert len(holds) == 1 and holds[0].end == pytest.approx(70.0, abs=0.3)
+    strokes = of(events, Stroke)
+    assert [round(s.distance_m, 2) for s in strokes] == [0.08] * 4
+    assert strokes[0].start == pytest.approx(70.0, abs=0.3)
+    assert p.live.calibrated

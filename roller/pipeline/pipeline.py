@@ -14,7 +14,10 @@ frame of an epoch is measured with the estimates from the end of the previous on
 depend only on the samples, never on how they were split into blocks. Until the estimates can be
 trusted (the pipeline may start while someone is already rolling, with an unknown offset of up
 to 20 deg/s and the sensor any way round), frames are kept back and then measured all at once
-with the first trusted estimates: events from that start-up are late, never wrong.
+with the first trusted estimates: events from that start-up are late, never wrong. If nothing
+trustworthy has come after ``max_warmup_s`` (say, a long first hold without a single stroke),
+frames are measured an epoch late -- after the estimates have learnt from them -- until the
+estimates can be trusted, so the first stroke is measured with the axis it reveals.
 """
 
 from __future__ import annotations
@@ -80,7 +83,10 @@ class Pipeline:
         self.too_fast = TooFastDetector(TooFastSettings(
             limit_m_s=s.max_speed_m_s, min_duration_s=s.too_fast_min_duration_s))
         self._calibrated_start = calibrated and pinned is not None
-        self._warm = not self._calibrated_start   # start-up: frames kept back
+        # "warm": start-up, frames kept back and the offset relearnt from all of them;
+        # "lagged": estimates still not trusted after max_warmup_s, so each epoch is measured
+        # only once the estimates have learnt from it; "live": frames measured as they come.
+        self._mode = "live" if self._calibrated_start else "warm"
         self._buffer: list[Frames] = []     # kept back during start-up
         self._epoch: list[Frames] = []      # the current epoch's frames, to learn from
         self._last_t = math.nan
@@ -101,8 +107,8 @@ class Pipeline:
     def finish(self) -> list[Event]:
         """End of the recording (or session): close what is still open."""
         events = self._process(self.framer.finish())
-        if self._warm:
-            self._end_epoch()   # a short recording: learn from its last frames too
+        if self._mode != "live":
+            self._end_epoch()   # learn from the last frames too before measuring them
             events += self._release()
         t_end = self._last_t
         if self.legs is not None and not math.isnan(t_end):
@@ -127,16 +133,22 @@ class Pipeline:
             bounds.append(n)
         for lo, hi in itertools.pairwise(bounds):
             chunk = frames.select(lo, hi)
-            if self._warm:
-                self._buffer.append(chunk)
-            else:
+            if self._mode == "live":
                 events += self._detect(chunk)
+            else:
+                self._buffer.append(chunk)
             self._epoch.append(chunk)
             self._frames_seen += hi - lo
             if (int(chunk.index[-1]) + 1) % e == 0:
                 self._end_epoch()
-                if self._warm and self._ready():
-                    events += self._release()
+                if self._mode != "live":
+                    if self._confident():
+                        self._mode = "live"
+                        events += self._release()
+                    elif self._mode == "lagged" or \
+                            self._frames_seen * self.frame_s >= self.startup.max_warmup_s:
+                        self._mode = "lagged"
+                        events += self._release()
         return events
 
     def _end_epoch(self) -> None:
@@ -147,7 +159,7 @@ class Pipeline:
         if len(frames):
             acc = frames.accel_m_s2[-1]
             self._last_g = acc / (np.linalg.norm(acc) or 1.0)
-        if self._warm:
+        if self._mode == "warm":
             self.bias.relearn(Frames.concat(self._buffer))
         else:
             self.bias.observe(frames)
@@ -155,11 +167,8 @@ class Pipeline:
         self.axis.observe(frames)
         self.axis.end_epoch(self.epoch_s, self.bias.bias)
 
-    def _ready(self) -> bool:
-        if self._calibrated_start:
-            return True
-        if self._frames_seen * self.frame_s >= self.startup.max_warmup_s:
-            return True
+    def _confident(self) -> bool:
+        """Are the offset and axis estimates good enough to measure with?"""
         need = self.bias.settings.confident_s
         if self.settings.body == "ball":
             return self.bias.min_evidence_s(self._last_g) >= need
@@ -169,8 +178,7 @@ class Pipeline:
             self.bias.evidence_s(self.axis.axis) >= need
 
     def _release(self) -> list[Event]:
-        """Measure the frames kept back during start-up, with the estimates now known."""
-        self._warm = False
+        """Measure the frames kept back, with the estimates now known."""
         frames = Frames.concat(self._buffer)
         self._buffer = []
         return self._detect(frames) if len(frames) else []
@@ -210,7 +218,7 @@ class Pipeline:
         return LiveState(t=0.0 if math.isnan(self._last_t) else self._last_t,
                          speed_m_s=abs(self._last_v), velocity_m_s=self._last_v, phase=phase,
                          stroke_count=self.strokes.count, hold_time_s=hold_time,
-                         too_fast=self.too_fast.alerting, calibrated=not self._warm)
+                         too_fast=self.too_fast.alerting, calibrated=self._mode == "live")
 
     @property
     def calibration(self) -> Calibration:
@@ -219,11 +227,11 @@ class Pipeline:
         if self.settings.body == "roller" and self.axis.axis is not None:
             axis = tuple(float(a) for a in self.axis.axis)
         return Calibration(gyro_bias_rad_s=tuple(float(b) for b in self.bias.bias),
-                           roll_axis=axis, confident=not self._warm)
+                           roll_axis=axis, confident=self._mode == "live")
 
     def internal_state(self) -> dict[str, Any]:
         """Why it decided: every stage's state, for debugging and ``--debug`` output."""
-        return {"warming_up": self._warm, "frames_seen": self._frames_seen,
+        return {"mode": self._mode, "frames_seen": self._frames_seen,
                 "frames_waiting": sum(len(f) for f in self._buffer),
                 "bias": self.bias.state(), "axis": self.axis.state(),
                 "bias_evidence_along_axis_s": None if self.axis.axis is None
