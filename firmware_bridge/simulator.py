@@ -198,6 +198,8 @@ class Scenario:
     """White noise on each accelerometer reading, standard deviation per sample [m/s^2]."""
     accel_bias_m_s2: tuple[float, float, float] = (0.0, 0.0, 0.0)
     """Accelerometer zero-g offset, sensor axes [m/s^2]."""
+    gyro_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """Gyro sensitivity of each sensor axis relative to nominal (MEMS parts: +-3 %)."""
 
     @property
     def duration_s(self) -> float:
@@ -394,6 +396,7 @@ class SimulatedRoller:
         rng = np.random.default_rng([self.seed, key, t.size])
         out[:, :3] += np.asarray(sc.accel_bias_m_s2)
         out[:, :3] += rng.normal(0.0, sc.accel_noise_m_s2, size=(t.size, 3))
+        out[:, 3:] *= np.asarray(sc.gyro_scale)
         out[:, 3:] += self.gyro_bias(t)
         out[:, 3:] += rng.normal(0.0, sc.gyro_noise_rad_s, size=(t.size, 3))
         return out
@@ -518,7 +521,8 @@ def person_scenario(duration_s: float, *, seed: int = 0, radius_m: float = 0.075
     Sets of slow strokes (2-4 cm/s over 4-12 cm) back and forth, now and then a set that is too
     fast (8-15 cm/s), holds of 20-30 s on tender spots with breathing and leaning, short rests;
     with a ball, twists on the spot now and then. The sensor is mounted at random, with a gyro
-    offset of up to ``gyro_bias_max_rad_s`` per axis that drifts as the chip warms.
+    offset of up to ``gyro_bias_max_rad_s`` per axis that drifts as the chip warms, accelerometer
+    offsets of up to 0.3 m/s^2 and gyro sensitivity errors of up to 2 %.
     ``start_rolling`` begins in the middle of rolling, with no still moment first.
     Speeds avoid the ambiguous band just around ``max_speed_m_s``.
     """
@@ -572,13 +576,15 @@ def person_scenario(duration_s: float, *, seed: int = 0, radius_m: float = 0.075
     drift = rng.uniform(-2.0, 2.0, size=3) * DEG
     mounting = random_rotvec(rng) if random_mounting else (0.0, 0.0, 0.0)
     accel_bias = rng.uniform(-0.3, 0.3, size=3)
+    scale = 1.0 + rng.uniform(-0.02, 0.02, size=3)
     return Scenario(segments=tuple(segments), radius_m=radius_m, body=body,
                     mounting_rotvec=mounting,
                     gyro_bias_rad_s=tuple(float(x) for x in bias),  # type: ignore[arg-type]
                     gyro_bias_drift_rad_s=tuple(float(x) for x in drift),  # type: ignore[arg-type]
                     warmup_time_s=float(rng.uniform(300.0, 900.0)),
                     gyro_noise_rad_s=gyro_noise_rad_s, accel_noise_m_s2=accel_noise_m_s2,
-                    accel_bias_m_s2=tuple(float(x) for x in accel_bias))  # type: ignore[arg-type]
+                    accel_bias_m_s2=tuple(float(x) for x in accel_bias),  # type: ignore[arg-type]
+                    gyro_scale=tuple(float(x) for x in scale))  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------- command line
