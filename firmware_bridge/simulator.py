@@ -54,15 +54,22 @@ class StrokeSegment:
 
     ``distance_m`` is signed (+ along world X). The speed rises and falls as a raised cosine
     over ``ramp_s`` at each end, so strokes accelerate and decelerate like a person's.
+    ``wobble`` makes the hand uneven: the speed swings by that fraction, ``wobble_cycles``
+    times over the stroke (a time warp, so distance and duration stay the same); the real peak
+    is then above ``peak_speed_m_s`` (the truth reports the real one).
     """
 
     distance_m: float
     peak_speed_m_s: float
     ramp_s: float = 0.4
+    wobble: float = 0.0
+    wobble_cycles: int = 2
 
     def __post_init__(self) -> None:
         if self.peak_speed_m_s <= 0 or self.distance_m == 0:
             raise ValueError("a stroke needs a non-zero distance and a positive speed")
+        if not 0 <= self.wobble < 1:
+            raise ValueError("wobble must be in [0, 1)")
 
     @property
     def _ramp_cruise(self) -> tuple[float, float]:
@@ -76,6 +83,18 @@ class StrokeSegment:
         return 2 * ramp + cruise
 
     def motion(self, tau: np.ndarray) -> dict[str, np.ndarray]:
+        if self.wobble == 0:
+            return self._smooth(tau)
+        k = 2 * math.pi * self.wobble_cycles / self.duration_s
+        u = tau + self.wobble / k * np.sin(k * tau)
+        du = 1 + self.wobble * np.cos(k * tau)
+        ddu = -self.wobble * k * np.sin(k * tau)
+        m = self._smooth(u)
+        m["a"] = m["a"] * du * du + m["v"] * ddu
+        m["v"] = m["v"] * du
+        return m
+
+    def _smooth(self, tau: np.ndarray) -> dict[str, np.ndarray]:
         ramp, cruise = self._ramp_cruise
         v = self.peak_speed_m_s
         sign = math.copysign(1.0, self.distance_m)
@@ -479,13 +498,15 @@ class SimulatedRoller:
         for i, seg in enumerate(self.scenario.segments):
             t0, t1 = float(self._starts[i]), float(self._ends[i])
             if isinstance(seg, StrokeSegment) and abs(seg.distance_m) >= stroke_min_distance_m:
+                grid = np.linspace(0.0, seg.duration_s, max(3, int(seg.duration_s * 2000)))
+                speed = np.abs(seg.motion(grid)["v"])
                 strokes.append(TruthStroke(
                     start=t0, end=t1, distance_m=abs(seg.distance_m),
-                    peak_speed_m_s=seg.peak_speed_m_s,
+                    peak_speed_m_s=float(speed.max()),
                     mean_speed_m_s=abs(seg.distance_m) / (t1 - t0),
                     direction=1 if seg.distance_m > 0 else -1))
-                too_fast.extend(self._excursions(seg, t0, max_speed_m_s,
-                                                 too_fast_min_duration_s))
+                too_fast.extend(_excursions(grid + t0, speed, max_speed_m_s,
+                                            too_fast_min_duration_s))
             elif quiet and abs(quiet[-1][1] - t0) < 1e-9:
                 quiet[-1] = (quiet[-1][0], t1)
             else:
@@ -493,19 +514,35 @@ class SimulatedRoller:
         holds = tuple(TruthHold(a, b) for a, b in quiet if b - a >= hold_min_duration_s)
         return GroundTruth(tuple(strokes), holds, tuple(too_fast), max_speed_m_s)
 
-    @staticmethod
-    def _excursions(seg: StrokeSegment, t0: float, limit: float, min_s: float,
-                    ) -> list[TruthTooFast]:
-        if seg.peak_speed_m_s <= limit:
-            return []
-        ramp, cruise = seg._ramp_cruise
-        # Raised-cosine ramp: v(tau) = v/2 (1 - cos(pi tau / ramp)) crosses the limit at:
-        frac = math.acos(1 - 2 * limit / seg.peak_speed_m_s) / math.pi
-        start = t0 + frac * ramp
-        end = t0 + 2 * ramp + cruise - frac * ramp
-        if end - start < min_s:
-            return []
-        return [TruthTooFast(start, end, seg.peak_speed_m_s)]
+
+def _excursions(t: np.ndarray, speed: np.ndarray, limit: float, min_s: float,
+                ) -> list[TruthTooFast]:
+    """Runs of ``speed`` above ``limit`` lasting ``min_s`` or more, with interpolated
+    crossings (``speed`` is sampled finely at times ``t``)."""
+    above = speed > limit
+    if not above.any():
+        return []
+    edges = np.diff(above.astype(np.int8), prepend=0, append=0)
+    out = []
+    for lo, hi in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+        start = float(t[lo]) if lo == 0 else _cross(t[lo - 1], speed[lo - 1], t[lo],
+                                                     speed[lo], limit)
+        end = float(t[hi - 1]) if hi == t.size else _cross(t[hi - 1], speed[hi - 1], t[hi],
+                                                           speed[hi], limit)
+        if end - start >= min_s:
+            out.append(TruthTooFast(start, end, float(speed[lo:hi].max())))
+    return out
+
+
+def _time_above(stroke: StrokeSegment, limit: float) -> float:
+    """How long the stroke's speed stays above ``limit`` in one go, at most [s]."""
+    grid = np.linspace(0.0, stroke.duration_s, max(3, int(stroke.duration_s * 2000)))
+    runs = _excursions(grid, np.abs(stroke.motion(grid)["v"]), limit, 0.0)
+    return max((r.end - r.start for r in runs), default=0.0)
+
+
+def _cross(t0: float, s0: float, t1: float, s1: float, level: float) -> float:
+    return float(t0 + (level - s0) / (s1 - s0) * (t1 - t0))
 
 
 # ----------------------------------------------------------------------------- a person
@@ -515,12 +552,14 @@ def person_scenario(duration_s: float, *, seed: int = 0, radius_m: float = 0.075
                     body: Literal["roller", "ball"] = "roller", start_rolling: bool = False,
                     fast_fraction: float = 0.2, max_speed_m_s: float = 0.05,
                     gyro_bias_max_rad_s: float = 20 * DEG, gyro_noise_rad_s: float = 0.003,
-                    accel_noise_m_s2: float = 0.04, random_mounting: bool = True) -> Scenario:
+                    accel_noise_m_s2: float = 0.04, random_mounting: bool = True,
+                    wobble_max: float = 0.25) -> Scenario:
     """A plausible person doing a lower-back routine for about ``duration_s`` seconds.
 
-    Sets of slow strokes (2-4 cm/s over 4-12 cm) back and forth, now and then a set that is too
-    fast (8-15 cm/s), holds of 20-30 s on tender spots with breathing and leaning, short rests;
-    with a ball, twists on the spot now and then. The sensor is mounted at random, with a gyro
+    Sets of slow strokes (2-4 cm/s over 4-12 cm) back and forth, with an uneven hand (speed
+    swinging by up to ``wobble_max``), now and then a set that is too fast (8-15 cm/s), holds
+    of 20-30 s on tender spots with breathing and leaning, short rests; with a ball, twists on
+    the spot now and then. The sensor is mounted at random, with a gyro
     offset of up to ``gyro_bias_max_rad_s`` per axis that drifts as the chip warms, accelerometer
     offsets of up to 0.3 m/s^2 and gyro sensitivity errors of up to 2 %.
     ``start_rolling`` begins in the middle of rolling, with no still moment first.
@@ -547,10 +586,18 @@ def person_scenario(duration_s: float, *, seed: int = 0, radius_m: float = 0.075
             if fast:
                 speed = float(rng.uniform(1.6, 3.0)) * max_speed_m_s
                 ramp = float(rng.uniform(0.15, 0.3))
+                wobble_cap = 1 - 1.25 * max_speed_m_s / speed   # stays clearly too fast
             else:
-                speed = float(rng.uniform(0.4, 0.8)) * max_speed_m_s
+                speed = float(rng.uniform(0.4, 0.75)) * max_speed_m_s
                 ramp = float(rng.uniform(0.25, 0.6))
-            add(StrokeSegment(direction * distance, speed, ramp))
+                wobble_cap = 0.8 * max_speed_m_s / speed - 1    # stays clearly slow enough
+            wobble = float(rng.uniform(0.0, max(0.0, min(wobble_max, wobble_cap))))
+            stroke = StrokeSegment(direction * distance, speed, ramp, wobble=wobble,
+                                   wobble_cycles=int(rng.integers(1, 4)))
+            while fast and _time_above(stroke, max_speed_m_s) < 0.45:
+                # clearly longer than the 0.3 s that makes an alert: no ambiguous cases
+                stroke = dataclasses.replace(stroke, distance_m=stroke.distance_m * 1.2)
+            add(stroke)
             direction = -direction
             if rng.random() < 0.2:
                 add(RestSegment(float(rng.uniform(0.3, 1.2))))
