@@ -16,6 +16,7 @@ checkout's ``config/routines/``) or a path.
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,23 @@ from roller.paths import REPO_CONFIG_DIR
 from roller.settings import from_mapping, setting
 
 ROUTINES_DIR = REPO_CONFIG_DIR / "routines"
-"""Where routines are found by name."""
+"""The checkout's routines (source and editable installs)."""
+
+SYSTEM_ROUTINES_DIR = Path("/etc/roller/routines")
+"""Where a Pi's own routines go (beside /etc/roller/roller.toml)."""
+
+
+def search_dirs() -> list[Path]:
+    """Folders searched for a routine given by name, in order: the checkout's
+    ``config/routines/``; the ``config/routines/`` next to the virtual environment (a venv
+    inside a copy of the checkout, as ``scripts/install-pi`` makes in /opt/roller, where the
+    package itself is installed into the venv); then ``/etc/roller/routines``."""
+    dirs: list[Path] = []
+    for d in (ROUTINES_DIR, Path(sys.prefix).resolve().parent / "config" / "routines",
+              SYSTEM_ROUTINES_DIR):
+        if d not in dirs:
+            dirs.append(d)
+    return dirs
 
 DEFAULT_ROUTINE = "lower_back_hips"
 
@@ -112,8 +129,8 @@ def load_routine(name_or_path: str | os.PathLike[str] = DEFAULT_ROUTINE, *,
                  search_dir: Path | None = None) -> Routine:
     """Load a routine by name (``lower_back_hips``) or from a ``.toml`` path.
 
-    A bare name is looked up as ``<search_dir>/<name>.toml`` (default: the checkout's
-    ``config/routines/``). Raises :class:`ConfigError` when the file is missing, is not valid
+    A bare name is looked up as ``<dir>/<name>.toml`` in ``search_dir`` if given, else in each of
+    :func:`search_dirs` in turn. Raises :class:`ConfigError` when the file is missing, is not valid
     TOML, or does not describe a valid routine.
     """
     path = resolve_routine_path(name_or_path, search_dir=search_dir)
@@ -134,19 +151,25 @@ def resolve_routine_path(name_or_path: str | os.PathLike[str], *,
                          search_dir: Path | None = None) -> Path:
     """The file a routine name or path refers to (which must exist)."""
     text = os.fspath(name_or_path)
-    directory = ROUTINES_DIR if search_dir is None else search_dir
-    looks_like_path = text.endswith(".toml") or os.sep in text or "/" in text
-    path = Path(text) if looks_like_path else directory / f"{text}.toml"
-    if not path.is_file():
-        known = ", ".join(available_routines(directory)) or "none"
-        raise ConfigError("routine", f"a routine file or one of the names: {known}", text,
-                          str(path))
-    return path
+    dirs = search_dirs() if search_dir is None else [search_dir]
+    if text.endswith(".toml") or os.sep in text or "/" in text:
+        path = Path(text)
+        if path.is_file():
+            return path
+        raise ConfigError("routine", "an existing routine file", text, str(path))
+    for directory in dirs:
+        path = directory / f"{text}.toml"
+        if path.is_file():
+            return path
+    known = ", ".join(available_routines(search_dir)) or "none"
+    raise ConfigError("routine", f"a routine file or one of the names: {known}", text,
+                      "searched " + ", ".join(str(d) for d in dirs))
 
 
 def available_routines(search_dir: Path | None = None) -> list[str]:
-    """Names of the routines in ``search_dir`` (default: ``config/routines/``)."""
-    directory = ROUTINES_DIR if search_dir is None else search_dir
-    if not directory.is_dir():
-        return []
-    return sorted(p.stem for p in directory.glob("*.toml"))
+    """Names of the routines found in ``search_dir`` (default: every :func:`search_dirs`)."""
+    names: set[str] = set()
+    for directory in search_dirs() if search_dir is None else [search_dir]:
+        if directory.is_dir():
+            names.update(p.stem for p in directory.glob("*.toml"))
+    return sorted(names)

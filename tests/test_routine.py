@@ -97,3 +97,23 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="lower_back_hips") as info:
         load_routine("no_such_routine")
     assert info.value.actual == "no_such_routine"
+
+
+def test_routines_are_found_next_to_an_installed_venv(tmp_path: Path, monkeypatch) -> None:
+    """scripts/install-pi copies the checkout to /opt/roller and pip-installs the package into
+    /opt/roller/.venv: the routines are then beside the venv, not beside the package."""
+    import roller.routine as routine_module
+
+    opt = tmp_path / "opt-roller"
+    (opt / "config" / "routines").mkdir(parents=True)
+    (opt / "config" / "routines" / "pi_only.toml").write_text(
+        (ROUTINES_DIR / "lower_back_hips.toml").read_text().replace(
+            'name = "lower_back_hips"', 'name = "pi_only"'))
+    (opt / ".venv").mkdir()
+    monkeypatch.setattr(routine_module.sys, "prefix", str(opt / ".venv"))
+    monkeypatch.setattr(routine_module, "ROUTINES_DIR", tmp_path / "site-packages" / "config")
+    assert load_routine("pi_only").name == "pi_only"
+    assert "pi_only" in available_routines()
+    with pytest.raises(ConfigError, match="searched") as info:
+        load_routine("lower_back_hips")
+    assert "pi_only" in info.value.expected
