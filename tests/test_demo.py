@@ -73,13 +73,20 @@ def sse_messages(url: str, want, timeout_s: float) -> list[dict]:
     return got
 
 
-@pytest.mark.parametrize("broker_kind", ["mosquitto", "amqtt"])
-def test_roller_demo_runs_and_stops_cleanly(tmp_path: Path, broker_kind: str) -> None:
+@pytest.mark.parametrize("broker_kind", ["mosquitto", "amqtt", "external"])
+def test_roller_demo_runs_and_stops_cleanly(tmp_path: Path, broker_kind: str,
+                                            request) -> None:
     env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"), PYTHONUNBUFFERED="1")
     env.pop("ROLLER_CONFIG", None)
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "roller.cli", "demo", "--port", "0", "--broker-kind", broker_kind],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    cmd = [sys.executable, "-m", "roller.cli", "demo", "--port", "0"]
+    external = None
+    if broker_kind == "external":  # --broker: use it, start none, leave it running
+        external = request.getfixturevalue("broker")
+        cmd += ["--broker", external.address]
+    else:
+        cmd += ["--broker-kind", broker_kind]
+    demo = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
     out = Lines(demo.stdout)
     try:
         url = out.wait_for(r"open (http://\S+)", 20).group(1)
@@ -116,3 +123,6 @@ def test_roller_demo_runs_and_stops_cleanly(tmp_path: Path, broker_kind: str) ->
     if broker_pid is not None:
         assert not alive(broker_pid), "mosquitto outlived the demo"
     assert "Traceback" not in "\n".join(out.lines)
+    if external is not None:
+        assert not any("started" in line for line in out.lines)
+        assert external.process is not None and external.process.poll() is None
