@@ -46,9 +46,11 @@
     const d = device(msg.device);
     const now = performance.now() / 1000;
     if (msg.topic === "live" && msg.payload && typeof msg.payload === "object") {
+      // a replayed message may be old (the roller went quiet): date it by when the server got it
+      const age = msg.received_at ? Math.max(0, Date.now() / 1000 - msg.received_at) : 0;
       d.live = msg.payload;
-      d.liveAt = now;
-      d.trace.push([now, (msg.payload.speed_m_s || 0) * 100]);
+      d.liveAt = now - age;
+      if (age < LIVE_STALE_S) d.trace.push([now, (msg.payload.speed_m_s || 0) * 100]);
       while (d.trace.length && d.trace[0][0] < now - TRACE_WINDOW_S) d.trace.shift();
     } else if (msg.topic === "coach") {
       d.coach = msg.payload && typeof msg.payload === "object" ? msg.payload : null;
