@@ -300,8 +300,13 @@
     window.speechSynthesis.speak(u);
   }
 
+  const lastBeepAt = {};
   function beep(kind) {
     if (!soundOn || !audio) return;
+    // the live flag and the coach's prompt both announce a too-fast pass: one beep is enough
+    const t = performance.now();
+    if (lastBeepAt[kind] && t - lastBeepAt[kind] < 1500) return;
+    lastBeepAt[kind] = t;
     record.beeps.push(kind);
     const tones = { too_fast: [[880, 0, 0.12], [880, 0.18, 0.12]],
                     hold_end: [[660, 0, 0.25], [990, 0.3, 0.4]],
