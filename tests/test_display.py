@@ -250,6 +250,12 @@ def test_sound_speaks_prompts_and_beeps(display, pub, page) -> None:
     assert page.evaluate("window.rollerDisplay.spoken")[-1] == state["prompt"]
     pub.send("mat1", "live", live(speed=0.1, too_fast=True))
     page.wait_for_function("window.rollerDisplay.beeps.includes('too_fast')", timeout=5000)
+    # the coach's slow-down prompt follows at once: spoken, but no second beep
+    pub.send("mat1", "coach", dict(state, cue="too_fast", prompt="Slow down: test."),
+             retain=True)
+    page.wait_for_function("window.rollerDisplay.spoken.includes('Slow down: test.')",
+                           timeout=5000)
+    assert page.evaluate("window.rollerDisplay.beeps.filter(b => b === 'too_fast').length") == 1
 
 
 def test_summary_at_the_end_and_screenshots(display, pub, page, tmp_path) -> None:
