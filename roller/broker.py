@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import logging
 import shutil
 import signal
@@ -160,7 +161,10 @@ def _start_mosquitto(exe: str, host: str, port: int, timeout_s: float) -> LocalB
     broker._tmp = tempfile.TemporaryDirectory(prefix="roller-demo-mosquitto-")
     conf = Path(broker._tmp.name) / "mosquitto.conf"
     logfile = Path(broker._tmp.name) / "mosquitto.log"
+    # `user` = ourselves: mosquitto started as root would otherwise switch to its own user,
+    # and changing credentials clears the parent-death signal that keeps it from outliving us.
     conf.write_text(f"listener {port} {host}\nallow_anonymous true\npersistence false\n"
+                    f"user {getpass.getuser()}\n"
                     "log_dest stderr\nlog_type error\nlog_type warning\n")
     with open(logfile, "wb") as log_handle:
         broker._process = subprocess.Popen(

@@ -126,3 +126,25 @@ def test_roller_demo_runs_and_stops_cleanly(tmp_path: Path, broker_kind: str,
     if external is not None:
         assert not any("started" in line for line in out.lines)
         assert external.process is not None and external.process.poll() is None
+
+
+def test_children_die_with_a_killed_demo(tmp_path: Path) -> None:
+    """kill -9 gives the demo no chance to clean up: the service and mosquitto must still go."""
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"), PYTHONUNBUFFERED="1")
+    env.pop("ROLLER_CONFIG", None)
+    demo = subprocess.Popen([sys.executable, "-m", "roller.cli", "demo", "--port", "0",
+                             "--broker-kind", "mosquitto"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = Lines(demo.stdout)
+    try:
+        out.wait_for(r"open (http://\S+)", 20)
+        service_pid = int(out.wait_for(r"service pid (\d+)", 5).group(1))
+        broker_pid = int(out.wait_for(r"started mosquitto on \S+ \(pid (\d+)\)", 5).group(1))
+    finally:
+        demo.kill()
+        demo.wait(10)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (alive(service_pid) or alive(broker_pid)):
+        time.sleep(0.05)
+    assert not alive(service_pid), "the service was orphaned"
+    assert not alive(broker_pid), "mosquitto was orphaned"
