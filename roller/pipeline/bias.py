@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from roller.pipeline.frames import Frames
+from roller.pipeline.frames import Frames, sum_by_group
 from roller.settings import setting
 
 GRAVITY_M_S2 = 9.80665
@@ -48,6 +48,8 @@ class BiasSettings:
                                         doc="the same, when the start comes from a calibration")
     confident_s: float = setting(2.5, unit="s", minimum=0.0,
                                  doc="evidence needed before the offset is trusted")
+    relinearise_epochs: int = setting(8, minimum=1,
+                                      doc="epochs that share one linearisation point")
 
 
 def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -89,18 +91,47 @@ class BiasTracker:
         self._z = self._h @ self.bias
         self._h_data = np.zeros((3, 3))   # the part that came from measurements
         self._clear_history()
+        self._lin = self.bias.copy()      # linearisation point of the current group
+        self._epochs_done = 0
         self.pairs_used = 0
         self.residual_rms = 0.0
 
-    def observe(self, frames: Frames) -> None:
-        """Add the evidence of these frames (the next ones in the stream)."""
-        if len(frames) == 0:
-            return
-        h, z, n = self._evidence(self._with_history(frames), self.bias)
-        self._h += h
-        self._z += z
-        self._h_data += h
-        self.pairs_used += n
+    def learn_epochs(self, epochs: list[Frames], epoch_s: float) -> list[np.ndarray]:
+        """Learn from complete epochs, in order; returns the offset after each one.
+
+        Each epoch's evidence is added, the offset solved, then all evidence aged. Pairs are
+        linearised around the estimate at the start of their group of ``relinearise_epochs``
+        epochs rather than the previous epoch's, so a run of epochs (a long block read from a
+        file) is handled in one vectorised step; once started the estimate moves slowly, so
+        this costs nothing in accuracy.
+        """
+        out: list[np.ndarray] = []
+        k = self.settings.relinearise_epochs
+        forget = math.exp(-epoch_s / self.settings.memory_s)
+        eps = 1e-3 * self._unit
+        i = 0
+        while i < len(epochs):
+            if self._epochs_done % k == 0:
+                self._lin = self.bias.copy()
+            j = min(len(epochs), i + k - self._epochs_done % k)
+            group = epochs[i:j]
+            sizes = np.array([len(f) for f in group])
+            per_epoch = self._evidence(self._with_history(Frames.concat(group)), self._lin,
+                                       sizes)
+            for h, z, n in per_epoch:
+                self._h += h
+                self._z += z
+                self._h_data += h
+                self.pairs_used += n
+                self.bias = np.linalg.solve(self._h + np.eye(3) * eps,
+                                            self._z + eps * self.bias)
+                self._h *= forget
+                self._z *= forget
+                self._h_data *= forget
+                self._epochs_done += 1
+                out.append(self.bias.copy())
+            i = j
+        return out
 
     def relearn(self, frames: Frames, iterations: int = 3) -> None:
         """Start again from ``frames`` (every frame so far), re-linearising around each new
@@ -112,15 +143,15 @@ class BiasTracker:
         if len(frames) == 0:
             return
         data = self._with_history(frames)
-        h = z = np.zeros((3, 3))
-        n = 0
+        whole = np.array([len(frames)])
         for _ in range(iterations):
-            h, z, n = self._evidence(data, self.bias)
+            ((h, z, n),) = self._evidence(data, self.bias, whole)
             self.bias = np.linalg.solve(prior_h + h + np.eye(3) * 1e-3 * self._unit,
                                         prior_z + z + 1e-3 * self._unit * self.bias)
-        h, z, n = self._evidence(data, self.bias)
+        ((h, z, n),) = self._evidence(data, self.bias, whole)
         self._h, self._z, self._h_data = prior_h + h, prior_z + z, h.copy()
         self.pairs_used = n
+        self._lin = self.bias.copy()
 
     def _clear_history(self) -> None:
         self._hist_rot = np.zeros((0, 3))
@@ -145,44 +176,47 @@ class BiasTracker:
         self._hist_ok = okk[-keep:]
         return rot, dur, gg, okk
 
-    def _evidence(self, data: tuple[np.ndarray, ...], bias: np.ndarray,
-                  ) -> tuple[np.ndarray, np.ndarray, int]:
-        """Normal equations (H, z with H b = z) of the frame pairs, linearised at ``bias``."""
+    def _evidence(self, data: tuple[np.ndarray, ...], bias: np.ndarray, sizes: np.ndarray,
+                  ) -> list[tuple[np.ndarray, np.ndarray, int]]:
+        """Normal equations (H, z with H b = z) of the frame pairs, linearised at ``bias``,
+        summed per epoch (``sizes``: frames per epoch; a pair belongs to its later frame's)."""
         rot, dur, gg, okk = data
         lag = self.lag
-        zero = (np.zeros((3, 3)), np.zeros(3), 0)
-        if rot.shape[0] <= lag:
-            return zero
-        # rotation and time from the middle of frame i to the middle of frame i + lag
-        cum = np.cumsum(rot, axis=0) - rot * 0.5
-        cdur = np.cumsum(dur) - dur * 0.5
-        theta = cum[lag:] - cum[:-lag]
-        dt = cdur[lag:] - cdur[:-lag]
-        use = okk[lag:] & okk[:-lag] & (dt > 0)
-        if not use.any():
-            return zero
-        theta, dt = theta[use], dt[use]
-        g0, g1 = gg[:-lag][use], gg[lag:][use]
-        corrected = theta - bias[None, :] * dt[:, None]
-        pred = rotate(g0, -corrected)
-        y = g1 - pred
-        dt2 = dt * dt
-        # sums over pairs of dt^2 (I - g g^T) and of dt (g x y)
-        h = np.eye(3) * dt2.sum() - np.einsum("n,ni,nj->ij", dt2, pred, pred)
-        z = h @ bias + np.einsum("n,ni->i", dt, cross(pred, y))
-        self.residual_rms = float(np.sqrt(np.mean(np.sum(y * y, axis=1)) / np.mean(dt2)))
-        return h, z, int(dt.size)
-
-    def end_epoch(self, epoch_s: float) -> None:
-        """Solve for the offset with the evidence so far, then age the evidence."""
-        eps = 1e-3 * self._unit
-        h = self._h + np.eye(3) * eps
-        z = self._z + eps * self.bias
-        self.bias = np.linalg.solve(h, z)
-        forget = math.exp(-epoch_s / self.settings.memory_s)
-        self._h *= forget
-        self._z *= forget
-        self._h_data *= forget
+        n_ep = sizes.size
+        sums = np.zeros((n_ep, 12))
+        counts = np.zeros(n_ep, dtype=np.int64)
+        if rot.shape[0] > lag:
+            # rotation and time from the middle of frame i to the middle of frame i + lag
+            cum = np.cumsum(rot, axis=0) - rot * 0.5
+            cdur = np.cumsum(dur) - dur * 0.5
+            theta = cum[lag:] - cum[:-lag]
+            dt = cdur[lag:] - cdur[:-lag]
+            use = okk[lag:] & okk[:-lag] & (dt > 0)
+            # epoch of each pair's later frame (the new frames are the last sum(sizes) rows)
+            first_new = rot.shape[0] - int(sizes.sum())
+            epoch = np.searchsorted(np.cumsum(sizes), np.arange(lag, rot.shape[0]) - first_new,
+                                    side="right")
+            if use.any():
+                theta, dt, epoch = theta[use], dt[use], epoch[use]
+                g0, g1 = gg[:-lag][use], gg[lag:][use]
+                pred = rotate(g0, -(theta - bias[None, :] * dt[:, None]))
+                y = g1 - pred
+                dt2 = dt * dt
+                rows = np.empty((dt.size, 12))
+                # dt^2 (I - p p^T) and dt (p x y) for every pair
+                rows[:, :9] = (-dt2[:, None, None] * pred[:, :, None] * pred[:, None, :]
+                               ).reshape(-1, 9)
+                rows[:, [0, 4, 8]] += dt2[:, None]
+                rows[:, 9:] = cross(pred, y) * dt[:, None]
+                sums = sum_by_group(rows, epoch, n_ep)
+                counts = np.bincount(epoch, minlength=n_ep)
+                self.residual_rms = float(np.sqrt(np.mean(np.sum(y * y, axis=1)) /
+                                                  np.mean(dt2)))
+        out = []
+        for e in range(n_ep):
+            h = sums[e, :9].reshape(3, 3)
+            out.append((h, h @ bias + sums[e, 9:], int(counts[e])))
+        return out
 
     def evidence_s(self, direction: np.ndarray) -> float:
         """How much measured evidence backs the offset along ``direction``, in seconds of

@@ -64,6 +64,16 @@ class Frames:
                                   "accel_m_s2", "samples")))
 
 
+def sum_by_group(rows: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """Sum the rows of ``rows`` (N, K) by ``group`` (N,) ids, sorted ascending, into
+    (n_groups, K) (groups with no rows sum to zero). Much faster than ``np.add.at``."""
+    out = np.zeros((n_groups, rows.shape[1]))
+    if group.size:
+        first = np.flatnonzero(np.diff(group, prepend=-1))
+        out[group[first]] = np.add.reduceat(rows, first, axis=0)
+    return out
+
+
 EMPTY = Frames(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0), np.zeros(0),
                np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, dtype=np.int64))
 

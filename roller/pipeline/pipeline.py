@@ -22,7 +22,6 @@ estimates can be trusted, so the first stroke is measured with the axis it revea
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -108,7 +107,9 @@ class Pipeline:
         """End of the recording (or session): close what is still open."""
         events = self._process(self.framer.finish())
         if self._mode != "live":
-            self._end_epoch()   # learn from the last frames too before measuring them
+            # learn from the last, partial epoch too before measuring what was kept back
+            self._learn_held_back(Frames.concat(self._epoch))
+            self._epoch = []
             events += self._release()
         t_end = self._last_t
         if self.legs is not None and not math.isnan(t_end):
@@ -127,45 +128,71 @@ class Pipeline:
                                    start_t=float(frames.t_end[0] - frames.duration_s[0]))
         events: list[Event] = []
         e = self.epoch_frames
-        ends = np.flatnonzero((frames.index + 1) % e == 0) + 1
-        bounds = [0, *ends.tolist()]
-        if bounds[-1] != n:
-            bounds.append(n)
-        for lo, hi in itertools.pairwise(bounds):
+        lo = 0
+        while lo < n and self._mode != "live":
+            # start-up: keep frames back, one epoch at a time
+            ends = np.flatnonzero((frames.index[lo:] + 1) % e == 0)
+            hi = lo + int(ends[0]) + 1 if ends.size else n
             chunk = frames.select(lo, hi)
-            if self._mode == "live":
-                events += self._detect(chunk)
-            else:
-                self._buffer.append(chunk)
+            self._buffer.append(chunk)
             self._epoch.append(chunk)
             self._frames_seen += hi - lo
-            if (int(chunk.index[-1]) + 1) % e == 0:
-                self._end_epoch()
-                if self._mode != "live":
-                    if self._confident():
-                        self._mode = "live"
-                        events += self._release()
-                    elif self._mode == "lagged" or \
-                            self._frames_seen * self.frame_s >= self.startup.max_warmup_s:
-                        self._mode = "lagged"
-                        events += self._release()
+            lo = hi
+            if (int(chunk.index[-1]) + 1) % e:
+                break
+            self._learn_held_back(Frames.concat(self._epoch))
+            self._epoch = []
+            if self._confident():
+                self._mode = "live"
+                events += self._release()
+            elif self._mode == "lagged" or \
+                    self._frames_seen * self.frame_s >= self.startup.max_warmup_s:
+                self._mode = "lagged"
+                events += self._release()
+        if lo < n:
+            events += self._process_live(frames.select(lo, n))
         return events
 
-    def _end_epoch(self) -> None:
-        """Learn from the epoch's frames, all at once (cheaper than block by block, and the
-        same whatever the blocks were), then refresh the estimates."""
-        frames = Frames.concat(self._epoch)
-        self._epoch = []
-        if len(frames):
-            acc = frames.accel_m_s2[-1]
-            self._last_g = acc / (np.linalg.norm(acc) or 1.0)
+    def _process_live(self, frames: Frames) -> list[Event]:
+        """Measure frames as they come; learn from each epoch as it completes. Each frame is
+        measured with the estimates from the end of the epoch before its own."""
+        e = self.epoch_frames
+        ends = np.flatnonzero((frames.index + 1) % e == 0) + 1
+        completed = []
+        start = 0
+        for end in ends.tolist():
+            completed.append(Frames.concat([*self._epoch, frames.select(start, end)]))
+            self._epoch = []
+            start = end
+        if start < len(frames):
+            self._epoch.append(frames.select(start, len(frames)))
+        self._frames_seen += len(frames)
+        bias = self.bias.bias.copy()
+        axis = np.zeros(3) if self.axis.axis is None else self.axis.axis.copy()
+        if not completed:
+            return self._detect(frames, bias, axis)
+        biases = self.bias.learn_epochs(completed, self.epoch_s)
+        axes = self.axis.learn_epochs(completed, biases, self.epoch_s)
+        acc = completed[-1].accel_m_s2[-1]
+        self._last_g = acc / (np.linalg.norm(acc) or 1.0)
+        which = np.searchsorted(ends, np.arange(len(frames)), side="right")
+        bias_f = np.vstack([bias, *biases])[which]
+        axis_f = np.vstack([axis, *(np.zeros(3) if a is None else a for a in axes)])[which]
+        return self._detect(frames, bias_f, axis_f)
+
+    def _learn_held_back(self, frames: Frames) -> None:
+        """Learn from an epoch during start-up: the offset is relearnt from every frame kept
+        back, around its newest value (see BiasTracker.relearn)."""
+        if len(frames) == 0:
+            return
+        acc = frames.accel_m_s2[-1]
+        self._last_g = acc / (np.linalg.norm(acc) or 1.0)
         if self._mode == "warm":
             self.bias.relearn(Frames.concat(self._buffer))
+            biases = [self.bias.bias.copy()]
         else:
-            self.bias.observe(frames)
-            self.bias.end_epoch(self.epoch_s)
-        self.axis.observe(frames)
-        self.axis.end_epoch(self.epoch_s, self.bias.bias)
+            biases = self.bias.learn_epochs([frames], self.epoch_s)
+        self.axis.learn_epochs([frames], biases, self.epoch_s)
 
     def _confident(self) -> bool:
         """Are the offset and axis estimates good enough to measure with?"""
@@ -181,11 +208,16 @@ class Pipeline:
         """Measure the frames kept back, with the estimates now known."""
         frames = Frames.concat(self._buffer)
         self._buffer = []
-        return self._detect(frames) if len(frames) else []
+        if not len(frames):
+            return []
+        axis = np.zeros(3) if self.axis.axis is None else self.axis.axis
+        return self._detect(frames, self.bias.bias, axis)
 
-    def _detect(self, frames: Frames) -> list[Event]:
+    def _detect(self, frames: Frames, bias: np.ndarray, axis: np.ndarray) -> list[Event]:
+        """Run the detectors over frames, measured with ``bias`` and ``axis`` (one for all, or
+        one row per frame)."""
         assert self.legs is not None
-        v = self.speed.velocity(frames, self.bias.bias, self.axis.axis)
+        v = self.speed.velocity(frames, bias, axis)
         t_end = frames.t_end.tolist()
         known = frames.known_at.tolist()
         legs, moving, big, still = self.legs.update(t_end, known, v.tolist(),

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from roller.pipeline.frames import Frames
+from roller.pipeline.frames import Frames, sum_by_group
 from roller.settings import setting
 
 
@@ -35,13 +35,20 @@ class RollAxisSettings:
                                doc="how much more rotation about the axis than about any other")
 
 
+_U1, _U2, _T = slice(1, 4), slice(4, 13), slice(13, 40)
+_G2, _G4 = slice(40, 49), slice(49, 130)
+_SIZE = 130
+
+
 class RollAxisEstimator:
     """Unit roll axis in sensor axes (``axis``), and whether it can be trusted (``confident``)."""
 
     def __init__(self, settings: RollAxisSettings | None = None, *,
                  pinned: np.ndarray | None = None) -> None:
         self.settings = settings or RollAxisSettings()
-        self._clear()
+        # raw sums over frames, weighted by duration: 1, u, u u^T, u g g^T, g g^T, g g g g^T
+        # (u: rotation rate perpendicular to gravity g, before removing the offset)
+        self._sums = np.zeros(_SIZE)
         self.pinned = pinned is not None
         if pinned is not None:
             a = np.asarray(pinned, dtype=float)
@@ -53,54 +60,61 @@ class RollAxisEstimator:
         self.ratio = 0.0
         self.rms_rate_rad_s = 0.0
 
-    def observe(self, frames: Frames) -> None:
-        """Accumulate the frames' rotation and gravity (raw: the offset is applied later)."""
-        if self.pinned or len(frames) == 0:
-            return
+    def learn_epochs(self, epochs: list[Frames], biases: list[np.ndarray],
+                     epoch_s: float) -> list[np.ndarray | None]:
+        """Learn from complete epochs in order, each refreshed with the offset estimate after
+        it (``biases``); returns the axis after each one."""
+        if self.pinned or not epochs:
+            return [self.axis] * len(epochs)
+        frames = Frames.concat(epochs)
+        sizes = np.array([len(f) for f in epochs])
+        epoch = np.repeat(np.arange(sizes.size), sizes)
         dur = frames.duration_s
         ok = dur > 0
-        d = dur[ok]
+        d, epoch = dur[ok], epoch[ok]
         w = frames.rotation_rad[ok] / d[:, None]
         acc = frames.accel_m_s2[ok]
         g = acc / np.maximum(np.linalg.norm(acc, axis=1), 1e-9)[:, None]
         u = w - (w * g).sum(axis=1)[:, None] * g
         n = d.size
         gg = (g[:, :, None] * g[:, None, :]).reshape(n, 9)
-        du = u * d[:, None]
-        self._w += float(d.sum())
-        self._u1 += du.sum(axis=0)
-        self._u2 += du.T @ u
-        self._t += (du.T @ gg).reshape(3, 3, 3)
-        dgg = gg * d[:, None]
-        self._g2 += dgg.sum(axis=0).reshape(3, 3)
-        self._g4 += (dgg.T @ gg).reshape(3, 3, 3, 3)
+        rows = np.empty((n, _SIZE))
+        rows[:, 0] = 1.0
+        rows[:, _U1] = u
+        rows[:, _U2] = (u[:, :, None] * u[:, None, :]).reshape(n, 9)
+        rows[:, _T] = (u[:, :, None] * gg[:, None, :]).reshape(n, 27)
+        rows[:, _G2] = gg
+        rows[:, _G4] = (gg[:, :, None] * gg[:, None, :]).reshape(n, 81)
+        rows *= d[:, None]
+        per_epoch = sum_by_group(rows, epoch, sizes.size)
+        out: list[np.ndarray | None] = []
+        forget = math.exp(-epoch_s / self.settings.memory_s)
+        for e in range(sizes.size):
+            self._sums += per_epoch[e]
+            self._refresh(biases[e])
+            self._sums *= forget
+            out.append(self.axis)
+        return out
 
     def moment(self, bias_rad_s: np.ndarray) -> np.ndarray:
         """Second moment of the offset-corrected rotation, perpendicular to gravity, over the
         remembered frames -- computed exactly for ``bias_rad_s`` from the raw sums, so a better
         offset estimate cleans up frames already seen."""
         b = np.asarray(bias_rad_s, dtype=float)
-        uv = np.outer(self._u1, b) - self._t @ b   # sum of d u (P b)^T
-        g2b = self._g2 @ b
-        vv = (self._w * np.outer(b, b) - np.outer(b, g2b) - np.outer(g2b, b)
-              + (self._g4.reshape(9, 9) @ np.outer(b, b).reshape(9)).reshape(3, 3))
-        return self._u2 - uv - uv.T + vv
+        sums = self._sums
+        u1, u2 = sums[_U1], sums[_U2].reshape(3, 3)
+        t, g2, g4 = sums[_T].reshape(3, 3, 3), sums[_G2].reshape(3, 3), sums[_G4].reshape(9, 9)
+        uv = np.outer(u1, b) - t @ b   # sum of d u (P b)^T, P = I - g g^T per frame
+        g2b = g2 @ b
+        vv = (sums[0] * np.outer(b, b) - np.outer(b, g2b) - np.outer(g2b, b)
+              + (g4 @ np.outer(b, b).reshape(9)).reshape(3, 3))
+        return u2 - uv - uv.T + vv
 
-    def _clear(self) -> None:
-        self._w = 0.0
-        self._u1 = np.zeros(3)
-        self._u2 = np.zeros((3, 3))
-        self._t = np.zeros((3, 3, 3))
-        self._g2 = np.zeros((3, 3))
-        self._g4 = np.zeros((3, 3, 3, 3))
-
-    def end_epoch(self, epoch_s: float, bias_rad_s: np.ndarray) -> None:
-        """Refresh the axis with the current offset estimate, then age the evidence."""
-        if self.pinned or self._w <= 0:
+    def _refresh(self, bias_rad_s: np.ndarray) -> None:
+        if self._sums[0] <= 0:
             return
         s = self.settings
-        m = self.moment(bias_rad_s)
-        vals, vecs = np.linalg.eigh(m)
+        vals, vecs = np.linalg.eigh(self.moment(bias_rad_s))
         axis = vecs[:, 2]
         if self.axis is not None:
             if float(axis @ self.axis) < 0:
@@ -109,15 +123,8 @@ class RollAxisEstimator:
             axis = -axis
         self.axis = axis
         self.ratio = float(vals[2] / max(vals[1], 1e-12))
-        self.rms_rate_rad_s = math.sqrt(max(float(vals[2]), 0.0) / self._w)
+        self.rms_rate_rad_s = math.sqrt(max(float(vals[2]), 0.0) / self._sums[0])
         self.confident = self.ratio >= s.min_ratio and self.rms_rate_rad_s >= s.min_rate_rad_s
-        forget = math.exp(-epoch_s / s.memory_s)
-        self._w *= forget
-        self._u1 *= forget
-        self._u2 *= forget
-        self._t *= forget
-        self._g2 *= forget
-        self._g4 *= forget
 
     def state(self) -> dict:
         return {"axis": None if self.axis is None else self.axis.tolist(),

@@ -29,20 +29,20 @@ class SpeedEstimator:
         self.body = body
 
     def velocity(self, frames: Frames, bias_rad_s: np.ndarray,
-                 axis: np.ndarray | None) -> np.ndarray:
-        """(M,) velocity [m/s]: + when rolling in the positive sense about ``axis``."""
+                 axis: np.ndarray) -> np.ndarray:
+        """(M,) velocity [m/s]: + when rolling in the positive sense about ``axis``.
+
+        ``bias_rad_s`` and ``axis`` are (3,) for all frames or (M, 3), one per frame; a zero
+        axis means unknown (a roller then reads 0; a ball's speed counts as positive).
+        """
         if len(frames) == 0:
             return np.zeros(0)
         dur = np.where(frames.duration_s > 0, frames.duration_s, 1.0)
         w = frames.rotation_rad / dur[:, None] - bias_rad_s
         if self.body == "roller":
-            if axis is None:
-                return np.zeros(len(frames))
-            return (w @ axis) * self.radius_m
+            return (w * axis).sum(axis=1) * self.radius_m
         acc = frames.accel_m_s2
         g = acc / np.maximum(np.linalg.norm(acc, axis=1), 1e-9)[:, None]
-        horizontal = w - np.einsum("ij,ij->i", w, g)[:, None] * g
+        horizontal = w - (w * g).sum(axis=1)[:, None] * g
         speed = np.linalg.norm(horizontal, axis=1) * self.radius_m
-        if axis is None:
-            return speed
-        return np.where(horizontal @ axis >= 0, speed, -speed)
+        return np.where((horizontal * axis).sum(axis=1) >= 0, speed, -speed)
