@@ -61,7 +61,7 @@ class ServiceSettings:
     """Config section ``[service]``: the main loop's pace and patience."""
 
     read_interval_s: float = setting(
-        0.02, unit="s", minimum=0.001, maximum=1.0,
+        0.03, unit="s", minimum=0.001, maximum=1.0,
         doc="main loop period: how often the sensor is read (never slower than half the "
             "driver's max_read_interval_s)")
     health_interval_s: float = setting(
@@ -342,7 +342,7 @@ class Service:
         self.events_published = 0
         self.steps = 0
         self._started_at = self.clock.monotonic()
-        self._last_live = -math.inf
+        self._next_live = -math.inf
         self._last_health = -math.inf
         self._last_health_key: tuple[Any, ...] | None = None
         self._last_session_pub = -math.inf
@@ -527,11 +527,13 @@ class Service:
         if self.coach is None:
             return
         state = self.coach.update(events, self.live, now)
-        body = state.to_dict() if hasattr(state, "to_dict") else dataclasses.asdict(state)
-        key = tuple(json.dumps(body.get(k), sort_keys=True, default=str)
-                    for k in ("state", "step_index", "prompt", "cue", "breath", "summary"))
+        # The key is read off the state object: building the full dict every step is costly.
+        key = (*(getattr(state, k, None) for k in ("state", "step_index", "prompt", "cue",
+                                                     "breath")),
+               getattr(state, "summary", None) is not None)
         interval = getattr(getattr(self.coach, "settings", None), "publish_interval_s", 1.0)
         if key != self._coach_key or now - self._last_coach_pub >= interval:
+            body = state.to_dict() if hasattr(state, "to_dict") else dataclasses.asdict(state)
             self.publisher.publish_retained("coach", body)
             self._coach_key = key
             self._last_coach_pub = now
@@ -561,9 +563,12 @@ class Service:
 
     def _publish_state(self, now: float) -> None:
         pub = self.publisher
-        if self.live is not None and now - self._last_live >= pub.settings.live_interval_s:
+        if self.live is not None and now >= self._next_live:
             pub.publish_live(live_payload(self.live))
-            self._last_live = now
+            # On a fixed grid, so the rate stays 1 / live_interval_s whatever the loop period;
+            # after a stall, restart the grid instead of catching up with a burst.
+            interval = pub.settings.live_interval_s
+            self._next_live = max(self._next_live + interval, now - interval / 2)
         if self._session_dirty and now - self._last_session_pub >= \
                 self.settings.session_publish_interval_s:
             pub.publish_retained("session", self.session.to_dict(now))
