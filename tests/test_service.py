@@ -387,9 +387,15 @@ def test_last_will_after_kill_9_of_roller_run(broker, tmp_path):
         sub.close()
 
 
-def test_service_settings_are_a_dataclass_section():
+def test_loop_period_never_exceeds_half_the_drivers_safe_read_interval(broker, tmp_path):
     assert dataclasses.is_dataclass(ServiceSettings)
-    assert RollerConfig().service.read_interval_s == pytest.approx(0.02)
+    clock = ManualClock()
+    service = make_service(broker, tmp_path, clock=clock, read_interval_s=1.0)
+    assert service.period_s == pytest.approx(service.driver.max_read_interval_s / 2)
+    relaxed = make_service(broker, tmp_path / "b", clock=clock, read_interval_s=0.005)
+    assert relaxed.period_s == pytest.approx(0.005)
+    service.close()
+    relaxed.close()
 
 
 def test_gpio_buttons_led_and_buzzer(broker, tmp_path):
