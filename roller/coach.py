@@ -280,6 +280,7 @@ class Coach:
         self._ended_at: float | None = None
         self._idle_since: float | None = None
         self._summary: SessionSummary | None = None
+        self._summary_dict: dict[str, Any] | None = None  # built once: snapshots are frequent
         self._pending_summary: SessionSummary | None = None
 
     # ---------------------------------------------------------------- inputs
@@ -451,6 +452,7 @@ class Coach:
             self._summary = None
             return
         self._summary = self._summarise(now, reason)
+        self._summary_dict = self._summary.to_dict()
         self._session_started = None
         if self._summary.active_s >= self.settings.min_record_active_s:
             self._pending_summary = self._summary
@@ -538,7 +540,7 @@ class Coach:
             hold=hold, breath=breath, breath_remaining_s=breath_left,
             too_fast=self._state == "active" and self._too_fast_now(now),
             speed_target_m_s=self.speed_target_m_s, speed_limit_m_s=self.speed_limit_m_s,
-            summary=self._summary.to_dict() if self._summary and self._state == "done"
+            summary=self._summary_dict if self._summary and self._state == "done"
             else None)
 
     def _too_fast_now(self, now: float) -> bool:
