@@ -195,8 +195,9 @@ class CoachState:
     detail: str
     """A secondary line: the position, a caution, or how long is left."""
     cue: str
-    """Machine-readable kind of prompt: ready, position, rolling, keep_going, too_fast, hold,
-    hold_reached, hold_long, switch_sides, step_done, paused, routine_done, stopped, pain_stop."""
+    """Machine-readable kind of prompt: calibrating, ready, position, rolling, keep_going,
+    too_fast, hold, hold_reached, hold_long, switch_sides, step_done, paused, routine_done,
+    stopped, pain_stop."""
     step_active_s: float
     step_target_s: float
     step_progress: float
@@ -558,6 +559,10 @@ class Coach:
         """(prompt, detail, cue) for the current situation: one place for every sentence."""
         r = self.routine
         if self._state == "ready":
+            if self._live is not None and not self._live.calibrated:
+                return ("Leave the roller still for a moment while it gets its bearings.",
+                        "It measures its own drift before it can judge your speed.",
+                        "calibrating")
             first = r.steps[0]
             tip = r.tips[0] if r.tips else ""
             return (f"Ready for {r.title.lower()}. Press start, or simply begin rolling.",

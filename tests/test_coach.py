@@ -110,6 +110,15 @@ def test_ready_until_rolling_starts_then_idle_does_not_count(clock) -> None:
     assert idle.strokes == 3
 
 
+def test_ready_asks_for_stillness_until_calibrated(clock) -> None:
+    s = make(clock)
+    state = s.coach.update([], LiveState(t=0, speed_m_s=0, velocity_m_s=0, phase="idle",
+                                         stroke_count=0, hold_time_s=0, too_fast=False,
+                                         calibrated=False), clock.monotonic())
+    assert state.cue == "calibrating" and "still" in state.prompt
+    assert s.run(1).cue == "ready"  # the script's live states are calibrated
+
+
 def test_without_auto_start_it_waits_for_the_start_command(clock) -> None:
     s = make(clock, auto_start=False)
     assert s.roll(3).state == "ready"
