@@ -43,7 +43,10 @@ def read_chunks(path: str | os.PathLike[str], chunk_rows: int = CHUNK_ROWS,
     except OSError as exc:
         raise RecordingError(name, None, f"cannot open: {exc.strerror or exc}") from None
     with handle:
-        header_line = handle.readline()
+        try:
+            header_line = handle.readline()
+        except UnicodeDecodeError as exc:
+            raise RecordingError(name, None, f"not a UTF-8 text file ({exc.reason})") from None
         if not header_line.strip():
             raise RecordingError(name, 1, f"empty file: expected the header '{HEADER}'")
         order = _column_order(name, header_line)
@@ -54,7 +57,9 @@ def read_chunks(path: str | os.PathLike[str], chunk_rows: int = CHUNK_ROWS,
             try:
                 lines = list(itertools.islice(handle, chunk_rows))
             except UnicodeDecodeError as exc:
-                raise RecordingError(name, None, f"not a text file ({exc.reason})") from None
+                # The decoder works on whole buffers, so the exact line is not known.
+                raise RecordingError(name, None,
+                                     f"not a UTF-8 text file ({exc.reason})") from None
             if not lines:
                 break
             first_line = line_no + 1

@@ -81,8 +81,6 @@ def test_malformed_files(tmp_path, text, problem) -> None:
         list(recording.read_chunks(path))
 
 
-@pytest.mark.xfail(strict=True, reason="roller/recording.py: readline() of the header raises "
-                   "UnicodeDecodeError outside the try (a traceback from roller analyze)")
 def test_a_binary_file_is_not_a_recording(tmp_path) -> None:
     path = tmp_path / "bad.csv"
     path.write_bytes(b"t,ax,ay,az,gx,gy,gz\n\xff\xfe\x00garbage\n")
