@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from firmware_bridge.simulator import SimulatedRoller, person_scenario
@@ -126,3 +127,29 @@ def test_pipeline_settings_come_from_a_config_file(session, tmp_path) -> None:
     proc = analyze(str(path), "--config", str(bad))
     assert proc.returncode == 78
     assert "pipeline.radius_m" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_quick_reader_agrees_with_the_careful_one(tmp_path) -> None:
+    from roller.commands.analyze import quick_chunks
+
+    sim = SimulatedRoller(person_scenario(20, seed=3), seed=3)
+    t, samples = sim.recording(200.0, jitter_s=0.001)
+    plain = tmp_path / "plain.csv"
+    recording.write(plain, t, samples)
+    lines = plain.read_text().splitlines()
+    # columns reordered, an extra column, a blank line
+    shuffled = tmp_path / "shuffled.csv"
+    rows = ["gz,t,ax,ay,az,gx,gy,temp"]
+    for i, line in enumerate(lines[1:]):
+        c = line.split(",")
+        rows.append(",".join([c[6], c[0], c[1], c[2], c[3], c[4], c[5], "25.5"]))
+        if i == 100:
+            rows.append("")
+    shuffled.write_text("\n".join(rows) + "\n")
+    for path in (plain, shuffled):
+        quick = list(quick_chunks(str(path), chunk_rows=1000))
+        careful = list(recording.read_chunks(path, chunk_rows=1000))
+        assert len(quick) >= 4
+        for i in (0, 1):
+            assert np.array_equal(np.concatenate([c[i] for c in quick]),
+                                  np.concatenate([c[i] for c in careful]))
