@@ -85,7 +85,7 @@ def test_a_simulated_person_completes_the_routine(full_routine) -> None:
 def test_prompts_follow_what_the_pipeline_sees(full_routine) -> None:
     states, _, _ = full_routine
     cues = Counter(st.cue for st in states)
-    for cue in ("ready", "rolling", "too_fast", "hold", "hold_reached", "switch_sides",
+    for cue in ("calibrating", "rolling", "too_fast", "hold", "hold_reached", "switch_sides",
                 "step_done", "routine_done"):
         assert cues[cue] > 0, f"never prompted {cue}: {cues}"
     # a slow-down prompt appears within a second of the pipeline's live too-fast flag
