@@ -41,7 +41,7 @@ class LegSettings:
                                      doc="below this the roller counts as standing")
     stop_speed_m_s: float = setting(0.005, unit="m/s", minimum=0.0,
                                     doc="speed under which a leg may end at a stop")
-    stop_s: float = setting(0.4, unit="s", minimum=0.0,
+    stop_s: float = setting(0.3, unit="s", minimum=0.0,
                             doc="how long under the stop speed ends a leg")
     settle_speed_m_s: float = setting(0.0015, unit="m/s", minimum=0.0,
                                       doc="a leg that ends at a stop ends where the speed "
