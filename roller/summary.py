@@ -36,6 +36,8 @@ class SessionSummary:
     alerts: list[TooFastAlert] = field(default_factory=list)
     samples: int = 0
     calibration: dict[str, Any] | None = None
+    pipeline_state: dict[str, Any] | None = None
+    """The pipeline's internal state at the end (``roller analyze --debug``)."""
 
     def add(self, events: Iterable[Event]) -> None:
         for ev in events:
@@ -114,6 +116,7 @@ class SessionSummary:
             "settings": {"radius_m": self.radius_m, "max_speed_m_s": self.max_speed_m_s,
                          "body": self.body},
             "calibration": self.calibration,
+            **({"pipeline_state": self.pipeline_state} if self.pipeline_state else {}),
         }
 
     def to_text(self) -> str:

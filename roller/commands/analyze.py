@@ -169,7 +169,7 @@ def _analyze(path: str, settings, chunks, *, debug: bool):
                            else [round(a, 5) for a in cal.roll_axis],
                            "confident": cal.confident}
     if debug:
-        summary.calibration["pipeline_state"] = pipeline.internal_state()
+        summary.pipeline_state = pipeline.internal_state()
     return summary
 
 
