@@ -129,3 +129,22 @@ def test_roller_history_lists_and_shows(tmp_path: Path, capsys) -> None:
     assert "no session 7" in capsys.readouterr().err
     assert main(["history", "--db", str(db), "list", "--limit", "1", "--json"]) == 0
     assert [s["id"] for s in json.loads(capsys.readouterr().out)] == [2]
+
+
+def test_a_pi_user_reads_the_services_history(tmp_path: Path, monkeypatch) -> None:
+    import argparse
+
+    from roller.commands.history import history_path
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "home-state"))
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.delenv("ROLLER_CONFIG", raising=False)
+    args = argparse.Namespace(db=None, config=None)
+    service_dir = tmp_path / "var-lib-roller"
+    mine = tmp_path / "home-state" / "roller" / "history.sqlite3"
+    assert history_path(args, service_dir) == mine  # nothing anywhere: the user's own
+    service_dir.mkdir()
+    History(service_dir / "history.sqlite3").close()
+    assert history_path(args, service_dir) == service_dir / "history.sqlite3"
+    History(mine).close()
+    assert history_path(args, service_dir) == mine  # the user's own wins when it exists

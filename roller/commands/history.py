@@ -30,14 +30,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(limit=20, device=None)
 
 
-def history_path(args: argparse.Namespace) -> Path:
-    """The history file: ``--db``, else the config's ``[history] file`` in its state dir."""
+SERVICE_STATE_DIR = Path("/var/lib/roller")
+"""The service's state directory under systemd (``StateDirectory=roller``)."""
+
+
+def history_path(args: argparse.Namespace, service_state_dir: Path = SERVICE_STATE_DIR) -> Path:
+    """The history file: ``--db``, else the config's ``[history] file`` in its state dir.
+
+    A user's shell has no ``$STATE_DIRECTORY``, so on a Pi the config's default state dir is
+    the user's own; when that holds no history but the service's (/var/lib/roller) does and
+    the config does not name a state dir, the service's is read.
+    """
     if args.db:
         return Path(args.db)
     from roller.config import load_config
 
     config = load_config(args.config)
-    return config.history.path(config.state_path)
+    path = config.history.path(config.state_path)
+    if not path.exists() and not config.state_dir:
+        service = config.history.path(service_state_dir)
+        if service.exists():
+            return service
+    return path
 
 
 def run(args: argparse.Namespace) -> int:
