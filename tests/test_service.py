@@ -432,3 +432,28 @@ def test_gpio_buttons_led_and_buzzer(broker, tmp_path):
     advance(service, clock, 2.0)
     assert service.controls.status == "fault"
     service.close()
+
+
+def test_calibration_is_loaded_at_start_and_saved_when_confident(broker, tmp_path):
+    from roller.calibration import Calibration
+    from roller.service import _make_pipeline
+
+    path = tmp_path / "calibration.json"
+    Calibration(gyro_bias_rad_s=(0.01, -0.02, 0.03), roll_axis=(0.0, 1.0, 0.0),
+                confident=True).save(path)
+    pipeline = _make_pipeline(RollerConfig(), path)
+    assert pipeline.settings.gyro_bias_rad_s == pytest.approx([0.01, -0.02, 0.03])
+    assert pipeline.settings.roll_axis == pytest.approx([0.0, 1.0, 0.0])
+    pinned = RollerConfig(pipeline=PipelineSettings(gyro_bias_rad_s=[0.0, 0.0, 0.0]))
+    assert _make_pipeline(pinned, path).settings.gyro_bias_rad_s == [0.0, 0.0, 0.0]
+    assert _make_pipeline(RollerConfig(), tmp_path / "absent.json").settings.roll_axis is None
+
+    path.unlink()
+    clock = ManualClock()
+    service = make_service(broker, tmp_path, clock=clock)
+    service.calibration_path = path
+    advance(service, clock, session_scenario().duration_s)
+    assert service.pipeline.calibration.confident
+    service.close()
+    saved = Calibration.load(path)
+    assert saved.gyro_bias_rad_s == pytest.approx((0.02, -0.01, 0.015), abs=0.005)
