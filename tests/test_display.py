@@ -313,15 +313,16 @@ def test_sse_stream_replays_the_latest_state(display, pub) -> None:
             assert res.headers["Content-Type"] == "text/event-stream"
             for raw in res:
                 lines.append(raw.decode().strip())
-                if len([x for x in lines if x.startswith("data:")]) >= 2:
+                if len([x for x in lines if x.startswith("data:")]) >= 3:
                     return
 
     thread = threading.Thread(target=read, daemon=True)
     thread.start()
     thread.join(5)
     data = [json.loads(x[5:]) for x in lines if x.startswith("data:")]
-    assert data[0] == {"type": "broker", "connected": True}
-    assert data[1]["device"] == "mat1" and data[1]["payload"] == {"prompt": "hello"}
+    assert data[0] == {"type": "config", "device": ""}
+    assert data[1] == {"type": "broker", "connected": True}
+    assert data[2]["device"] == "mat1" and data[2]["payload"] == {"prompt": "hello"}
 
 
 def test_page_reconnects_after_the_display_server_restarts(broker, pub, page) -> None:
@@ -386,3 +387,19 @@ def test_a_refused_command_is_shown(display, pub, page) -> None:
                                "message": "cannot pause: the session is idle"})
     page.wait_for_function("document.getElementById('toast').textContent === "
                            "'cannot pause: the session is idle'", timeout=5000)
+
+
+def test_configured_device_is_shown_first(broker, pub, page) -> None:
+    bridge = MqttBridge(MqttSettings(host=broker.host, port=broker.port))
+    server = DisplayServer(DisplaySettings(http_host="127.0.0.1", http_port=0, device="bravo"),
+                           bridge)
+    server.start()
+    try:
+        pub.send("alpha", "coach", dict(coach_holding(), prompt="alpha here"), retain=True)
+        pub.send("bravo", "coach", dict(coach_holding(), prompt="bravo here"), retain=True)
+        page.goto(server.url())
+        page.wait_for_function("document.getElementById('prompt').textContent === "
+                               "'bravo here'", timeout=5000)
+        assert page.eval_on_selector("#device", "s => s.value") == "bravo"
+    finally:
+        server.close()

@@ -1,9 +1,11 @@
 """The display's HTTP server: the page, a Server-Sent Events stream, and a command endpoint.
 
 * ``GET /`` and ``/static/...``: the page (our own HTML/CSS/JS, works offline).
-* ``GET /events``: ``text/event-stream``; each message of :class:`~roller.display.bridge.MqttBridge`
-  as one ``data:`` line of JSON. A comment line every ``keepalive_s`` keeps proxies and phones
-  from closing an idle stream; the browser's EventSource reconnects by itself.
+* ``GET /events``: ``text/event-stream``; first ``{"type": "config", "device": ...}`` (the
+  ``[display] device`` to show when the browser has no choice of its own), then each message of
+  :class:`~roller.display.bridge.MqttBridge` as one ``data:`` line of JSON. A comment line
+  every ``keepalive_s`` keeps proxies and phones from closing an idle stream; the browser's
+  EventSource reconnects by itself.
 * ``POST /api/cmd/<verb>`` with a JSON body ``{"device": id, "payload": {...}}``: publishes
   ``cmd/<verb>`` to that roller. Only ``application/json`` bodies are taken, so a page from another
   site cannot post here without a CORS preflight, which this server never grants.
@@ -202,6 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
         sub = display.bridge.subscribe()
         try:
             self.wfile.write(b"retry: 1000\n\n")
+            self.wfile.write(_sse({"type": "config", "device": display.settings.device}))
             self.wfile.flush()
             while not display._closing.is_set():
                 try:

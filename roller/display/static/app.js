@@ -37,6 +37,14 @@
   // ---------------------------------------------------------------- incoming messages
   function onMessage(msg) {
     record.messages += 1;
+    if (msg.type === "config") {
+      // the server's [display] device: used when neither the link nor this browser chose one
+      if (!wanted && msg.device) {
+        wanted = msg.device;
+        if (devices[wanted] && current !== wanted) choose(wanted);
+      }
+      return;
+    }
     if (msg.type === "broker") {
       brokerConnected = msg.connected;
       renderConnection();
