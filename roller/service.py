@@ -292,17 +292,22 @@ class Session:
 _RENAMES = {"start": "start_s", "end": "end_s", "emitted_at": "emitted_at_s"}
 
 
+def _rounded(value: Any) -> Any:
+    """Floats to 4 decimals (0.1 ms, 0.1 mm, 0.1 mm/s): finer is noise, and payloads shrink."""
+    return round(value, 4) if isinstance(value, float) else value
+
+
 def event_payload(event: Event) -> dict[str, Any]:
     """An event as its MQTT payload: field names with units (``start_s``, ``distance_m``)."""
-    body = {_RENAMES.get(k, k): v for k, v in event.to_dict().items()}
+    body = {_RENAMES.get(k, k): _rounded(v) for k, v in event.to_dict().items()}
     if isinstance(event, Hold):
-        body["duration_s"] = event.duration_s
+        body["duration_s"] = _rounded(event.duration_s)
     return body
 
 
 def live_payload(live: LiveState) -> dict[str, Any]:
     """The ``live`` message: the pipeline's LiveState, ``t`` renamed ``t_s``."""
-    body = live.to_dict()
+    body = {k: _rounded(v) for k, v in live.to_dict().items()}
     body["t_s"] = body.pop("t")
     return body
 
@@ -568,7 +573,9 @@ class Service:
             # On a fixed grid, so the rate stays 1 / live_interval_s whatever the loop period;
             # after a stall, restart the grid instead of catching up with a burst.
             interval = pub.settings.live_interval_s
-            self._next_live = max(self._next_live + interval, now - interval / 2)
+            self._next_live += interval
+            if self._next_live <= now:
+                self._next_live = now + interval
         if self._session_dirty and now - self._last_session_pub >= \
                 self.settings.session_publish_interval_s:
             pub.publish_retained("session", self.session.to_dict(now))
