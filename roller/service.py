@@ -361,7 +361,9 @@ class Service:
         self._last_coach_pub = -math.inf
         self._closed = False
 
-        self.commands.add("start", self._cmd_start, doc="start a session")
+        self.commands.add("start", self._cmd_start, payload=dict,
+                          doc="start a session; optional {\"step\": id} starts the coach's "
+                              "routine at that step")
         self.commands.add("pause", self._cmd_pause, doc="pause the running session")
         self.commands.add("resume", self._cmd_resume, doc="resume a paused session")
         self.commands.add("next", self._cmd_next, doc="skip to the coach's next step")
@@ -399,7 +401,10 @@ class Service:
         now = self.clock.monotonic()
         if self.session.state in ("running", "paused"):
             raise CommandError("not_possible", f"a session is already {self.session.state}")
-        self._to_coach("start", payload)
+        if payload and self.coach is None:
+            raise CommandError("bad_payload", f"cmd/start takes no payload without a coach, got "
+                               f"{_short(payload)}", expected="{}")
+        self._to_coach("start", payload or None)
         self.session.start(now)
         self._session_changed()
 

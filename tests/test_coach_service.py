@@ -124,3 +124,15 @@ def test_buttons_and_mqtt_share_the_coach_commands(service) -> None:
     svc.submit_command("stop", b"", source="mqtt")
     run_for(svc, clock, 0.2)
     assert svc.coach.state == "done" and svc.session.state == "finished"
+
+
+def test_start_at_a_chosen_step(service) -> None:
+    svc, clock, _ = service
+    svc.submit_command("start", b'{"step": "ql_right"}', source="mqtt")
+    run_for(svc, clock, 0.2)
+    assert svc.coach.state == "active" and svc.coach.current_step.id == "ql_right"
+    assert svc.session.state == "running"
+    svc.submit_command("stop", b"", source="mqtt")
+    svc.submit_command("start", b'{"step": "nowhere"}', source="mqtt")
+    run_for(svc, clock, 0.2)
+    assert svc.coach.state == "done" and svc.session.state == "finished"  # refused, unchanged
