@@ -9,13 +9,16 @@ and username/password login.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -374,3 +377,85 @@ def test_tls_connection_with_a_private_ca(tmp_path):
         untrusted.close()
     finally:
         b.stop()
+
+
+class Cable:
+    """A TCP forwarder between the publisher and the broker that can be cut like a network:
+    while cut, bytes vanish (no FIN, no RST) until the keepalive notices; when reconnected, the
+    stale connections are reset, as a router reboot would."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.target = (broker.host, broker.port)
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
+        self.cut = threading.Event()
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                if not self.cut.is_set():
+                    b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def unplug(self) -> None:
+        self.cut.set()
+
+    def plug_in(self) -> None:
+        self.cut.clear()
+        for s in self.conns:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+        self.conns.clear()
+
+    def close(self) -> None:
+        self.listener.close()
+        self.plug_in()
+
+
+def test_network_drop_loses_no_event(broker, tmp_path):
+    cable = Cable(broker)
+    sub = Subscriber(broker.host, broker.port, "roller/r1/event/#")  # on the broker's side
+    settings = MqttSettings(host="127.0.0.1", port=cable.port, keepalive_s=1,
+                            reconnect_min_delay_s=0.05, reconnect_max_delay_s=0.2)
+    pub = Publisher(settings, Topics("r1"), Outbox(tmp_path / "o.sqlite3"))
+    pub.start()
+    assert pub.wait_connected(5)
+    for i in range(5):
+        pub.publish_event("stroke", {"n": i})
+    cable.unplug()
+    for i in range(5, 15):  # sent into the void, or kept while the link is known to be down
+        pub.publish_event("stroke", {"n": i})
+        time.sleep(0.05)
+    deadline = time.monotonic() + 6
+    while pub.connected and time.monotonic() < deadline:  # the keepalive notices
+        time.sleep(0.05)
+    assert not pub.connected
+    cable.plug_in()
+    assert pub.wait_connected(5)
+    assert pub.flush(5)
+    got = sub.wait_for(lambda ms: {m.json()["seq"] for m in ms} >= set(range(1, 16)), 5,
+                       "seq 1..15")
+    assert {m.json()["seq"] for m in got} == set(range(1, 16))
+    pub.close()
+    sub.close()
+    cable.close()
