@@ -1,20 +1,28 @@
 """Legs: the travel along the muscle cut into runs in one direction.
 
 Integrating the velocity gives the contact point's position along the muscle. A *leg* is travel
-in one direction: it starts where the roller last stood (speed below ``onset_speed_m_s``) once
-the position has moved ``start_travel_m`` from there, and it ends
+in one direction: it is recognised once the position has moved ``start_travel_m`` from where the
+roller last stood (speed below ``onset_speed_m_s``), and it ends
 
 * at a reversal: once the roller has come back ``reversal_m`` from its farthest point, the leg
   ends at that farthest point and the next leg starts there; or
-* at a stop: once the speed has stayed below ``stop_speed_m_s`` for ``stop_s``; the leg ends
-  where the roller first (nearly) stood, so that breathing just after the stop, which may push a
-  few mm further, does not stretch it.
+* at a stop: once the speed has stayed below ``stop_speed_m_s`` for ``stop_s`` and has come down
+  to ``low_speed_m_s``.
 
 Working on position with these small hysteresis distances makes the cut immune to noise and to
 breathing (a few mm of rocking never travels ``start_travel_m`` from a still point before the
 stop rule re-anchors it), and the slow creep of a slightly wrong gyro offset is re-anchored
 away too. Strokes are the legs of at least 2 cm (:mod:`roller.pipeline.strokes`); holds are the
 time between legs that travel more than 1 cm (:mod:`roller.pipeline.holds`).
+
+Where exactly a leg starts and stops: a hand starts and stops a roller smoothly (acceleration
+builds up from zero), so near a start or a stop the speed grows with the square of the time
+from it. The speed is measured crossing two levels, ``low_speed_m_s`` and ``onset_speed_m_s``
+(interpolated between frames), and the square law extrapolates back to where the speed was
+zero: ``t0 = t_low - (t_onset - t_low) / (sqrt(onset / low) - 1)``. Without this a slow,
+gentle stroke would look as if it began and ended up to a second late/early, and the still time
+between strokes would look longer than it is. The extrapolation is capped (``max_extrapolation_s``)
+so that breathing before a stroke cannot stretch it.
 
 For each frame the tracker also reports ``moving_since`` (start of the motion in progress, or
 NaN when still), ``big`` (the leg in progress has travelled ``big_travel_m``) and
@@ -39,13 +47,18 @@ class LegSettings:
                                 doc="travel back from the farthest point that ends a leg")
     onset_speed_m_s: float = setting(0.004, unit="m/s", minimum=0.0,
                                      doc="below this the roller counts as standing")
+    low_speed_m_s: float = setting(0.0015, unit="m/s", minimum=0.0,
+                                   doc="a second, lower level for extrapolating where the "
+                                       "speed was zero (above the noise)")
+    max_extrapolation_s: float = setting(0.6, unit="s", minimum=0.0,
+                                         doc="the most a start or stop is moved by "
+                                             "extrapolation")
     stop_speed_m_s: float = setting(0.005, unit="m/s", minimum=0.0,
                                     doc="speed under which a leg may end at a stop")
     stop_s: float = setting(0.3, unit="s", minimum=0.0,
                             doc="how long under the stop speed ends a leg")
-    settle_speed_m_s: float = setting(0.0015, unit="m/s", minimum=0.0,
-                                      doc="a leg that ends at a stop ends where the speed "
-                                          "first fell under this (the roller stood)")
+    stop_wait_s: float = setting(1.2, unit="s", minimum=0.0,
+                                 doc="longest wait for the speed to come down to the low level")
     big_travel_m: float = setting(0.01, unit="m", minimum=0.001,
                                   doc="travel that ends a hold")
 
@@ -60,24 +73,54 @@ class Leg:
     emitted_at: float
 
 
+def _cross(t0: float, s0: float, t1: float, s1: float, level: float) -> float:
+    """Time at which the speed crossed ``level`` between two frame centres."""
+    if s1 == s0:
+        return t1
+    frac = (level - s0) / (s1 - s0)
+    return t0 + min(1.0, max(0.0, frac)) * (t1 - t0)
+
+
 class LegTracker:
     """Follows the position along the muscle and cuts it into :class:`Leg` s."""
 
     def __init__(self, settings: LegSettings | None = None, *, start_t: float = 0.0) -> None:
         self.settings = settings or LegSettings()
+        s = self.settings
+        self._k = 1.0 / (math.sqrt(s.onset_speed_m_s / s.low_speed_m_s) - 1.0) \
+            if s.onset_speed_m_s > s.low_speed_m_s > 0 else 0.0
         self.position_m = 0.0
         self.direction = 0
         self._anchor_p = 0.0
-        self._anchor_t = start_t
+        self._start_t = start_t      # where the leg (or motion) in progress began
+        self._start_p = 0.0
+        self._low_p = 0.0            # position when the speed was last under the low level
         self._ext_p = 0.0
         self._ext_t = start_t
         self._peak = 0.0
         self._peak_back = 0.0
         self._quiet_t: float | None = start_t
-        self._settle_t: float | None = start_t
         self._big = False
+        self._prev_tc = start_t
+        self._prev_s = 0.0
+        self._up_low: float | None = None     # crossings of the rise in progress
+        self._up_on: float | None = None
+        self._down_on: float | None = None    # crossings of the fall in progress
+        self._down_low: float | None = None
         self.still_since = start_t
         self.legs_seen = 0
+
+    def _onset_time(self, fallback: float) -> float:
+        """Where the rise in progress began (speed zero), by the square law."""
+        if self._up_low is None:
+            return fallback
+        back = 0.0 if self._up_on is None else self._k * (self._up_on - self._up_low)
+        return self._up_low - min(back, self.settings.max_extrapolation_s)
+
+    def _stop_time(self, now: float) -> float:
+        assert self._down_low is not None
+        fwd = 0.0 if self._down_on is None else self._k * (self._down_low - self._down_on)
+        return min(now, self._down_low + min(fwd, self.settings.max_extrapolation_s))
 
     def update(self, t: list[float], known_at: list[float], v: list[float], dt: list[float],
                ) -> tuple[list[Leg], list[float], list[bool], list[float]]:
@@ -87,95 +130,110 @@ class LegTracker:
         """
         s_ = self.settings
         start_travel, reversal = s_.start_travel_m, s_.reversal_m
-        onset, stop_speed, stop_s, big_travel = (s_.onset_speed_m_s, s_.stop_speed_m_s,
-                                                 s_.stop_s, s_.big_travel_m)
-        settle_speed = s_.settle_speed_m_s
-        p = self.position_m
-        d = self.direction
-        anchor_p, anchor_t = self._anchor_p, self._anchor_t
-        ext_p, ext_t = self._ext_p, self._ext_t
-        peak, peak_back = self._peak, self._peak_back
-        quiet_t, big, still_since = self._quiet_t, self._big, self.still_since
-        settle_t = self._settle_t
+        onset, low, stop_speed = s_.onset_speed_m_s, s_.low_speed_m_s, s_.stop_speed_m_s
+        stop_s, stop_wait, big_travel = s_.stop_s, s_.stop_wait_s, s_.big_travel_m
         legs: list[Leg] = []
         moving: list[float] = []
         bigs: list[bool] = []
         stills: list[float] = []
+        p = self.position_m
+        d = self.direction
         for ti, ki, vi, di in zip(t, known_at, v, dt, strict=True):
             p += vi * di
             s = vi if vi >= 0 else -vi
-            if s < stop_speed:
-                if quiet_t is None:
-                    quiet_t = ti
-                if settle_t is None and s < settle_speed:
-                    settle_t = ti
+            tc = ti - 0.5 * di
+            ps, pt = self._prev_s, self._prev_tc
+            # level crossings, interpolated between frame centres
+            if s >= low:
+                if ps < low:
+                    self._up_low = _cross(pt, ps, tc, s, low)
+                    self._up_on = None
+                if s >= onset and ps < onset and self._up_on is None:
+                    self._up_on = _cross(pt, ps, tc, s, onset)
             else:
-                quiet_t = None
-                settle_t = None
+                self._up_low = self._up_on = None
+                self._low_p = p
+            if s < onset:
+                if ps >= onset:
+                    self._down_on = _cross(pt, ps, tc, s, onset)
+                    self._down_low = None
+                if s < low and ps >= low and self._down_low is None:
+                    self._down_low = _cross(pt, ps, tc, s, low)
+            else:
+                self._down_on = self._down_low = None
+            self._prev_s, self._prev_tc = s, tc
+            if s < stop_speed:
+                if self._quiet_t is None:
+                    self._quiet_t = ti
+            else:
+                self._quiet_t = None
             if d == 0:
                 if s < onset:
-                    anchor_p = p
-                    anchor_t = ti
-                    peak = 0.0
-                elif s > peak:
-                    peak = s
-                moved = p - anchor_p
+                    self._anchor_p = p
+                    self._peak = 0.0
+                elif s > self._peak:
+                    self._peak = s
+                moved = p - self._anchor_p
                 if moved >= start_travel or moved <= -start_travel:
                     d = 1 if moved > 0 else -1
-                    ext_p, ext_t = p, ti
-                    peak_back = 0.0
+                    self._start_t = self._onset_time(ti)
+                    self._start_p = self._low_p
+                    self._ext_p, self._ext_t = p, ti
+                    self._peak_back = 0.0
             else:
-                if (p - ext_p) * d >= 0:
-                    ext_p, ext_t = p, ti
-                    peak_back = 0.0
-                    if s > peak:
-                        peak = s
+                if (p - self._ext_p) * d >= 0:
+                    self._ext_p, self._ext_t = p, ti
+                    self._peak_back = 0.0
+                    if s > self._peak:
+                        self._peak = s
                 elif vi * d < 0:
-                    if s > peak_back:
-                        peak_back = s
-                elif s > peak:
-                    peak = s
-                if not big and (ext_p - anchor_p) * d >= big_travel:
-                    big = True
-                if (ext_p - p) * d >= reversal:
-                    legs.append(Leg(anchor_t, ext_t, abs(ext_p - anchor_p), d, peak, ki))
-                    if big:
-                        still_since = ext_t
+                    if s > self._peak_back:
+                        self._peak_back = s
+                elif s > self._peak:
+                    self._peak = s
+                if not self._big and (self._ext_p - self._start_p) * d >= big_travel:
+                    self._big = True
+                quiet = self._quiet_t
+                if (self._ext_p - p) * d >= reversal:
+                    legs.append(self._leg(self._ext_t, ki, d))
                     d = -d
-                    anchor_p, anchor_t = ext_p, ext_t
-                    ext_p, ext_t = p, ti
-                    peak, peak_back = peak_back, 0.0
-                    big = False
-                    if (ext_p - anchor_p) * d >= big_travel:
-                        big = True
-                elif quiet_t is not None and ti - quiet_t >= stop_s:
-                    end = ext_t if settle_t is None or settle_t > ext_t else settle_t
-                    legs.append(Leg(anchor_t, end, abs(ext_p - anchor_p), d, peak, ki))
-                    if big:
-                        still_since = end
+                    self._start_t, self._start_p = self._ext_t, self._ext_p
+                    self._ext_p, self._ext_t = p, ti
+                    self._peak, self._peak_back = self._peak_back, 0.0
+                    self._big = (self._ext_p - self._start_p) * d >= big_travel
+                elif quiet is not None and ti - quiet >= stop_s and (
+                        self._down_low is not None or ti - quiet >= stop_wait):
+                    end = self._stop_time(ti) if self._down_low is not None else self._ext_t
+                    legs.append(self._leg(end, ki, d))
                     d = 0
-                    anchor_p, anchor_t = p, ti
-                    peak = 0.0
-                    big = False
-            moving.append(anchor_t if (d != 0 or s >= onset) else NAN)
-            bigs.append(big)
-            stills.append(still_since)
+                    self._anchor_p = p
+                    self._peak = 0.0
+                    self._big = False
+            self.direction = d
+            if d != 0:
+                moving.append(self._start_t)
+            elif s >= onset:
+                moving.append(self._onset_time(ti))
+            else:
+                moving.append(NAN)
+            bigs.append(self._big)
+            stills.append(self.still_since)
         self.position_m = p
-        self.direction = d
-        self._anchor_p, self._anchor_t = anchor_p, anchor_t
-        self._ext_p, self._ext_t = ext_p, ext_t
-        self._peak, self._peak_back = peak, peak_back
-        self._quiet_t, self._big, self.still_since = quiet_t, big, still_since
-        self._settle_t = settle_t
         self.legs_seen += len(legs)
         return legs, moving, bigs, stills
+
+    def _leg(self, end: float, emitted_at: float, direction: int) -> Leg:
+        """Close the leg in progress at ``end``."""
+        if self._big:
+            self.still_since = end
+        return Leg(self._start_t, end, abs(self._ext_p - self._start_p), direction,
+                   self._peak, emitted_at)
 
     def finish(self, t_end: float) -> list[Leg]:
         """Close the leg in progress at the end of a recording."""
         if self.direction == 0:
             return []
-        leg = Leg(self._anchor_t, self._ext_t, abs(self._ext_p - self._anchor_p),
-                  self.direction, self._peak, t_end)
+        leg = self._leg(self._ext_t, t_end, self.direction)
         self.direction = 0
         return [leg]
 
@@ -186,5 +244,5 @@ class LegTracker:
 
     def state(self) -> dict:
         return {"position_m": self.position_m, "direction": self.direction,
-                "leg_start": self._anchor_t, "leg_travel_m": abs(self._ext_p - self._anchor_p),
+                "leg_start": self._start_t, "leg_travel_m": abs(self._ext_p - self._start_p),
                 "still_since": self.still_since, "legs_seen": self.legs_seen}
