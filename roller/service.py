@@ -160,6 +160,9 @@ class CommandTable:
             command.handler(payload)
         except CommandError:
             raise
+        except ConfigError as exc:  # the handler validated the payload with from_mapping
+            raise CommandError("bad_payload", str(exc), key=exc.key, expected=exc.expected,
+                               actual=_short(exc.actual)) from None
         except (RollerError, ValueError) as exc:  # the handler refused: nothing changed
             raise CommandError("not_possible", f"cmd/{verb}: {exc}") from None
 
