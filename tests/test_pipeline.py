@@ -174,7 +174,9 @@ def test_breathing_and_leaning_neither_end_a_hold_nor_count_as_strokes() -> None
     assert holds[0].end == pytest.approx(segs[0].duration_s + 30.0, abs=0.3)
     started = of(events, HoldStarted)
     assert len(started) == 1
-    assert started[0].emitted_at == pytest.approx(holds[0].start + 3.0, abs=0.2)
+    # announced 3 s after it began, plus the look-back a later stroke's start may need (more
+    # while heavy breathing keeps the speed above the low level)
+    assert holds[0].start + 3.0 <= started[0].emitted_at <= holds[0].start + 5.0
 
 
 def test_a_too_fast_stroke_alerts_once_within_half_a_second() -> None:

@@ -12,7 +12,6 @@ announced live is always confirmed by the final :class:`~roller.events.Hold`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from roller.events import Event, Hold, HoldStarted
@@ -32,27 +31,25 @@ class HoldDetector:
         self.start = 0.0
         self.count = 0
 
-    def update(self, t: list[float], known_at: list[float], moving_since: list[float],
-               big: list[bool], still_since: list[float]) -> list[Event]:
-        """Per frame: end time, when known, start of motion in progress (NaN if none), whether
-        that motion has travelled far enough to end a hold, and when the last such one ended."""
+    def update(self, known_at: list[float], quiet_until: list[float], big: list[bool],
+               still_since: list[float]) -> list[Event]:
+        """Per frame: when known, until when the roller is sure to have stayed put (the start
+        of any motion in progress), whether that motion has travelled far enough to end a
+        hold, and when the last such one ended (see :mod:`roller.pipeline.legs`)."""
         min_s = self.settings.min_duration_s
         out: list[Event] = []
         holding, start = self.holding, self.start
-        isnan = math.isnan
-        for ti, ki, mi, bi, si in zip(t, known_at, moving_since, big, still_since, strict=True):
+        for ki, qi, bi, si in zip(known_at, quiet_until, big, still_since, strict=True):
             if bi:
                 if holding:
-                    out.append(Hold(start=start, end=mi, emitted_at=ki))
+                    out.append(Hold(start=start, end=qi, emitted_at=ki))
                     self.count += 1
                     holding = False
                 continue
-            if not holding:
-                quiet_until = ti if isnan(mi) else mi
-                if quiet_until - si >= min_s:
-                    holding = True
-                    start = si
-                    out.append(HoldStarted(start=start, emitted_at=ki))
+            if not holding and qi - si >= min_s:
+                holding = True
+                start = si
+                out.append(HoldStarted(start=start, emitted_at=ki))
         self.holding, self.start = holding, start
         return out
 

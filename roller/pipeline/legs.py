@@ -24,9 +24,10 @@ gentle stroke would look as if it began and ended up to a second late/early, and
 between strokes would look longer than it is. The extrapolation is capped (``max_extrapolation_s``)
 so that breathing before a stroke cannot stretch it.
 
-For each frame the tracker also reports ``moving_since`` (start of the motion in progress, or
-NaN when still), ``big`` (the leg in progress has travelled ``big_travel_m``) and
-``still_since`` (end of the last big leg) for the hold detector.
+For each frame the tracker also reports ``quiet_until`` (the start of the motion in progress, or
+when still the earliest time a motion noticed later could be dated back to), ``big`` (the leg in
+progress has travelled ``big_travel_m``) and ``still_since`` (end of the last big leg) for the
+hold detector.
 """
 
 from __future__ import annotations
@@ -35,8 +36,6 @@ import math
 from dataclasses import dataclass
 
 from roller.settings import setting
-
-NAN = math.nan
 
 
 @dataclass(frozen=True)
@@ -111,11 +110,14 @@ class LegTracker:
         self.legs_seen = 0
 
     def _onset_time(self, fallback: float) -> float:
-        """Where the rise in progress began (speed zero), by the square law."""
+        """Where the rise in progress began (speed zero), by the square law; until the rise
+        has crossed both levels, the earliest it may turn out to be (so a hold announced
+        meanwhile is never contradicted by the final estimate)."""
         if self._up_low is None:
             return fallback
-        back = 0.0 if self._up_on is None else self._k * (self._up_on - self._up_low)
-        return self._up_low - min(back, self.settings.max_extrapolation_s)
+        cap = self.settings.max_extrapolation_s
+        back = cap if self._up_on is None else min(cap, self._k * (self._up_on - self._up_low))
+        return self._up_low - back
 
     def _stop_time(self, now: float) -> float:
         assert self._down_low is not None
@@ -126,7 +128,7 @@ class LegTracker:
                ) -> tuple[list[Leg], list[float], list[bool], list[float]]:
         """Run over frames (end time, time known, velocity [m/s], length [s]).
 
-        Returns the legs that ended, and per frame ``moving_since``, ``big``, ``still_since``.
+        Returns the legs that ended, and per frame ``quiet_until``, ``big``, ``still_since``.
         """
         s_ = self.settings
         start_travel, reversal = s_.start_travel_m, s_.reversal_m
@@ -212,10 +214,11 @@ class LegTracker:
             self.direction = d
             if d != 0:
                 moving.append(self._start_t)
-            elif s >= onset:
+            elif s >= low:
                 moving.append(self._onset_time(ti))
             else:
-                moving.append(NAN)
+                # still now; a motion noticed later may be dated back by the extrapolation
+                moving.append(ti - s_.max_extrapolation_s)
             bigs.append(self._big)
             stills.append(self.still_since)
         self.position_m = p

@@ -220,10 +220,10 @@ class Pipeline:
         v = self.speed.velocity(frames, bias, axis)
         t_end = frames.t_end.tolist()
         known = frames.known_at.tolist()
-        legs, moving, big, still = self.legs.update(t_end, known, v.tolist(),
-                                                    frames.duration_s.tolist())
+        legs, quiet_until, big, still = self.legs.update(t_end, known, v.tolist(),
+                                                         frames.duration_s.tolist())
         events: list[Event] = list(self.strokes.update(legs))
-        events += self.holds.update(t_end, known, moving, big, still)
+        events += self.holds.update(known, quiet_until, big, still)
         speed = np.abs(v)
         t_mid = frames.t_end - frames.duration_s * 0.5
         if self.too_fast.active or float(speed.max()) > self.too_fast.settings.limit_m_s:
