@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("roller.service")
 
+MAX_QUEUED_COMMANDS = 256
+"""Commands waiting for the next step, at most (a flooding client cannot exhaust memory)."""
+
 
 
 @dataclass(frozen=True)
@@ -344,7 +347,9 @@ class Service:
         do not save, e.g. with a simulated sensor)."""
         self.session = Session()
         self.commands = CommandTable()
-        self._inbox: queue.SimpleQueue[tuple[str, bytes, str]] = queue.SimpleQueue()
+        self._inbox: queue.Queue[tuple[str, bytes, str]] = queue.Queue(maxsize=MAX_QUEUED_COMMANDS)
+        self.commands_dropped = 0
+        self._reported_commands_dropped = 0
         self._stop = threading.Event()
         self.live: LiveState | None = None
         self.events_published = 0
@@ -380,10 +385,20 @@ class Service:
 
     # -- commands ------------------------------------------------------------------------------
     def submit_command(self, verb: str, payload: bytes = b"", source: str = "mqtt") -> None:
-        """Queue a command for the next step (thread-safe: MQTT and GPIO threads call it)."""
-        self._inbox.put((verb, payload, source))
+        """Queue a command for the next step (thread-safe: MQTT and GPIO threads call it).
+        A flood beyond :data:`MAX_QUEUED_COMMANDS` is dropped, counted and reported."""
+        try:
+            self._inbox.put_nowait((verb, payload, source))
+        except queue.Full:
+            self.commands_dropped += 1
 
     def _run_commands(self) -> None:
+        if self.commands_dropped > self._reported_commands_dropped:
+            self.publisher.publish_error(
+                "too_many_commands", f"{self.commands_dropped - self._reported_commands_dropped}"
+                f" command(s) dropped: more than {MAX_QUEUED_COMMANDS} arrived between two "
+                "steps", dropped_total=self.commands_dropped)
+            self._reported_commands_dropped = self.commands_dropped
         while True:
             try:
                 verb, raw, source = self._inbox.get_nowait()

@@ -465,3 +465,25 @@ def test_calibration_is_loaded_at_start_and_saved_when_confident(broker, tmp_pat
     service.close()
     saved = Calibration.load(path)
     assert saved.gyro_bias_rad_s == pytest.approx((0.02, -0.01, 0.015), abs=0.005)
+
+
+def test_a_command_flood_is_bounded_and_reported(broker, tmp_path):
+    from roller.service import MAX_QUEUED_COMMANDS
+
+    sub = Subscriber(broker.host, broker.port, "roller/svc/error")
+    clock = ManualClock()
+    service = make_service(broker, tmp_path, clock=clock)
+    service.publisher.start()
+    assert service.publisher.wait_connected(5)
+    for _ in range(MAX_QUEUED_COMMANDS + 10):
+        service.submit_command("pause", b"", "test")
+    assert service.commands_dropped == 10
+    advance(service, clock, STEP_S)
+    errors = [m.json() for m in sub.wait_for(
+        lambda ms: any(m.json()["error"] == "too_many_commands" for m in ms), 5, "flood error")]
+    flood = next(e for e in errors if e["error"] == "too_many_commands")
+    assert flood["dropped_total"] == 10
+    advance(service, clock, 0.5)  # the loop goes on
+    assert service.steps > 1
+    service.close()
+    sub.close()
