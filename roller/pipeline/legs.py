@@ -102,27 +102,40 @@ class LegTracker:
         self._big = False
         self._prev_tc = start_t
         self._prev_s = 0.0
-        self._up_low: float | None = None     # crossings of the rise in progress
-        self._up_on: float | None = None
-        self._down_on: float | None = None    # crossings of the fall in progress
-        self._down_low: float | None = None
+        # level crossings of the latest rise (low, then onset) and fall (onset, then low)
+        self._rise_low: float | None = None
+        self._rise_on: float | None = None
+        self._fall_on: float | None = None
+        self._fall_low: float | None = None
+        self._last_fast_t = start_t   # last frame moving forward faster than the onset level
         self.still_since = start_t
         self.legs_seen = 0
 
     def _onset_time(self, fallback: float) -> float:
-        """Where the rise in progress began (speed zero), by the square law; until the rise
-        has crossed both levels, the earliest it may turn out to be (so a hold announced
+        """Where the latest rise began (speed zero), by the square law; until the rise has
+        crossed both levels, the earliest it may turn out to be (so a hold announced
         meanwhile is never contradicted by the final estimate)."""
-        if self._up_low is None:
+        if self._rise_low is None:
             return fallback
         cap = self.settings.max_extrapolation_s
-        back = cap if self._up_on is None else min(cap, self._k * (self._up_on - self._up_low))
-        return self._up_low - back
+        back = cap if self._rise_on is None else \
+            min(cap, self._k * (self._rise_on - self._rise_low))
+        return self._rise_low - back
 
-    def _stop_time(self, now: float) -> float:
-        assert self._down_low is not None
-        fwd = 0.0 if self._down_on is None else self._k * (self._down_low - self._down_on)
-        return min(now, self._down_low + min(fwd, self.settings.max_extrapolation_s))
+    def _fall_ended_leg(self) -> bool:
+        """Has the latest fall come down to the low level since the leg's last fast forward
+        motion (so it is the fall that is ending the leg in progress)?"""
+        return self._fall_low is not None and self._fall_on is not None and \
+            self._fall_on >= self._last_fast_t
+
+    def _stop_time(self, fallback: float) -> float:
+        """Where the latest fall ended (speed zero), by the square law, if it is the fall
+        that is ending the leg in progress."""
+        if not self._fall_ended_leg():
+            return fallback
+        assert self._fall_low is not None and self._fall_on is not None
+        fwd = self._k * (self._fall_low - self._fall_on)
+        return self._fall_low + min(fwd, self.settings.max_extrapolation_s)
 
     def update(self, t: list[float], known_at: list[float], v: list[float], dt: list[float],
                ) -> tuple[list[Leg], list[float], list[bool], list[float]]:
@@ -148,21 +161,18 @@ class LegTracker:
             # level crossings, interpolated between frame centres
             if s >= low:
                 if ps < low:
-                    self._up_low = _cross(pt, ps, tc, s, low)
-                    self._up_on = None
-                if s >= onset and ps < onset and self._up_on is None:
-                    self._up_on = _cross(pt, ps, tc, s, onset)
+                    self._rise_low = _cross(pt, ps, tc, s, low)
+                    self._rise_on = None
+                if s >= onset and ps < onset and self._rise_on is None:
+                    self._rise_on = _cross(pt, ps, tc, s, onset)
             else:
-                self._up_low = self._up_on = None
                 self._low_p = p
             if s < onset:
                 if ps >= onset:
-                    self._down_on = _cross(pt, ps, tc, s, onset)
-                    self._down_low = None
-                if s < low and ps >= low and self._down_low is None:
-                    self._down_low = _cross(pt, ps, tc, s, low)
-            else:
-                self._down_on = self._down_low = None
+                    self._fall_on = _cross(pt, ps, tc, s, onset)
+                    self._fall_low = None
+                if s < low and ps >= low and self._fall_low is None:
+                    self._fall_low = _cross(pt, ps, tc, s, low)
             self._prev_s, self._prev_tc = s, tc
             if s < stop_speed:
                 if self._quiet_t is None:
@@ -183,6 +193,8 @@ class LegTracker:
                     self._ext_p, self._ext_t = p, ti
                     self._peak_back = 0.0
             else:
+                if vi * d > 0 and s >= onset:
+                    self._last_fast_t = tc
                 if (p - self._ext_p) * d >= 0:
                     self._ext_p, self._ext_t = p, ti
                     self._peak_back = 0.0
@@ -197,15 +209,26 @@ class LegTracker:
                     self._big = True
                 quiet = self._quiet_t
                 if (self._ext_p - p) * d >= reversal:
-                    legs.append(self._leg(self._ext_t, ki, d))
+                    # the leg ends where it stopped and the next starts where it set off
+                    # (apart if the roller paused at the turn), both from the level crossings
+                    end = self._stop_time(self._ext_t)
+                    legs.append(self._leg(end, ki, d))
+                    start = end
+                    if self._rise_low is not None and self._fall_on is not None and \
+                            self._rise_low >= self._fall_on and end != self._ext_t:
+                        start = max(end, self._onset_time(end))
                     d = -d
-                    self._start_t, self._start_p = self._ext_t, self._ext_p
+                    self._last_fast_t = tc
+                    self._start_t, self._start_p = start, self._ext_p
                     self._ext_p, self._ext_t = p, ti
                     self._peak, self._peak_back = self._peak_back, 0.0
                     self._big = (self._ext_p - self._start_p) * d >= big_travel
                 elif quiet is not None and ti - quiet >= stop_s and (
-                        self._down_low is not None or ti - quiet >= stop_wait):
-                    end = self._stop_time(ti) if self._down_low is not None else self._ext_t
+                        (self._fall_ended_leg() and ti >= self._stop_time(ti))
+                        or ti - quiet >= stop_wait):
+                    # stopped: wait until the time it came to rest has passed, so that it is
+                    # known whether the roller set off again before (then it is a reversal)
+                    end = min(ti, self._stop_time(self._ext_t))
                     legs.append(self._leg(end, ki, d))
                     d = 0
                     self._anchor_p = p
