@@ -589,7 +589,8 @@ def person_scenario(duration_s: float, *, seed: int = 0, radius_m: float = 0.075
                 wobble_cap = 1 - 1.25 * max_speed_m_s / speed   # stays clearly too fast
             else:
                 speed = float(rng.uniform(0.4, 0.75)) * max_speed_m_s
-                ramp = float(rng.uniform(0.25, 0.6))
+                # now and then a gentle pass: speeding up and slowing down all the way
+                ramp = float(rng.uniform(0.25, 0.6)) if rng.random() < 0.7 else 10.0
                 wobble_cap = 0.8 * max_speed_m_s / speed - 1    # stays clearly slow enough
             wobble = float(rng.uniform(0.0, max(0.0, min(wobble_max, wobble_cap))))
             stroke = StrokeSegment(direction * distance, speed, ramp, wobble=wobble,

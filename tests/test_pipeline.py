@@ -273,7 +273,7 @@ def test_speeds_agree_across_sample_rates() -> None:
     assert len(slow) == len(fast) == len(sim.truth().strokes)
     for a, b in zip(slow, fast, strict=True):
         assert a.peak_speed_m_s == pytest.approx(b.peak_speed_m_s, rel=0.03)
-        assert a.start == pytest.approx(b.start, abs=0.1)
+        assert a.start == pytest.approx(b.start, abs=0.2)
 
 
 def test_settings_are_validated_with_readable_errors() -> None:
@@ -311,3 +311,21 @@ def test_a_long_first_hold_then_rolling_measures_the_first_stroke_right() -> Non
     assert [round(s.distance_m, 2) for s in strokes] == [0.08] * 4
     assert strokes[0].start == pytest.approx(70.0, abs=0.3)
     assert p.live.calibrated
+
+
+def test_gentle_strokes_start_and_end_where_the_roller_sets_off_and_comes_to_rest() -> None:
+    # raised-cosine passes with no cruise: the speed creeps up from zero and back down
+    segs = (RestSegment(2.0), StrokeSegment(0.10, 0.02, ramp_s=10.0), RestSegment(2.0),
+            StrokeSegment(-0.08, 0.02, ramp_s=10.0), StrokeSegment(0.06, 0.02, ramp_s=10.0),
+            RestSegment(4.0))
+    sim = SimulatedRoller(Scenario(segs, mounting_rotvec=(0.4, 0.4, 0.4),
+                                   gyro_bias_rad_s=(0.1, -0.1, 0.2)), seed=2)
+    t, samples = sim.recording(100.0, jitter_s=0.002)
+    events, _ = run(t, samples, block=10)
+    strokes = of(events, Stroke)
+    truth = sim.truth().strokes
+    assert len(strokes) == len(truth) == 3
+    for found, true in zip(strokes, truth, strict=True):
+        assert found.start == pytest.approx(true.start, abs=0.15)
+        assert found.end == pytest.approx(true.end, abs=0.15)
+        assert found.distance_m == pytest.approx(true.distance_m, abs=0.002)

@@ -49,7 +49,7 @@ class LegSettings:
     low_speed_m_s: float = setting(0.0015, unit="m/s", minimum=0.0,
                                    doc="a second, lower level for extrapolating where the "
                                        "speed was zero (above the noise)")
-    max_extrapolation_s: float = setting(0.6, unit="s", minimum=0.0,
+    max_extrapolation_s: float = setting(1.0, unit="s", minimum=0.0,
                                          doc="the most a start or stop is moved by "
                                              "extrapolation")
     stop_speed_m_s: float = setting(0.005, unit="m/s", minimum=0.0,
@@ -57,7 +57,8 @@ class LegSettings:
     stop_s: float = setting(0.3, unit="s", minimum=0.0,
                             doc="how long under the stop speed ends a leg")
     stop_wait_s: float = setting(1.2, unit="s", minimum=0.0,
-                                 doc="longest wait for the speed to come down to the low level")
+                                 doc="how long under the stop speed ends a leg whose speed "
+                                     "does not come down to the low level (breathing)")
     big_travel_m: float = setting(0.01, unit="m", minimum=0.001,
                                   doc="travel that ends a hold")
 
@@ -224,8 +225,8 @@ class LegTracker:
                     self._peak, self._peak_back = self._peak_back, 0.0
                     self._big = (self._ext_p - self._start_p) * d >= big_travel
                 elif quiet is not None and ti - quiet >= stop_s and (
-                        (self._fall_ended_leg() and ti >= self._stop_time(ti))
-                        or ti - quiet >= stop_wait):
+                        ti >= self._stop_time(ti) if self._fall_ended_leg()
+                        else ti - quiet >= stop_wait):
                     # stopped: wait until the time it came to rest has passed, so that it is
                     # known whether the roller set off again before (then it is a reversal)
                     end = min(ti, self._stop_time(self._ext_t))
