@@ -101,9 +101,10 @@ def _type_name(tp: Any) -> str:
         return " or ".join(repr(a) for a in typing.get_args(tp))
     if origin in (tuple, list):
         args = typing.get_args(tp)
-        return f"list of {_type_name(args[0])}" if args else "list"
+        plural = {float: "numbers", int: "whole numbers", str: "strings", bool: "true/false"}
+        return f"a list of {plural.get(args[0], _type_name(args[0]))}" if args else "a list"
     if tp is type(None):
-        return "nothing"
+        return "nothing (unset)"
     if dataclasses.is_dataclass(tp):
         return "a table"
     return {float: "a number", int: "a whole number", str: "a string", bool: "true or false"}.get(
