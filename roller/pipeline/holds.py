@@ -6,8 +6,10 @@ millimetres of rocking) and leaning (rotation about axes other than the roll axi
 speed stage ignores) never make such a leg, so they neither end a hold nor count as strokes.
 
 :class:`~roller.events.HoldStarted` is sent as soon as the roller has stayed put for
-``min_duration_s`` -- counting only time before any motion now in progress, so that a hold
-announced live is always confirmed by the final :class:`~roller.events.Hold`.
+``min_duration_s`` -- counting only time before any motion now in progress (and a small margin,
+as a motion is dated back to where it really began), so that a hold announced live is confirmed
+by the final :class:`~roller.events.Hold`; in the rare case that the start of the motion that
+ends it is dated back further, the Hold still follows (a little under the minimum).
 """
 
 from __future__ import annotations

@@ -25,9 +25,9 @@ between strokes would look longer than it is. The extrapolation is capped (``max
 so that breathing before a stroke cannot stretch it.
 
 For each frame the tracker also reports ``quiet_until`` (the start of the motion in progress, or
-when still the earliest time a motion noticed later could be dated back to), ``big`` (the leg in
-progress has travelled ``big_travel_m``) and ``still_since`` (end of the last big leg) for the
-hold detector.
+when standing the time ``hold_lookback_s`` ago, as a motion noticed later may be dated back a
+little), ``big`` (the leg in progress has travelled ``big_travel_m``) and ``still_since`` (end of
+the last big leg) for the hold detector.
 """
 
 from __future__ import annotations
@@ -61,6 +61,9 @@ class LegSettings:
                                      "does not come down to the low level (breathing)")
     big_travel_m: float = setting(0.01, unit="m", minimum=0.001,
                                   doc="travel that ends a hold")
+    hold_lookback_s: float = setting(0.25, unit="s", minimum=0.0,
+                                     doc="margin before announcing a hold, for a motion noticed "
+                                         "later being dated back")
 
 
 @dataclass(frozen=True)
@@ -238,11 +241,12 @@ class LegTracker:
             self.direction = d
             if d != 0:
                 moving.append(self._start_t)
-            elif s >= low:
+            elif s >= onset:
                 moving.append(self._onset_time(ti))
             else:
-                # still now; a motion noticed later may be dated back by the extrapolation
-                moving.append(ti - s_.max_extrapolation_s)
+                # standing (or breathing); a motion noticed later may be dated back a little
+                # (a very gentle start, further: then the hold that ends is a little short)
+                moving.append(ti - s_.hold_lookback_s)
             bigs.append(self._big)
             stills.append(self.still_since)
         self.position_m = p
