@@ -120,41 +120,48 @@ class SessionSummary:
         }
 
     def to_text(self) -> str:
-        """A readable report for a person."""
+        """A readable report for a person (times as m:ss from the start of the recording)."""
         lines = []
+        t0 = self.start or 0.0
         d = self.duration_s
         lines.append(f"session: {_clock(d)} ({self.samples} samples), {self.body} radius "
                      f"{self.radius_m * 100:.1f} cm, go-slow limit {self.max_speed_m_s * 100:.1f}"
                      " cm/s")
         share = (lambda x: f" ({x / d:.0%} of the session)") if d > 0 else (lambda x: "")
         lines.append(f"rolling: {_clock(self.time_rolling_s)}{share(self.time_rolling_s)}, "
-                     f"{len(self.strokes)} strokes, {self.distance_m * 100:.0f} cm in all")
+                     f"{_count(len(self.strokes), 'stroke')}, "
+                     f"{self.distance_m * 100:.0f} cm in all")
         lines.append(f"holding: {_clock(self.time_holding_s)}{share(self.time_holding_s)}, "
-                     f"{len(self.holds)} holds")
+                     f"{_count(len(self.holds), 'hold')}")
         st = self.speed_stats()
         if st["strokes"]:
             lines.append(f"speed: typical peak {st['median_peak_m_s'] * 100:.1f} cm/s, fastest "
                          f"{st['max_peak_m_s'] * 100:.1f} cm/s, average while rolling "
                          f"{st['mean_m_s'] * 100:.1f} cm/s")
         if self.too_fast:
-            lines.append(f"too fast: {len(self.too_fast)} time(s) above "
+            lines.append(f"too fast: {_count(len(self.too_fast), 'time')} above "
                          f"{self.max_speed_m_s * 100:.1f} cm/s")
             for e in self.too_fast:
-                lines.append(f"  at {_clock(e.start)} for {e.end - e.start:.1f} s, peak "
+                lines.append(f"  at {_clock(e.start - t0)} for {e.end - e.start:.1f} s, peak "
                              f"{e.peak_speed_m_s * 100:.1f} cm/s")
         else:
             lines.append("too fast: never -- nicely slow")
         if self.holds:
             lines.append("holds:")
             for h in self.holds:
-                lines.append(f"  {_clock(h.start)} - {_clock(h.end)} ({h.end - h.start:.0f} s)")
+                lines.append(f"  {_clock(h.start - t0)} - {_clock(h.end - t0)} "
+                             f"({h.end - h.start:.0f} s)")
         if self.strokes:
             lines.append("strokes (start, length, distance, peak speed):")
             for s in self.strokes:
                 arrow = "+" if s.direction > 0 else "-"
-                lines.append(f"  {_clock(s.start)} {s.end - s.start:4.1f} s {arrow}"
+                lines.append(f"  {_clock(s.start - t0)} {s.end - s.start:4.1f} s {arrow}"
                              f"{s.distance_m * 100:4.1f} cm  {s.peak_speed_m_s * 100:4.1f} cm/s")
         return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _clock(seconds: float) -> str:
