@@ -2,10 +2,13 @@
 
     .venv/bin/python benchmarks/accuracy.py [--sets N] [--seconds S]
 
-Each set is a simulated person (``firmware_bridge.simulator.person_scenario``) recorded under
-different conditions: 50-1000 Hz, radii 4-8 cm, random sensor mounting, gyro offsets up to
-20 deg/s with warm-up drift, noise, timestamp jitter, dropped samples, massage balls, and
-sessions that start in the middle of rolling. The pipeline runs on each recording in blocks as
+Each set is a simulated person (``firmware_bridge.simulator.person_scenario``: slow and fast
+passes with uneven speed, some gentle ones that creep up to speed, holds with breathing and
+leaning, rests) recorded under different conditions: 50-1000 Hz, radii 4-8 cm, random sensor
+mounting, gyro offsets up to 20 deg/s with warm-up drift and 2 % sensitivity errors, noise,
+timestamp jitter, dropped samples, massage balls, and sessions that start in the middle of
+rolling. ``tests/test_pipeline_crosscheck.py`` scores motion from an independent generator the
+same way. The pipeline runs on each recording in blocks as
 a live service would; events are matched against the truth:
 
 * strokes and holds match one-to-one when their time spans overlap by at least half of their
