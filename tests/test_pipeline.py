@@ -329,3 +329,19 @@ def test_gentle_strokes_start_and_end_where_the_roller_sets_off_and_comes_to_res
         assert found.start == pytest.approx(true.start, abs=0.15)
         assert found.end == pytest.approx(true.end, abs=0.15)
         assert found.distance_m == pytest.approx(true.distance_m, abs=0.002)
+
+
+@pytest.mark.parametrize("body", ["roller", "ball"])
+def test_block_independence_through_a_lagged_start_up(body) -> None:
+    # a first hold longer than the start-up allowance: measured an epoch late for a while
+    segs = (HoldSegment(65.0, breathing_m=0.003), *(StrokeSegment(0.06 * (-1) ** i, 0.04)
+                                                    for i in range(6)), RestSegment(3.0))
+    sim = SimulatedRoller(Scenario(segs, body=body, mounting_rotvec=(1.0, -0.5, 0.3),
+                                   gyro_bias_rad_s=(0.2, 0.1, -0.2)), seed=4)
+    t, samples = sim.recording(100.0, jitter_s=0.002, drop_fraction=0.02)
+    settings = PipelineSettings(body=body)
+    reference, _ = run(t, samples, settings)
+    for block in (1, 37, 999):
+        events, _ = run(t, samples, settings, block=block)
+        assert _key(events) == _key(reference)
+    assert len(of(reference, Stroke)) == 6
