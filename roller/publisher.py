@@ -41,6 +41,9 @@ from roller.topics import Topics
 
 log = logging.getLogger("roller.publisher")
 
+MAX_QUEUED_DIRECT = 1000
+"""Messages sent outside the outbox (error, health, ...) that paho may hold while offline."""
+
 PASSWORD_ENV = "ROLLER_MQTT_PASSWORD"
 """Environment variable holding the MQTT password when ``mqtt.password_file`` is not set."""
 
@@ -159,6 +162,10 @@ class Publisher:
         self.client.reconnect_delay_set(min_delay=settings.reconnect_min_delay_s,
                                         max_delay=settings.reconnect_max_delay_s)
         self.client.max_inflight_messages_set(settings.max_inflight)
+        # paho keeps QoS 1 messages in memory while the link is down: bound that too. Outbox
+        # messages never exceed max_inflight there (the rest wait on disk); the margin is for
+        # error, health, status and discovery messages.
+        self.client.max_queued_messages_set(settings.max_inflight + MAX_QUEUED_DIRECT)
         self.client.will_set(topics.status, b"offline", qos=1, retain=True)
         if settings.username:
             self.client.username_pw_set(settings.username, password)
