@@ -6,6 +6,8 @@ import json
 import sqlite3
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from roller.outbox import Outbox, OutboxError
 
@@ -114,3 +116,51 @@ def test_a_failed_add_changes_nothing(tmp_path):
         box.add("t/e", {"blob": "x" * 300_000}, numbered=True)  # too big: rolled back
     assert len(box) == 0 and box.last_seq == 0
     assert box.add("t/e", {"i": 0}, numbered=True).seq == 1
+
+
+ops = st.lists(st.one_of(
+    st.tuples(st.just("add"), st.integers(1, 3)),
+    st.tuples(st.just("claim"), st.integers(0, 4)),
+    st.tuples(st.just("ack"), st.integers(0, 4)),
+    st.tuples(st.just("restart"), st.just(0)),
+), max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=ops, bound=st.integers(2, 6))
+def test_any_interleaving_keeps_order_and_loses_only_counted_drops(tmp_path_factory, ops, bound):
+    """Model check: after any mix of adds, claims, acks and restarts, the outbox holds exactly
+    the unacknowledged, undropped messages, in seq order; drops are the oldest unclaimed ones
+    and are counted."""
+    path = tmp_path_factory.mktemp("box") / "o.db"
+    box = Outbox(path, max_messages=bound)
+    waiting: list[int] = []  # seqs in the outbox, in order (the model)
+    claimed: list[tuple[int, int]] = []  # (outbox id, seq) handed out, not yet acked
+    dropped = 0
+    next_seq = 1
+    for op, n in ops:
+        if op == "add":
+            for _ in range(n):
+                if len(waiting) >= bound:
+                    unclaimed = [s for s in waiting if s not in {c[1] for c in claimed}]
+                    victim = unclaimed[0] if unclaimed else waiting[0]
+                    waiting.remove(victim)
+                    claimed = [c for c in claimed if c[1] != victim]
+                    dropped += 1
+                assert box.add("t/e", {"n": next_seq}, numbered=True).seq == next_seq
+                waiting.append(next_seq)
+                next_seq += 1
+        elif op == "claim":
+            claimed += [(m.id, m.seq) for m in box.claim(n)]
+        elif op == "ack":
+            done, claimed = claimed[:n], claimed[n:]
+            box.ack([i for i, _ in done])
+            for _, s in done:
+                waiting.remove(s)
+        else:
+            box.close()
+            box = Outbox(path, max_messages=bound)
+            claimed = []
+        assert [m.seq for m in box.peek_all()] == waiting
+        assert box.dropped == dropped and len(box) == len(waiting)
+    box.close()
