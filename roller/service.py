@@ -527,6 +527,11 @@ class Service:
         return events
 
     def _publish_event(self, event: Event, now: float) -> None:
+        if isinstance(event, TooFastAlert) and self.controls is not None:
+            try:  # the buzzer first: it needs no disk write and no network
+                self.controls.pulse_too_fast()
+            except Exception as exc:
+                log.warning("buzzer failed: %s", exc)
         if isinstance(event, (Stroke, HoldStarted)) and self.settings.auto_start_session \
                 and self.session.state in ("idle", "finished"):
             self.session.start(now)
@@ -539,11 +544,6 @@ class Service:
             else None
         self.publisher.publish_event(event.kind, body)
         self.events_published += 1
-        if isinstance(event, TooFastAlert) and self.controls is not None:
-            try:
-                self.controls.pulse_too_fast()
-            except Exception as exc:
-                log.warning("buzzer failed: %s", exc)
 
     def _update_coach(self, events: list[Event], now: float) -> None:
         """Drive the coach (if any) and publish its state retained on ``coach``.
