@@ -364,6 +364,7 @@ class Service:
         self._sensor_ok: bool | None = None
         self._led: str | None = None
         self._ready = False
+        self._broker_up = False
         self._last_watchdog = -math.inf
         self._coach_key: Any = None
         self._last_coach_pub = -math.inf
@@ -689,6 +690,13 @@ class Service:
                                "the outbox")
                 self.notifier.ready("degraded: " + "; ".join(why))
                 self._ready = True
+            self._broker_up = self.publisher.connected
+        elif self.publisher.connected != self._broker_up:  # `systemctl status` tells the story
+            self._broker_up = self.publisher.connected
+            pub = self.publisher
+            self.notifier.status("running" if self._broker_up else
+                                 f"degraded: broker {pub.settings.host}:{pub.settings.port} "
+                                 f"unreachable, {pub.pending} message(s) kept in the outbox")
         interval = self.notifier.watchdog_interval_s
         if interval is not None and now - self._last_watchdog >= interval:
             self.notifier.watchdog()

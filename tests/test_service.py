@@ -293,6 +293,15 @@ def test_readiness_and_watchdog_over_notify_socket(broker, tmp_path):
     assert service.ready
     advance(service, clock, 1.0)  # a watchdog ping every 1 s (half of 2 s)
     assert sock.recv(4096) == b"WATCHDOG=1"
+    broker.stop()
+    wait(lambda: not service.publisher.connected, 5, "the disconnect")
+    advance(service, clock, STEP_S)
+    status = sock.recv(4096).decode()
+    assert status.startswith("STATUS=degraded: broker") and "kept in the outbox" in status
+    broker.start()
+    assert service.publisher.wait_connected(5)
+    advance(service, clock, STEP_S)
+    assert sock.recv(4096) == b"STATUS=running"
     service.close()
     assert sock.recv(4096) == b"STOPPING=1"
     sock.close()
