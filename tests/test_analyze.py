@@ -100,6 +100,16 @@ def test_a_malformed_recording_gets_one_error_line_and_status_2(tmp_path, conten
         assert word in lines[0]
 
 
+def test_a_binary_file_is_reported_the_same_way(tmp_path) -> None:
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" * 50)
+    proc = analyze(str(path))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert f"{path}:1:" in proc.stderr
+
+
 def test_a_missing_file_is_reported_the_same_way(tmp_path) -> None:
     proc = analyze(str(tmp_path / "nope.csv"))
     assert proc.returncode == 2
