@@ -144,17 +144,12 @@ def analyze(path: str, settings, *, debug: bool = False):
     Reads with :func:`quick_chunks`; if it has doubts, starts again with the careful
     :func:`roller.recording.read_chunks`, which either reads the file or raises the
     :class:`~roller.errors.RecordingError` naming file, line and problem."""
-    from roller.errors import RecordingError
     from roller.recording import read_chunks
 
     try:
         return _analyze(path, settings, quick_chunks(path), debug=debug)
     except _DoubtError:
-        pass
-    try:
         return _analyze(path, settings, read_chunks(path), debug=debug)
-    except UnicodeDecodeError as exc:   # a binary file: the header is not text
-        raise RecordingError(path, 1, f"not a text file ({exc.reason})") from None
 
 
 def _analyze(path: str, settings, chunks, *, debug: bool):
