@@ -29,8 +29,10 @@ from roller.settings import setting
 class RollAxisSettings:
     memory_s: float = setting(120.0, unit="s", minimum=1.0,
                               doc="how long old rotation counts")
-    min_rate_rad_s: float = setting(0.1, unit="rad/s", minimum=0.0,
-                                    doc="RMS rotation about the axis needed to trust it")
+    min_energy_rad2_s: float = setting(
+        0.1, unit="rad^2/s", minimum=0.0,
+        doc="rolling needed to trust the axis: the integral of the squared rate about it "
+            "(a couple of 2 cm strokes)")
     min_ratio: float = setting(6.0, minimum=1.0,
                                doc="how much more rotation about the axis than about any other")
 
@@ -58,7 +60,7 @@ class RollAxisEstimator:
             self.axis = None
             self.confident = False
         self.ratio = 0.0
-        self.rms_rate_rad_s = 0.0
+        self.energy_rad2_s = 0.0
 
     def learn_epochs(self, epochs: list[Frames], biases: list[np.ndarray],
                      epoch_s: float) -> list[np.ndarray | None]:
@@ -123,10 +125,10 @@ class RollAxisEstimator:
             axis = -axis
         self.axis = axis
         self.ratio = float(vals[2] / max(vals[1], 1e-12))
-        self.rms_rate_rad_s = math.sqrt(max(float(vals[2]), 0.0) / self._sums[0])
-        self.confident = self.ratio >= s.min_ratio and self.rms_rate_rad_s >= s.min_rate_rad_s
+        self.energy_rad2_s = max(float(vals[2]), 0.0)
+        self.confident = self.ratio >= s.min_ratio and self.energy_rad2_s >= s.min_energy_rad2_s
 
     def state(self) -> dict:
         return {"axis": None if self.axis is None else self.axis.tolist(),
                 "confident": self.confident, "pinned": self.pinned, "ratio": self.ratio,
-                "rms_rate_rad_s": self.rms_rate_rad_s}
+                "energy_rad2_s": self.energy_rad2_s}
