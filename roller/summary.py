@@ -169,6 +169,6 @@ def _clock(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
     sign = "-" if seconds < 0 else ""
-    seconds = abs(seconds)
-    m, s = divmod(seconds, 60.0)
-    return f"{sign}{int(m)}:{s:04.1f}"
+    # Round to tenths before splitting, or 119.97 s would print as 1:60.0.
+    minutes, tenths = divmod(round(abs(seconds) * 10), 600)
+    return f"{sign}{minutes}:{tenths / 10:04.1f}"

@@ -162,3 +162,12 @@ def test_columns_in_any_order_extra_columns_and_blank_lines_read_the_same(tmp_pa
         assert np.array_equal(got, np.concatenate([c[i] for c in reference]))
     assert np.allclose(np.concatenate([c[0] for c in reference]), t, atol=1e-6)
     assert np.allclose(np.concatenate([c[1] for c in reference]), samples, atol=1e-5)
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [
+    (0.0, "0:00.0"), (59.94, "0:59.9"), (59.96, "1:00.0"), (119.97, "2:00.0"),
+    (754.25, "12:34.2"), (-3.0, "-0:03.0")])
+def test_times_are_shown_as_minutes_and_seconds(seconds, shown) -> None:
+    from roller.summary import _clock
+
+    assert _clock(seconds) == shown
