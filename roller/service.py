@@ -793,20 +793,17 @@ def _open_sensor(config: RollerConfig, *, simulate: bool, seed: int, clock: Cloc
 
 
 def _make_pipeline(config: RollerConfig, calibration_path: Path | None) -> Any:
-    """The pipeline; unless ``[pipeline]`` pins them, the gyro offset and roll axis start
-    from the saved calibration (``roller calibrate``, or the last run's)."""
+    """The pipeline, starting from the saved calibration (``roller calibrate``, or the last
+    run's) unless ``[pipeline]`` pins the offset or axis. A saved calibration only seeds the
+    estimates: the offset is tracked and the axis relearnt, so a sensor that was moved is
+    found again rather than measured about a stale axis."""
     from roller.calibration import Calibration
     from roller.pipeline import Pipeline
 
-    settings = config.pipeline
     saved = Calibration.load_or_none(calibration_path) if calibration_path else None
     if saved is not None:
-        if settings.gyro_bias_rad_s is None:
-            settings = dataclasses.replace(settings, gyro_bias_rad_s=list(saved.gyro_bias_rad_s))
-        if settings.roll_axis is None and saved.roll_axis is not None:
-            settings = dataclasses.replace(settings, roll_axis=list(saved.roll_axis))
         log.info("starting from the calibration in %s", calibration_path)
-    return Pipeline(settings)
+    return Pipeline(config.pipeline, calibration=saved)
 
 
 def _open_controls(config: RollerConfig, service: Service, *, simulate: bool) -> Any:

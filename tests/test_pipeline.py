@@ -238,6 +238,42 @@ def test_a_pinned_axis_and_calibrated_bias_skip_the_start_up() -> None:
     assert len(of(events, Stroke)) == 2
 
 
+def _back_and_forth(n_strokes: int, bias=(0.05, 0.0, 0.0)):
+    """Strokes of 8 cm at 3 cm/s about the roller frame's x axis (no mounting rotation)."""
+    segments = tuple(StrokeSegment(0.08 if i % 2 == 0 else -0.08, 0.03)
+                     for i in range(n_strokes))
+    sim = SimulatedRoller(Scenario(segments, mounting_rotvec=(0.0, 0.0, 0.0),
+                                   gyro_bias_rad_s=bias), seed=4)
+    return sim.recording(100.0)
+
+
+def test_a_saved_calibration_starts_the_pipeline_live_without_pinning_it() -> None:
+    t, samples = _back_and_forth(2)
+    saved = Calibration(gyro_bias_rad_s=(0.05, 0.0, 0.0), roll_axis=(1.0, 0.0, 0.0),
+                        confident=True)
+    p = Pipeline(PipelineSettings(), calibration=saved)
+    p.update(t[:10], samples[:10])
+    assert p.live.calibrated  # no start-up: the first strokes are measured as they happen
+    assert not p.internal_state()["axis"]["pinned"]
+    events = p.update(t[10:], samples[10:]) + p.finish()
+    strokes = of(events, Stroke)
+    assert len(strokes) == 2
+    assert all(s.emitted_at - s.end < 1.5 for s in strokes)
+
+
+def test_a_stale_calibration_axis_is_replaced_by_what_the_data_shows() -> None:
+    """The sensor was glued in again after calibrating: the saved axis is 90 degrees off."""
+    t, samples = _back_and_forth(10)
+    stale = Calibration(gyro_bias_rad_s=(0.05, 0.0, 0.0), roll_axis=(0.0, 1.0, 0.0),
+                        confident=True)
+    events, p = run(t, samples, pipeline=Pipeline(PipelineSettings(), calibration=stale),
+                    block=10)
+    assert abs(p.calibration.roll_axis[0]) > 0.99
+    strokes = of(events, Stroke)
+    assert len(strokes) >= 8  # at most the first strokes are lost while the axis is relearnt
+    assert all(abs(s.distance_m - 0.08) < 0.008 for s in strokes[-8:])
+
+
 def test_live_state_follows_the_session() -> None:
     segs = (RestSegment(4.0), StrokeSegment(0.1, 0.03), StrokeSegment(-0.1, 0.03),
             StrokeSegment(0.1, 0.03), HoldSegment(8.0))

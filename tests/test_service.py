@@ -461,11 +461,16 @@ def test_calibration_is_loaded_at_start_and_saved_when_confident(broker, tmp_pat
     Calibration(gyro_bias_rad_s=(0.01, -0.02, 0.03), roll_axis=(0.0, 1.0, 0.0),
                 confident=True).save(path)
     pipeline = _make_pipeline(RollerConfig(), path)
-    assert pipeline.settings.gyro_bias_rad_s == pytest.approx([0.01, -0.02, 0.03])
-    assert pipeline.settings.roll_axis == pytest.approx([0.0, 1.0, 0.0])
+    # the saved calibration seeds the estimates (live from the start) but pins nothing
+    assert pipeline.calibration.gyro_bias_rad_s == pytest.approx((0.01, -0.02, 0.03))
+    assert pipeline.calibration.roll_axis == pytest.approx((0.0, 1.0, 0.0))
+    assert pipeline.calibration.confident
+    assert not pipeline.internal_state()["axis"]["pinned"]
+    assert pipeline.settings.roll_axis is None
     pinned = RollerConfig(pipeline=PipelineSettings(gyro_bias_rad_s=[0.0, 0.0, 0.0]))
-    assert _make_pipeline(pinned, path).settings.gyro_bias_rad_s == [0.0, 0.0, 0.0]
-    assert _make_pipeline(RollerConfig(), tmp_path / "absent.json").settings.roll_axis is None
+    assert _make_pipeline(pinned, path).calibration.gyro_bias_rad_s == (0.0, 0.0, 0.0)
+    absent = _make_pipeline(RollerConfig(), tmp_path / "absent.json")
+    assert absent.calibration.roll_axis is None and not absent.calibration.confident
 
     path.unlink()
     clock = ManualClock()

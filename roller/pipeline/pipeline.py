@@ -58,22 +58,34 @@ class Pipeline:
                  bias_settings: BiasSettings | None = None,
                  axis_settings: RollAxisSettings | None = None,
                  leg_settings: LegSettings | None = None,
-                 startup: StartupSettings | None = None) -> None:
+                 startup: StartupSettings | None = None,
+                 calibration: Calibration | None = None) -> None:
+        """``calibration``: a saved one (``roller calibrate``, or the last session's) to start
+        from. Unlike ``settings.roll_axis`` it does not pin anything: its offset is tracked
+        and its axis replaced once the data gives a confident one of its own."""
         self.settings = s = settings or PipelineSettings()
         self.framer = Framer(frame_settings)
         self.frame_s = self.framer.settings.frame_s
         self.startup = startup or StartupSettings()
         self.epoch_frames = max(1, round(self.startup.epoch_s / self.frame_s))
         self.epoch_s = self.epoch_frames * self.frame_s
-        calibrated = s.gyro_bias_rad_s is not None
+        initial_bias = s.gyro_bias_rad_s
+        seed_axis = None
+        if calibration is not None and calibration.confident:
+            if initial_bias is None:
+                initial_bias = list(calibration.gyro_bias_rad_s)
+            if s.roll_axis is None and s.body == "roller" and calibration.roll_axis is not None:
+                seed_axis = np.asarray(calibration.roll_axis, float)
+        calibrated = initial_bias is not None
+        self._bias_given = calibrated
         self.bias = BiasTracker(bias_settings, frame_s=self.frame_s,
-                                initial_rad_s=None if s.gyro_bias_rad_s is None
-                                else np.asarray(s.gyro_bias_rad_s, float),
+                                initial_rad_s=None if initial_bias is None
+                                else np.asarray(initial_bias, float),
                                 calibrated=calibrated)
         if axis_settings is None:
             axis_settings = RollAxisSettings(memory_s=120.0 if s.body == "roller" else 8.0)
         pinned = None if s.roll_axis is None else np.asarray(s.roll_axis, float)
-        self.axis = RollAxisEstimator(axis_settings, pinned=pinned)
+        self.axis = RollAxisEstimator(axis_settings, pinned=pinned, seed=seed_axis)
         self.speed = SpeedEstimator(radius_m=s.radius_m, body=s.body)
         self._leg_settings = leg_settings or LegSettings(big_travel_m=s.hold_max_travel_m)
         self.legs: LegTracker | None = None
@@ -81,7 +93,7 @@ class Pipeline:
         self.holds = HoldDetector(HoldSettings(min_duration_s=s.hold_min_duration_s))
         self.too_fast = TooFastDetector(TooFastSettings(
             limit_m_s=s.max_speed_m_s, min_duration_s=s.too_fast_min_duration_s))
-        self._calibrated_start = calibrated and pinned is not None
+        self._calibrated_start = calibrated and (pinned is not None or seed_axis is not None)
         # "warm": start-up, frames kept back and the offset relearnt from all of them;
         # "lagged": estimates still not trusted after max_warmup_s, so each epoch is measured
         # only once the estimates have learnt from it; "live": frames measured as they come.
@@ -201,8 +213,7 @@ class Pipeline:
             return self.bias.min_evidence_s(self._last_g) >= need
         if self.axis.axis is None or not self.axis.confident:
             return False
-        return self.settings.gyro_bias_rad_s is not None or \
-            self.bias.evidence_s(self.axis.axis) >= need
+        return self._bias_given or self.bias.evidence_s(self.axis.axis) >= need
 
     def _release(self) -> list[Event]:
         """Measure the frames kept back, with the estimates now known."""

@@ -46,16 +46,24 @@ class RollAxisEstimator:
     """Unit roll axis in sensor axes (``axis``), and whether it can be trusted (``confident``)."""
 
     def __init__(self, settings: RollAxisSettings | None = None, *,
-                 pinned: np.ndarray | None = None) -> None:
+                 pinned: np.ndarray | None = None, seed: np.ndarray | None = None) -> None:
+        """``pinned``: use this axis and never learn (the user said so). ``seed``: start from
+        this axis (a saved calibration) and trust it until the data gives a confident axis of
+        its own, which then replaces it -- so a sensor glued in again, or moved to another
+        roller, is found again instead of being measured about a stale axis for ever."""
         self.settings = settings or RollAxisSettings()
         # raw sums over frames, weighted by duration: 1, u, u u^T, u g g^T, g g^T, g g g g^T
         # (u: rotation rate perpendicular to gravity g, before removing the offset)
         self._sums = np.zeros(_SIZE)
         self.pinned = pinned is not None
-        if pinned is not None:
-            a = np.asarray(pinned, dtype=float)
+        start = pinned if pinned is not None else seed
+        self._seed: np.ndarray | None = None
+        if start is not None:
+            a = np.asarray(start, dtype=float)
             self.axis: np.ndarray | None = a / np.linalg.norm(a)
             self.confident = True
+            if pinned is None:
+                self._seed = self.axis
         else:
             self.axis = None
             self.confident = False
@@ -123,12 +131,17 @@ class RollAxisEstimator:
                 axis = -axis
         elif axis[np.argmax(np.abs(axis))] < 0:
             axis = -axis
-        self.axis = axis
         self.ratio = float(vals[2] / max(vals[1], 1e-12))
         self.energy_rad2_s = max(float(vals[2]), 0.0)
-        self.confident = self.ratio >= s.min_ratio and self.energy_rad2_s >= s.min_energy_rad2_s
+        learnt = self.ratio >= s.min_ratio and self.energy_rad2_s >= s.min_energy_rad2_s
+        if learnt or self._seed is None:
+            self.axis = axis
+            self.confident = learnt
+            self._seed = None  # the data has spoken: from now on the axis is the data's
+        # else: keep the seed (and its confidence) until the data is sure
 
     def state(self) -> dict:
         return {"axis": None if self.axis is None else self.axis.tolist(),
-                "confident": self.confident, "pinned": self.pinned, "ratio": self.ratio,
+                "confident": self.confident, "pinned": self.pinned,
+                "seeded": self._seed is not None, "ratio": self.ratio,
                 "energy_rad2_s": self.energy_rad2_s}
