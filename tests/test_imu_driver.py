@@ -375,3 +375,30 @@ def test_a_closed_bus_is_reported_not_raised():
     assert t.size == 0
     assert driver.health.connected is False
     assert driver.health.retries == 0
+
+
+class _IgnoresOneRegister(EmulatedBus):
+    """A bus to a chip that silently keeps its power-on value in one register, as a poor clone
+    or a flaky wire can: the write is acknowledged but nothing changes."""
+
+    def __init__(self, chips, register: int) -> None:
+        super().__init__(chips)
+        self.ignored = register
+
+    def write_byte_data(self, i2c_addr, register, value, force=None) -> None:
+        if register != self.ignored:
+            super().write_byte_data(i2c_addr, register, value, force)
+
+
+@pytest.mark.parametrize(("variant", "register", "name"), [
+    ("MPU-6050", 0x1C, "ACCEL_CONFIG"), ("LSM6DSO", 0x10, "CTRL1_XL")])
+def test_a_configuration_the_chip_does_not_keep_is_refused_by_name(variant, register, name):
+    from firmware_bridge.errors import SensorError
+
+    clock = ManualClock(0.0)
+    bus = _IgnoresOneRegister([make_chip(variant, wavy, clock=clock)], register)
+    with pytest.raises(SensorError) as info:
+        detect(bus, clock=clock)
+    message = str(info.value)
+    assert f"register 0x{register:02X} but read back" in message, name
+    assert variant.split("-")[0] in message

@@ -189,6 +189,28 @@ class FifoImuDriver(ABC):
         """Burst-read ``frames`` whole frames and decode them to (n, 6) SI units. May return
         fewer rows if some words could not be paired (counted as a FIFO fault by the caller)."""
 
+    def _read_register(self, register: Register) -> int:
+        """Read one register (a banked chip selects the bank first)."""
+        return self.dev.read(register)
+
+    def _write_register(self, register: Register, value: int) -> None:
+        """Write one register (a banked chip selects the bank first)."""
+        self.dev.write(register, value)
+
+    def _write_verified(self, wanted: list[tuple[Register, int]], hint: str) -> None:
+        """Write each ``(register, value)``, then read them all back: a chip that does not keep
+        what it was told is not the chip it claims to be (a clone) or is badly wired, and
+        measuring with the wrong range would scale every speed wrongly without a sign."""
+        for register, value in wanted:
+            self._write_register(register, value)
+        for register, value in wanted:
+            got = self._read_register(register)
+            if got != value:
+                where = f"bank {register.bank} register" if register.bank else "register"
+                raise SensorError(
+                    f"{self.chip} at 0x{self.address:02X}: wrote 0x{value:02X} to {where} "
+                    f"0x{register.address:02X} but read back 0x{got:02X}; {hint}")
+
     @property
     def fifo_capacity_frames(self) -> int:
         return self.info.fifo_bytes // self.frame_bytes

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from firmware_bridge.errors import SensorError
 from firmware_bridge.imu.base import ChipInfo, FifoImuDriver, FifoLevel, check_choice, to_si
 from firmware_bridge.registers import Field, Register
 
@@ -119,11 +118,11 @@ class Icm20948Driver(FifoImuDriver):
             self.dev.write(I.REG_BANK_SEL, I.USER_BANK.put(0, bank))
             self._bank = bank
 
-    def _read(self, register: Register) -> int:
+    def _read_register(self, register: Register) -> int:
         self._select(register.bank)
         return self.dev.read(register)
 
-    def _write(self, register: Register, value: int) -> None:
+    def _write_register(self, register: Register, value: int) -> None:
         self._select(register.bank)
         self.dev.write(register, value)
 
@@ -136,10 +135,10 @@ class Icm20948Driver(FifoImuDriver):
         div, rate = sample_rate_divider(s.output_rate_hz)
         gyro_dlpf, accel_dlpf = dlpf_settings(rate)
         self._bank = None
-        self._write(I.PWR_MGMT_1, I.DEVICE_RESET.put(0, 1))
+        self._write_register(I.PWR_MGMT_1, I.DEVICE_RESET.put(0, 1))
         self._bank = None                                   # a reset selects bank 0
         self.clock.sleep(0.1)
-        self._write(I.PWR_MGMT_1, I.CLKSEL.put(0, CLKSEL_AUTO))     # awake
+        self._write_register(I.PWR_MGMT_1, I.CLKSEL.put(0, CLKSEL_AUTO))     # awake
         self.clock.sleep(0.04)
         gyro_config = I.GYRO_FCHOICE.put(I.GYRO_FS_SEL.put(I.GYRO_DLPFCFG.put(0, gyro_dlpf),
                                                            gyro_code), 1)
@@ -158,25 +157,17 @@ class Icm20948Driver(FifoImuDriver):
             (I.INT_ENABLE_2, I.FIFO_OVERFLOW_EN.put(0, 1)),
             (I.USER_CTRL, I.FIFO_ENABLE.put(0, 1)),
         ]
-        for register, value in wanted:
-            self._write(register, value)
-        for register, value in wanted:
-            got = self._read(register)
-            if got != value:
-                raise SensorError(
-                    f"{self.chip} at 0x{self.address:02X}: wrote 0x{value:02X} to bank "
-                    f"{register.bank} register 0x{register.address:02X} but read back "
-                    f"0x{got:02X}; check the wiring")
+        self._write_verified(wanted, "check the wiring")
         self._reset_fifo()
         return rate
 
     def _reset_fifo(self) -> None:
-        self._write(I.FIFO_RST, I.FIFO_RESET.put(0, 0b11111))
-        self._write(I.FIFO_RST, 0)
-        self._read(I.INT_STATUS_2)                            # clears a stale overflow flag
+        self._write_register(I.FIFO_RST, I.FIFO_RESET.put(0, 0b11111))
+        self._write_register(I.FIFO_RST, 0)
+        self._read_register(I.INT_STATUS_2)  # clears a stale overflow flag
 
     def _fifo_level(self) -> FifoLevel:
-        status = self._xfer(self._read, I.INT_STATUS_2)
+        status = self._xfer(self._read_register, I.INT_STATUS_2)
         high, low = self._xfer(self._block, I.FIFO_COUNTH, 2)
         count = ((high & 0x1F) << 8) | low
         if I.FIFO_OVERFLOW_INT.get(status) or count >= FIFO_BYTES:
@@ -206,4 +197,4 @@ class Icm20948Driver(FifoImuDriver):
 
     def _who_am_i(self) -> int:
         self._bank = None                   # after a fault, do not trust the remembered bank
-        return self._read(I.WHO_AM_I)
+        return self._read_register(I.WHO_AM_I)

@@ -27,7 +27,6 @@ import math
 
 import numpy as np
 
-from firmware_bridge.errors import SensorError
 from firmware_bridge.imu.base import ChipInfo, FifoImuDriver, FifoLevel, check_choice, to_si
 from firmware_bridge.registers import Field, Register
 
@@ -144,14 +143,7 @@ class _Lsm6dsDriver(FifoImuDriver):
             (m.CTRL2_G, m.FS_G.put(m.ODR_G.put(0, code), fs_g)),
             *self._fifo_config(code),
         ]
-        for register, value in wanted:
-            d.write(register, value)
-        for register, value in wanted:
-            got = d.read(register)
-            if got != value:
-                raise SensorError(
-                    f"{self.chip} at 0x{self.address:02X}: wrote 0x{value:02X} to register "
-                    f"0x{register.address:02X} but read back 0x{got:02X}; check the wiring")
+        self._write_verified(wanted, "check the wiring")
         self._reset_fifo()
         return rate
 

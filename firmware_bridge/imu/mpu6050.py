@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from firmware_bridge.errors import SensorError
 from firmware_bridge.imu.base import ChipInfo, FifoImuDriver, FifoLevel, check_choice, to_si
 from firmware_bridge.registers import Field, Register
 
@@ -131,15 +130,8 @@ class Mpu6050Driver(FifoImuDriver):
         ]
         if self.info.family == "mpu6500":
             wanted.append((M.ACCEL_CONFIG2, M.A_DLPF_CFG.put(0, dlpf)))
-        for register, value in wanted:
-            d.write(register, value)
-        for register, value in wanted:
-            got = d.read(register)
-            if got != value:
-                raise SensorError(
-                    f"{self.chip} at 0x{self.address:02X}: wrote 0x{value:02X} to register "
-                    f"0x{register.address:02X} but read back 0x{got:02X}; the chip is not "
-                    "behaving as an MPU-6050 family part (a clone?) or the wiring is bad")
+        self._write_verified(wanted, "the chip is not behaving as an MPU-6050 family part "
+                                     "(a clone?) or the wiring is bad")
         self._reset_fifo()
         return rate
 
