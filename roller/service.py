@@ -533,7 +533,10 @@ class Service:
                 self.controls.pulse_too_fast()
             except Exception as exc:
                 log.warning("buzzer failed: %s", exc)
-        if isinstance(event, (Stroke, HoldStarted)) and self.settings.auto_start_session \
+        # Any sign of someone on the roller starts a session: a too-fast alert comes mid-stroke,
+        # before that stroke is known, and belongs to the session as much as the stroke does.
+        if isinstance(event, (Stroke, HoldStarted, TooFastAlert)) and \
+                self.settings.auto_start_session \
                 and self.session.state in ("idle", "finished"):
             self.session.start(now)
             self._session_changed()

@@ -121,6 +121,26 @@ def test_events_and_live_reach_a_subscriber(broker, tmp_path):
     sub.close()
 
 
+def test_a_session_that_begins_with_a_fast_pass_includes_its_alert(broker, tmp_path):
+    """The alert comes mid-stroke, before the stroke itself is known: it starts the session."""
+    sub = Subscriber(broker.host, broker.port, "roller/svc/event/#")
+    scenario = Scenario(segments=(RestSegment(3.0), StrokeSegment(0.25, 0.12),
+                                  StrokeSegment(-0.08, 0.03), RestSegment(2.0)),
+                        gyro_bias_rad_s=(0.02, -0.01, 0.015))
+    clock = ManualClock(100.0)
+    service = make_service(broker, tmp_path, clock=clock, scenario=scenario)
+    service.publisher.start()
+    assert service.publisher.wait_connected(5)
+    events = advance(service, clock, scenario.duration_s + 1)
+    assert events[0].kind == "too_fast_alert"
+    settle(service)
+    got = [m.json() for m in sub.wait_for(lambda ms: len(ms) >= len(events), 5, "events")]
+    sessions = {m["session_id"] for m in got}
+    assert len(sessions) == 1 and None not in sessions, got
+    service.close()
+    sub.close()
+
+
 def test_commands_change_the_session_and_bad_ones_are_reported(broker, tmp_path):
     sub = Subscriber(broker.host, broker.port, "roller/svc/#")
     clock = ManualClock()
