@@ -79,7 +79,8 @@ class CoachSettings:
                                           "this much active time")
     restart_idle_s: float = setting(30.0, unit="s", minimum=0.0, maximum=3600.0,
                                     doc="after a session ends, stay idle this long before "
-                                        "rolling auto-starts a new one")
+                                        "rolling auto-starts a new one (the service's "
+                                        "session follows the same rule)")
     min_record_active_s: float = setting(10.0, unit="s", minimum=0.0, maximum=3600.0,
                                          doc="sessions with less active time are not summarised "
                                              "for the history")
@@ -179,7 +180,7 @@ def balance(sides_s: Mapping[str, float]) -> float | None:
 class CoachState:
     """What a display needs now; published retained on ``roller/<device>/coach`` as JSON."""
 
-    t: float
+    t_s: float
     """Coach clock time of this snapshot [s]."""
     state: CoachPhase
     routine: str
@@ -527,7 +528,7 @@ class Coach:
         total_target = self.routine.total_target_s
         done_s = sum(min(r.active_s, r.target_s) for r in self._records)
         return CoachState(
-            t=now, state=self._state, routine=self.routine.name,
+            t_s=now, state=self._state, routine=self.routine.name,
             routine_title=self.routine.title,
             step_index=self._index if step is not None else None,
             step_count=len(self.routine.steps), step=_step_info(step),

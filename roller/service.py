@@ -83,7 +83,8 @@ class ServiceSettings:
         600.0, unit="s", minimum=10, maximum=86400,
         doc="a running session with no stroke or hold for this long is finished")
     auto_start_session: bool = setting(
-        True, doc="start a session on the first stroke or hold without a start command")
+        True, doc="start a session on the first stroke or hold without a start command (after "
+                  "a session ended: once the roller has rested [coach] restart_idle_s)")
 
 
 class CommandError(RollerError, ValueError):
@@ -207,6 +208,10 @@ class Session:
         self.end_reason: str | None = None
         self.routine: dict[str, Any] | None = None
         """The coach's summary once a coached session ends (kept in every later publication)."""
+        self.rested = False
+        """After the end: has the roller stayed still long enough that rolling again is a new
+        session, not the same person carrying on after Stop?"""
+        self._idle_since: float | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -254,6 +259,24 @@ class Session:
         self.state = "finished"
         self.end_reason = reason
         self.ended_unix_s = round(time.time(), 3)
+        self.rested = reason == "idle"  # ended by a long stillness: that was the rest
+        self._idle_since = None
+
+    def watch_rest(self, phase: str, now: float, restart_idle_s: float) -> None:
+        """After the end, note a stillness of ``restart_idle_s`` [s] (the coach's rule too)."""
+        if self.state != "finished" or self.rested:
+            return
+        if phase != "idle":
+            self._idle_since = None
+            return
+        if self._idle_since is None:
+            self._idle_since = now
+        self.rested = now - self._idle_since >= restart_idle_s
+
+    @property
+    def may_auto_start(self) -> bool:
+        """Rolling starts a session: the first one, or a new one after a rest."""
+        return self.state == "idle" or (self.state == "finished" and self.rested)
 
     def _bank(self, now: float) -> None:
         if self.state == "running" and self._running_since is not None:
@@ -505,6 +528,8 @@ class Service:
         self._run_commands()
         now = self.clock.monotonic()
         events = self._read_and_analyse(now)
+        self.session.watch_rest(self.live.phase if self.live is not None else "idle", now,
+                                self.config.coach.restart_idle_s)
         for event in events:
             self._publish_event(event, now)
         self._update_coach(events, now)
@@ -535,9 +560,10 @@ class Service:
                 log.warning("buzzer failed: %s", exc)
         # Any sign of someone on the roller starts a session: a too-fast alert comes mid-stroke,
         # before that stroke is known, and belongs to the session as much as the stroke does.
+        # After Stop, a pain stop or the end of the routine, only once the roller has rested
+        # ([coach] restart_idle_s, the coach's own rule), so the two never disagree.
         if isinstance(event, (Stroke, HoldStarted, TooFastAlert)) and \
-                self.settings.auto_start_session \
-                and self.session.state in ("idle", "finished"):
+                self.settings.auto_start_session and self.session.may_auto_start:
             self.session.start(now)
             self._session_changed()
         self.session.account(event, now)

@@ -274,6 +274,42 @@ def test_a_stale_calibration_axis_is_replaced_by_what_the_data_shows() -> None:
     assert all(abs(s.distance_m - 0.08) < 0.008 for s in strokes[-8:])
 
 
+def _phase_at(t, samples, times, block=20):
+    """The live phase right after each of ``times`` [s], feeding blocks as a service would."""
+    p = Pipeline(PipelineSettings())
+    phases, want, events = {}, list(times), []
+    for k in range(0, t.size, block):
+        events += p.update(t[k:k + block], samples[k:k + block])
+        while want and t[min(k + block, t.size) - 1] >= want[0]:
+            phases[want.pop(0)] = p.live.phase
+    return phases, events + p.finish()
+
+
+@pytest.mark.parametrize(("rate_hz", "noise_rad_s", "breathing_m"),
+                         [(50.0, 0.006, 0.003), (200.0, 0.003, 0.001), (1000.0, 0.006, 0.002)])
+def test_a_roller_left_alone_is_idle_but_a_breathing_hold_is_holding(rate_hz, noise_rad_s,
+                                                                     breathing_m) -> None:
+    """Both are holds by the definition (and as events); only one has a person on it."""
+    sc = Scenario((RestSegment(3.0), StrokeSegment(0.08, 0.03), RestSegment(40.0),
+                   StrokeSegment(-0.08, 0.03), HoldSegment(30.0, breathing_m=breathing_m),
+                   StrokeSegment(0.08, 0.03)),
+                  gyro_bias_rad_s=(0.05, -0.03, 0.02), gyro_noise_rad_s=noise_rad_s,
+                  mounting_rotvec=(0.4, -1.1, 0.3))
+    sim = SimulatedRoller(sc, seed=8)
+    t, samples = sim.recording(rate_hz, jitter_s=0.1 / rate_hz)
+    rest_end = 3.0 + 3.1 + 40.0
+    hold_start = rest_end + 3.1
+    probes = [rest_end - 20, rest_end - 2, *(hold_start + d for d in (5, 12, 20, 28))]
+    phases, events = _phase_at(t, samples, probes)
+    assert [phases[x] for x in probes[:2]] == ["idle", "idle"], phases
+    assert all(phases[x] == "holding" for x in probes[2:]), phases
+    # The events keep the definition: both stillnesses are holds; presence only changes
+    # what the live phase says the person is doing.
+    holds = [(round(h.start), round(h.end)) for h in of(events, Hold)]
+    assert any(h[1] - h[0] >= 35 for h in holds), holds  # the 40 s rest
+    assert any(25 <= h[1] - h[0] <= 35 for h in holds), holds  # the 30 s breathing hold
+
+
 def test_live_state_follows_the_session() -> None:
     segs = (RestSegment(4.0), StrokeSegment(0.1, 0.03), StrokeSegment(-0.1, 0.03),
             StrokeSegment(0.1, 0.03), HoldSegment(8.0))

@@ -141,6 +141,27 @@ def test_a_session_that_begins_with_a_fast_pass_includes_its_alert(broker, tmp_p
     sub.close()
 
 
+def test_rolling_on_after_stop_is_no_new_session_until_the_roller_has_rested(broker, tmp_path):
+    slow = [StrokeSegment(0.08 * (-1) ** i, 0.03) for i in range(4)]
+    # the rest: 10 s before the stillness counts as nobody there, then restart_idle_s (30 s)
+    scenario = Scenario(segments=(RestSegment(3.0), *slow, *slow, RestSegment(50.0), *slow,
+                                  RestSegment(2.0)),
+                        gyro_bias_rad_s=(0.02, -0.01, 0.015))
+    clock = ManualClock(100.0)
+    service = make_service(broker, tmp_path, clock=clock, scenario=scenario)
+    strokes = 0
+    while strokes < 3:
+        strokes += sum(e.kind == "stroke" for e in advance(service, clock, STEP_S))
+    assert service.session.state == "running"
+    first = service.session.id
+    service.submit_command("stop", b"", "test")
+    advance(service, clock, 20.0)  # the person carries on rolling after pressing Stop
+    assert service.session.state == "finished" and service.session.id == first
+    advance(service, clock, 55.0)  # a rest of more than restart_idle_s, then rolling again
+    assert service.session.state == "running" and service.session.id != first
+    service.close()
+
+
 def test_commands_change_the_session_and_bad_ones_are_reported(broker, tmp_path):
     sub = Subscriber(broker.host, broker.port, "roller/svc/#")
     clock = ManualClock()

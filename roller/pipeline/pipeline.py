@@ -34,6 +34,7 @@ from roller.pipeline.bias import BiasSettings, BiasTracker
 from roller.pipeline.frames import Framer, Frames, FrameSettings
 from roller.pipeline.holds import HoldDetector, HoldSettings
 from roller.pipeline.legs import LegSettings, LegTracker
+from roller.pipeline.presence import PresenceDetector
 from roller.pipeline.roll_axis import RollAxisEstimator, RollAxisSettings
 from roller.pipeline.settings import PipelineSettings
 from roller.pipeline.speed import SpeedEstimator
@@ -91,6 +92,7 @@ class Pipeline:
         self.legs: LegTracker | None = None
         self.strokes = StrokeDetector(StrokeSettings(min_distance_m=s.stroke_min_distance_m))
         self.holds = HoldDetector(HoldSettings(min_duration_s=s.hold_min_duration_s))
+        self.presence = PresenceDetector(frame_s=self.frame_s)
         self.too_fast = TooFastDetector(TooFastSettings(
             limit_m_s=s.max_speed_m_s, min_duration_s=s.too_fast_min_duration_s))
         self._calibrated_start = calibrated and (pinned is not None or seed_axis is not None)
@@ -229,6 +231,8 @@ class Pipeline:
         one row per frame)."""
         assert self.legs is not None
         v = self.speed.velocity(frames, bias, axis)
+        dur = np.maximum(frames.duration_s, 1e-9)[:, None]
+        self.presence.update(frames.rotation_rad / dur - bias)
         t_end = frames.t_end.tolist()
         known = frames.known_at.tolist()
         legs, quiet_until, big, still = self.legs.update(t_end, known, v.tolist(),
@@ -254,8 +258,11 @@ class Pipeline:
         phase: Phase = "idle"
         hold_time = 0.0
         if self.holds.holding:
-            phase = "holding"
-            hold_time = max(0.0, self._last_t - self.holds.start)
+            # A still roller with nobody on it is a hold by the definition (and the hold
+            # events say so), but what the person is doing is nothing: idle.
+            if self.presence.attended:
+                phase = "holding"
+                hold_time = max(0.0, self._last_t - self.holds.start)
         elif self.legs is not None and self.legs.rolling:
             phase = "rolling"
         return LiveState(t=0.0 if math.isnan(self._last_t) else self._last_t,
@@ -277,6 +284,7 @@ class Pipeline:
         return {"mode": self._mode, "frames_seen": self._frames_seen,
                 "frames_waiting": sum(len(f) for f in self._buffer),
                 "bias": self.bias.state(), "axis": self.axis.state(),
+                "presence": self.presence.state(),
                 "bias_evidence_along_axis_s": None if self.axis.axis is None
                 else self.bias.evidence_s(self.axis.axis),
                 "legs": None if self.legs is None else self.legs.state(),
