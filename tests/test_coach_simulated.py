@@ -112,7 +112,7 @@ def test_pain_mid_session_on_the_simulator() -> None:
     summary = coach.pop_summary()
     assert summary is not None and summary.end_reason == "pain"
     # nothing counts after the pain stop
-    after = [st for st in states if st.t > 60.5]
+    after = [st for st in states if st.t_s > 60.5]
     assert after and all(st.state == "done" for st in after)
 
 
