@@ -125,6 +125,28 @@ def encode(payload: Mapping[str, Any]) -> bytes:
 CommandSink = Callable[[str, bytes], None]
 
 
+def make_client(settings: MqttSettings, *, client_id: str, password: str | None, logger: str,
+                reconnect_delays_s: tuple[float, float] | None = None) -> mqtt.Client:
+    """A paho 2.x client for the configured broker: MQTT 3.1.1, clean session, reconnection
+    with exponential backoff (``reconnect_delays_s``, default the settings' min and max [s]),
+    login and TLS from ``[mqtt]``. One place, so the service and the display always reach a
+    broker the same way."""
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+                         clean_session=True, protocol=mqtt.MQTTv311)
+    client.enable_logger(logging.getLogger(logger))
+    low, high = reconnect_delays_s or (settings.reconnect_min_delay_s,
+                                       settings.reconnect_max_delay_s)
+    client.reconnect_delay_set(min_delay=low, max_delay=high)
+    if settings.username:
+        client.username_pw_set(settings.username, password)
+    if settings.tls:
+        client.tls_set(ca_certs=settings.tls_ca_file or None,
+                       certfile=settings.tls_cert_file or None,
+                       keyfile=settings.tls_key_file or None)
+        client.tls_insecure_set(settings.tls_insecure)
+    return client
+
+
 class Publisher:
     """Publishes one roller's topics; keeps QoS 1 messages in ``outbox`` until acknowledged.
 
@@ -154,26 +176,15 @@ class Publisher:
         self._started = False
         self._closed = False
 
-        client_id = settings.client_id or f"roller-{topics.device_id}"
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                  client_id=client_id, clean_session=True,
-                                  protocol=mqtt.MQTTv311)
-        self.client.enable_logger(logging.getLogger("roller.paho"))
-        self.client.reconnect_delay_set(min_delay=settings.reconnect_min_delay_s,
-                                        max_delay=settings.reconnect_max_delay_s)
+        self.client = make_client(settings, client_id=settings.client_id or
+                                  f"roller-{topics.device_id}", password=password,
+                                  logger="roller.paho")
         self.client.max_inflight_messages_set(settings.max_inflight)
         # paho keeps QoS 1 messages in memory while the link is down: bound that too. Outbox
         # messages never exceed max_inflight there (the rest wait on disk); the margin is for
         # error, health, status and discovery messages.
         self.client.max_queued_messages_set(settings.max_inflight + MAX_QUEUED_DIRECT)
         self.client.will_set(topics.status, b"offline", qos=1, retain=True)
-        if settings.username:
-            self.client.username_pw_set(settings.username, password)
-        if settings.tls:
-            self.client.tls_set(ca_certs=settings.tls_ca_file or None,
-                                certfile=settings.tls_cert_file or None,
-                                keyfile=settings.tls_key_file or None)
-            self.client.tls_insecure_set(settings.tls_insecure)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish

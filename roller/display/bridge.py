@@ -24,9 +24,8 @@ import uuid
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
-from roller.publisher import MqttSettings, resolve_password
+from roller.publisher import MqttSettings, make_client, resolve_password
 from roller.topics import SAFE_ID, Topics
 
 log = logging.getLogger(__name__)
@@ -75,19 +74,13 @@ class MqttBridge:
         self._connected = threading.Event()
         self.messages = 0
         self.connects = 0
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                  client_id=client_id or f"roller-display-{uuid.uuid4().hex[:8]}",
-                                  clean_session=True, protocol=mqtt.MQTTv311)
-        self.client.enable_logger(logging.getLogger("roller.display.paho"))
-        self.client.reconnect_delay_set(min_delay=min(settings.reconnect_min_delay_s, 1.0),
-                                        max_delay=min(settings.reconnect_max_delay_s, 5.0))
-        if settings.username:
-            self.client.username_pw_set(settings.username, resolve_password(settings))
-        if settings.tls:
-            self.client.tls_set(ca_certs=settings.tls_ca_file or None,
-                                certfile=settings.tls_cert_file or None,
-                                keyfile=settings.tls_key_file or None)
-            self.client.tls_insecure_set(settings.tls_insecure)
+        # A display should come back quickly after an outage: shorter backoff than the service.
+        self.client = make_client(
+            settings, client_id=client_id or f"roller-display-{uuid.uuid4().hex[:8]}",
+            password=resolve_password(settings) if settings.username else None,
+            logger="roller.display.paho",
+            reconnect_delays_s=(min(settings.reconnect_min_delay_s, 1.0),
+                                min(settings.reconnect_max_delay_s, 5.0)))
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
