@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from firmware_bridge.simulator import SimulatedRoller, person_scenario  # noqa: E402
+from roller.simulate import write_recording  # noqa: E402
 
 # Runs the command from a small, fresh process: a child forked from this (large) one would
 # report this one's memory as its own. Prints the child's output, then wall time and peak RSS.
@@ -56,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         path = folder / "long.csv"
         sim = SimulatedRoller(person_scenario(args.minutes * 60, seed=1), seed=1)
         start = time.perf_counter()
-        n = sim.write_recording(str(path), args.rate, jitter_s=0.2 / args.rate,
-                                drop_fraction=0.005)
+        n = write_recording(sim, str(path), args.rate, jitter_s=0.2 / args.rate,
+                            drop_fraction=0.005)
         size_mb = path.stat().st_size / 1e6
         print(f"recording: {n} samples, {sim.duration_s / 60:.1f} min at {args.rate:.0f} Hz, "
               f"{size_mb:.0f} MB (written in {time.perf_counter() - start:.1f} s)")

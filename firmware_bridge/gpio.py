@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from roller.settings import setting
+from firmware_bridge.settings import setting
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,6 @@ exercises the real driver code, register by register.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,7 @@ from firmware_bridge.emulated import CHIP_VARIANTS
 from firmware_bridge.errors import BusOpenError, ImuNotFoundError
 from firmware_bridge.imu import CHIP_CHOICES, DriverSettings, detect
 from firmware_bridge.imu.base import FifoImuDriver
-from roller.settings import setting
+from firmware_bridge.settings import setting
 
 SIMULATED_SESSION_S = 1800.0
 """Length of the simulated person's session; it repeats after that."""
@@ -135,36 +134,3 @@ def open_bus(number: int) -> Any:
         code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
         raise BusOpenError(f"cannot open {device} ({code}: {exc.strerror}); check that I2C is "
                            "enabled and the bus number is right") from None
-
-
-def add_sensor_arguments(parser: Any) -> None:
-    """The options ``roller detect``, ``record`` and ``calibrate`` share (argparse)."""
-    parser.add_argument("--config", metavar="FILE",
-                        help="TOML config file for [sensor] (default: $ROLLER_CONFIG, else "
-                             "built-in defaults)")
-    parser.add_argument("--bus", type=int, metavar="N", help="I2C bus number (/dev/i2c-N)")
-    parser.add_argument("--address", type=lambda text: int(text, 0), metavar="ADDR",
-                        help="I2C address of the IMU, e.g. 0x68 (default: scan)")
-    parser.add_argument("--rate", type=float, metavar="HZ",
-                        help="output data rate [Hz], 100 to 1000")
-    parser.add_argument("--simulate", action="store_true",
-                        help="use an emulated IMU fed by a simulated person (no hardware)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="random seed of the simulated session (with --simulate)")
-
-
-def settings_from_args(args: Any) -> tuple[SensorSettings, Any]:
-    """``[sensor]`` from the config file with the command-line overrides applied, and the
-    whole config. Overrides are validated like the file (ConfigError names the option)."""
-    from roller.config import load_config
-    from roller.settings import from_mapping
-
-    config = load_config(getattr(args, "config", None))
-    settings = config.sensor
-    overrides = {key: value for key, value in (("bus", args.bus), ("address", args.address),
-                                               ("output_rate_hz", args.rate))
-                 if value is not None}
-    if overrides:
-        merged = {**dataclasses.asdict(settings), **overrides}
-        settings = from_mapping(SensorSettings, merged, where="command line", prefix="sensor.")
-    return settings, config

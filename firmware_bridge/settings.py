@@ -3,8 +3,11 @@
 Each stage declares its own settings class beside its code (``PipelineSettings`` in
 ``roller.pipeline``, ``MqttSettings`` in the publisher, ...), built from :func:`setting` fields.
 :func:`from_mapping` validates a plain mapping (a TOML table) against such a class and raises a
-:class:`~roller.errors.ConfigError` naming the key, what was expected and what was found, so
-config files, routine files and MQTT payloads all fail the same readable way.
+:class:`~firmware_bridge.errors.ConfigError` naming the key, what was expected and what was
+found, so config files, routine files and MQTT payloads all fail the same readable way.
+
+It lives in the bottom layer because the hardware layer declares its settings (``[sensor]``,
+``[gpio]``) the same way and must not import the application; ``roller.settings`` re-exports it.
 
 Example::
 
@@ -18,12 +21,13 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from roller.errors import ConfigError
+from firmware_bridge.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -145,6 +149,8 @@ def _check(key: str, tp: Any, value: Any, meta: Mapping[str, Any], where: str) -
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(key, _with_unit("a number", meta), value, where)
         value = float(value)
+        if not math.isfinite(value):  # NaN passes every range check; inf is never meant
+            raise ConfigError(key, _with_unit("a finite number", meta), value, where)
     elif tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(key, "a whole number", value, where)

@@ -1,30 +1,18 @@
-"""The exception root of the project.
+"""The application's errors, beside the exception root it re-exports.
 
 Every error we raise on purpose derives from :class:`RollerError` and from the builtin it most
-resembles, so callers can catch either (the gpiozero pattern).
+resembles, so callers can catch either (the gpiozero pattern). The root and
+:class:`ConfigError` are defined in :mod:`firmware_bridge.errors` and re-exported here.
 """
 
 from __future__ import annotations
 
+# The root and ConfigError live in the bottom layer (the hardware layer raises them and must not
+# import the application); they are re-exported here so ``from roller.errors import ...`` keeps
+# working everywhere above it.
+from firmware_bridge.errors import ConfigError, RollerError
 
-class RollerError(Exception):
-    """Root of every error roller companion raises on purpose."""
-
-
-class ConfigError(RollerError, ValueError):
-    """A configuration or routine file is wrong.
-
-    ``key`` is the dotted path of the offending setting (``mqtt.port``), ``expected`` says what
-    was wanted and ``actual`` what was found; ``where`` names the file (or other source).
-    """
-
-    def __init__(self, key: str, expected: str, actual: object, where: str = "") -> None:
-        self.key = key
-        self.expected = expected
-        self.actual = actual
-        self.where = where
-        place = f"{where}: " if where else ""
-        super().__init__(f"{place}{key}: expected {expected}, got {actual!r}")
+__all__ = ["ConfigError", "RecordingError", "RollerError"]
 
 
 class RecordingError(RollerError, ValueError):

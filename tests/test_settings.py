@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -98,3 +99,16 @@ def test_any_mapping_gives_a_settings_object_or_a_config_error(data):
         assert exc.key  # always names the key
     else:
         assert isinstance(got, Example)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_numbers_are_refused_with_the_key_and_what_was_expected(value) -> None:
+    @dataclass(frozen=True)
+    class Axis:
+        bias: float = setting(0.0, unit="rad/s", doc="offset")
+        axis: tuple[float, ...] = setting(default_factory=lambda: (1.0, 0.0, 0.0), doc="axis")
+
+    with pytest.raises(ConfigError, match=r"sensor\.bias: expected a finite number in rad/s"):
+        from_mapping(Axis, {"bias": value}, where="roller.toml", prefix="sensor.")
+    with pytest.raises(ConfigError, match=r"sensor\.axis\[1\]: expected a finite number"):
+        from_mapping(Axis, {"axis": [1.0, value, 0.0]}, where="roller.toml", prefix="sensor.")

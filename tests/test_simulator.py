@@ -163,7 +163,7 @@ def test_person_scenario_is_plausible() -> None:
 
 def test_command_line_writes_a_recording_and_its_truth(tmp_path) -> None:
     out = tmp_path / "session.csv"
-    proc = subprocess.run([sys.executable, "-m", "firmware_bridge.simulator", str(out),
+    proc = subprocess.run([sys.executable, "-m", "roller.simulate", str(out),
                            "--seconds", "20", "--rate", "100", "--seed", "3"],
                           capture_output=True, text=True, check=True)
     assert "wrote" in proc.stdout

@@ -35,7 +35,7 @@ from firmware_bridge.clock import Clock, SystemClock
 from firmware_bridge.errors import SensorError
 from firmware_bridge.imu.timestamps import FifoTimestamper
 from firmware_bridge.registers import Register, RegisterDevice, SMBusLike
-from roller.settings import setting
+from firmware_bridge.settings import setting
 
 log = logging.getLogger(__name__)
 

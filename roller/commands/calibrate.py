@@ -33,7 +33,7 @@ MAX_AXIS_DISAGREEMENT_DEG = 10.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from firmware_bridge.sensor import add_sensor_arguments
+    from roller.commands.sensor_options import add_sensor_arguments
 
     add_sensor_arguments(parser)
     parser.add_argument("--rest-seconds", type=float, default=5.0, metavar="S",
@@ -50,8 +50,9 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from firmware_bridge.clock import ManualClock, SystemClock
-    from firmware_bridge.sensor import open_sensor, settings_from_args
+    from firmware_bridge.sensor import open_sensor
     from roller.calibration import FILE_NAME, Calibration
+    from roller.commands.sensor_options import settings_from_args
 
     if not (args.rest_seconds >= 1.0 and args.seconds >= 3.0):
         print("roller calibrate: --rest-seconds must be at least 1 and --seconds at least 3",

@@ -9,7 +9,7 @@ HELP = "find and identify the IMU on the I2C bus, and take a short reading"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from firmware_bridge.sensor import add_sensor_arguments
+    from roller.commands.sensor_options import add_sensor_arguments
 
     add_sensor_arguments(parser)
     parser.add_argument("--seconds", type=float, default=0.5, metavar="S",
@@ -21,7 +21,8 @@ def run(args: argparse.Namespace) -> int:
 
     from firmware_bridge.clock import SystemClock
     from firmware_bridge.imu import DEFAULT_ADDRESSES, detect, scan
-    from firmware_bridge.sensor import open_bus, settings_from_args, simulated_bus
+    from firmware_bridge.sensor import open_bus, simulated_bus
+    from roller.commands.sensor_options import settings_from_args
 
     settings, _config = settings_from_args(args)
     clock = SystemClock()
