@@ -39,12 +39,11 @@ from roller.errors import RollerError
 from roller.events import Event, Hold, HoldStarted, LiveState, Stroke, TooFast, TooFastAlert
 from roller.routine import DEFAULT_ROUTINE, Routine, RoutineStep
 from roller.settings import from_mapping, setting
+from roller.verbs import VERBS
 
 CoachPhase = Literal["ready", "active", "transition", "paused", "done"]
 EndReason = Literal["completed", "stopped", "pain"]
 
-VERBS = ("start", "pause", "resume", "next", "stop", "pain", "start_pause")
-"""Commands the coach understands (MQTT ``cmd/<verb>``; ``start_pause`` is the GPIO button)."""
 
 _MAX_HOLD_LAG_S = 10.0
 """Cap on the hold-recognition delay credited as active time (guards against odd timestamps)."""
