@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 
 from firmware_bridge.clock import Clock, SystemClock
-from firmware_bridge.emulated import CHIP_VARIANTS
+from firmware_bridge.emulated import CHIP_VARIANTS, EmulatedBus, make_chip
 from firmware_bridge.errors import BusOpenError, ImuNotFoundError
 from firmware_bridge.imu import CHIP_CHOICES, DriverSettings, detect
 from firmware_bridge.imu.base import FifoImuDriver
 from firmware_bridge.settings import setting
+from firmware_bridge.simulator import SimulatedRoller, person_scenario
 
 SIMULATED_SESSION_S = 1800.0
 """Length of the simulated person's session; it repeats after that."""
@@ -95,9 +96,6 @@ def simulated_bus(settings: SensorSettings, *, scenario: Any = None, seed: int =
     """An emulated bus with one emulated chip, fed by a simulated person rolling.
 
     The chip's time zero is now on ``clock``; the session repeats after its end."""
-    from firmware_bridge.emulated import EmulatedBus, make_chip
-    from firmware_bridge.simulator import SimulatedRoller, person_scenario
-
     clock = clock or SystemClock()
     if scenario is None:
         scenario = person_scenario(SIMULATED_SESSION_S, seed=seed)
@@ -118,7 +116,7 @@ def open_bus(number: int) -> Any:
     """``smbus2.SMBus(number)``, or a :class:`BusOpenError` that says what to check."""
     device = f"/dev/i2c-{number}"
     try:
-        from smbus2 import SMBus
+        from smbus2 import SMBus  # lazy: a hardware library a laptop need not have
 
         return SMBus(number)
     except FileNotFoundError:

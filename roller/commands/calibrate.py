@@ -18,6 +18,8 @@ import argparse
 import sys
 from typing import Any
 
+from roller.commands.sensor_options import add_sensor_arguments, settings_from_args
+
 HELP = "measure the gyro offset at rest and the roll axis from a few strokes; save them"
 
 STILL_GYRO_STD_RAD_S = 0.02
@@ -33,8 +35,6 @@ MAX_AXIS_DISAGREEMENT_DEG = 10.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from roller.commands.sensor_options import add_sensor_arguments
-
     add_sensor_arguments(parser)
     parser.add_argument("--rest-seconds", type=float, default=5.0, metavar="S",
                         help="how long the roller must lie still [s] (default 5)")
@@ -47,12 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Lazy: `roller --help` imports every command module; the work's imports wait for run().
     import numpy as np
 
     from firmware_bridge.clock import ManualClock, SystemClock
     from firmware_bridge.sensor import open_sensor
     from roller.calibration import FILE_NAME, Calibration
-    from roller.commands.sensor_options import settings_from_args
 
     if not (args.rest_seconds >= 1.0 and args.seconds >= 3.0):
         print("roller calibrate: --rest-seconds must be at least 1 and --seconds at least 3",

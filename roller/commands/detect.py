@@ -5,25 +5,23 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
+from firmware_bridge.clock import SystemClock
+from firmware_bridge.imu import DEFAULT_ADDRESSES, detect, scan
+from firmware_bridge.sensor import open_bus, simulated_bus
+from roller.commands.sensor_options import add_sensor_arguments, settings_from_args
+
 HELP = "find and identify the IMU on the I2C bus, and take a short reading"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from roller.commands.sensor_options import add_sensor_arguments
-
     add_sensor_arguments(parser)
     parser.add_argument("--seconds", type=float, default=0.5, metavar="S",
                         help="length of the test reading [s] (default 0.5)")
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from firmware_bridge.clock import SystemClock
-    from firmware_bridge.imu import DEFAULT_ADDRESSES, detect, scan
-    from firmware_bridge.sensor import open_bus, simulated_bus
-    from roller.commands.sensor_options import settings_from_args
-
     settings, _config = settings_from_args(args)
     clock = SystemClock()
     where = "emulated bus (--simulate)" if args.simulate else f"/dev/i2c-{settings.bus}"

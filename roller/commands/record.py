@@ -11,12 +11,15 @@ import argparse
 import sys
 import time
 
+from firmware_bridge.clock import ManualClock, SystemClock
+from firmware_bridge.sensor import open_sensor
+from roller.commands.sensor_options import add_sensor_arguments, settings_from_args
+from roller.recording import RecordingWriter
+
 HELP = "record the sensor to a CSV file (t, accel m/s^2, gyro rad/s)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from roller.commands.sensor_options import add_sensor_arguments
-
     parser.add_argument("out", metavar="OUT.csv", help="file to write (overwritten)")
     parser.add_argument("--seconds", type=float, metavar="N",
                         help="stop after N seconds (default: until Ctrl-C)")
@@ -26,11 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from firmware_bridge.clock import ManualClock, SystemClock
-    from firmware_bridge.sensor import open_sensor
-    from roller.commands.sensor_options import settings_from_args
-    from roller.recording import RecordingWriter
-
     if args.seconds is not None and not args.seconds > 0:
         print("roller record: --seconds must be positive", file=sys.stderr)
         return 2
