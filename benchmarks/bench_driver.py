@@ -19,12 +19,14 @@ import time
 
 import numpy as np
 
+from firmware_bridge.chips import FAMILY_VARIANTS, make_chip
 from firmware_bridge.clock import ManualClock
-from firmware_bridge.emulated import EmulatedBus, make_chip
-from firmware_bridge.imu import DriverSettings, detect
+from firmware_bridge.detection import detect
+from firmware_bridge.emulated import EmulatedBus
+from firmware_bridge.imu import DriverSettings
 from firmware_bridge.simulator import SimulatedRoller, person_scenario
 
-CHIPS = ("MPU-6050", "MPU-6500", "ICM-20948", "LSM6DS3", "LSM6DSO")
+CHIPS = FAMILY_VARIANTS
 
 
 def bench(variant: str, minutes: float, rate_hz: float, roller: SimulatedRoller) -> dict:

@@ -16,19 +16,18 @@ from typing import Any
 
 import numpy as np
 
+from firmware_bridge.chips import CHIP_CHOICES, CHIP_VARIANTS, emulated_variant_for, make_chip
 from firmware_bridge.clock import Clock, SystemClock
-from firmware_bridge.emulated import CHIP_VARIANTS, EmulatedBus, make_chip
+from firmware_bridge.detection import detect
+from firmware_bridge.emulated import EmulatedBus
 from firmware_bridge.errors import BusOpenError, ImuNotFoundError
-from firmware_bridge.imu import CHIP_CHOICES, DriverSettings, detect
+from firmware_bridge.imu import DriverSettings
 from firmware_bridge.imu.base import FifoImuDriver
 from firmware_bridge.settings import setting
 from firmware_bridge.simulator import SimulatedRoller, person_scenario
 
 SIMULATED_SESSION_S = 1800.0
 """Length of the simulated person's session; it repeats after that."""
-
-_VARIANT_FOR_CHIP = {"mpu6050": "MPU-6050", "mpu6500": "MPU-6500", "mpu9250": "MPU-9250",
-                     "icm20948": "ICM-20948", "lsm6ds3": "LSM6DS3", "lsm6dso": "LSM6DSO"}
 
 
 @dataclass(frozen=True)
@@ -41,8 +40,8 @@ class SensorSettings:
                                   doc="7-bit I2C address of the IMU; leave out to scan 0x68, "
                                       "0x69, 0x6A and 0x6B")
     chip: str = setting("auto", choices=CHIP_CHOICES,
-                        doc="which IMU to accept: auto (any supported), mpu6050, mpu6500, "
-                            "mpu9250, icm20948, lsm6ds3 or lsm6dso")
+                        doc="which IMU to accept: auto (any supported), "
+                            f"{', '.join(CHIP_CHOICES[1:-1])} or {CHIP_CHOICES[-1]}")
     output_rate_hz: float = setting(200.0, unit="Hz", minimum=100.0, maximum=1000.0,
                                     doc="output data rate; the chip uses the nearest rate it "
                                         "has (an LSM6DS gives 104/208/416/833 Hz)")
@@ -106,7 +105,7 @@ def simulated_bus(settings: SensorSettings, *, scenario: Any = None, seed: int =
         return roller.imu(np.mod(t, duration))
 
     variant = settings.simulated_chip if settings.chip == "auto" \
-        else _VARIANT_FOR_CHIP[settings.chip]
+        else emulated_variant_for(settings.chip)
     chip = make_chip(variant, source, address=settings.address, clock=clock)
     chip.simulation = roller
     return EmulatedBus([chip], bus_number=settings.bus)

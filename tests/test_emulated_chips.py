@@ -8,14 +8,9 @@ import numpy as np
 import pytest
 from smbus2 import i2c_msg
 
+from firmware_bridge.chips import make_chip
 from firmware_bridge.clock import ManualClock
-from firmware_bridge.emulated import (
-    EmulatedBus,
-    EmulatedLsm6ds3,
-    EmulatedLsm6dso,
-    EmulatedMpu6050,
-    make_chip,
-)
+from firmware_bridge.emulated import EmulatedBus, EmulatedLsm6ds3, EmulatedLsm6dso, EmulatedMpu6050
 
 G = 9.80665
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from firmware_bridge.chips import make_chip
 from firmware_bridge.clock import ManualClock
-from firmware_bridge.emulated import EmulatedBus, EmulatedLsm6ds3, EmulatedMpu6050, make_chip
+from firmware_bridge.detection import detect, scan
+from firmware_bridge.emulated import EmulatedBus, EmulatedLsm6ds3, EmulatedMpu6050
 from firmware_bridge.errors import ImuNotFoundError, SensorError
-from firmware_bridge.imu import detect, scan
 
 
 def test_empty_bus_lists_every_address_with_no_answer():

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from firmware_bridge.imu.base import ChipInfo, FifoImuDriver, FifoLevel, check_choice, to_si
+from firmware_bridge.imu.base import FifoImuDriver, FifoLevel, check_choice, to_si
 from firmware_bridge.registers import Field, Register
 
 
@@ -81,8 +81,6 @@ FIFO_BYTES = 512
 CLKSEL_AUTO = 1
 FIFO_ENABLE_BITS = (I.ACCEL_FIFO_EN.put(0, 1) | I.GYRO_X_FIFO_EN.put(0, 1)
                     | I.GYRO_Y_FIFO_EN.put(0, 1) | I.GYRO_Z_FIFO_EN.put(0, 1))
-
-CHIPS = (ChipInfo("ICM-20948", "icm20948", I.WHO_AM_I.address, 0xEA, FIFO_BYTES),)
 
 
 def sample_rate_divider(output_rate_hz: float) -> tuple[int, float]:

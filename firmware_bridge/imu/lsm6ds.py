@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from firmware_bridge.imu.base import ChipInfo, FifoImuDriver, FifoLevel, check_choice, to_si
+from firmware_bridge.imu.base import FifoImuDriver, FifoLevel, check_choice, to_si
 from firmware_bridge.registers import Field, Register
 
 
@@ -105,11 +105,6 @@ ACCEL_RANGES = {2: (0b00, 0.061), 4: (0b10, 0.122), 8: (0b11, 0.244), 16: (0b01,
 """Full scale [g] -> (FS_XL, sensitivity [mg/LSB])."""
 GYRO_RANGES = {250: (0b00, 8.75), 500: (0b01, 17.5), 1000: (0b10, 35.0), 2000: (0b11, 70.0)}
 """Full scale [deg/s] -> (FS_G, sensitivity [mdps/LSB]); the LSM6DS3's 00 is +-245 dps."""
-
-CHIPS = (
-    ChipInfo("LSM6DS3", "lsm6ds3", Lsm6dsCommonMap.WHO_AM_I.address, 0x69, 8192),
-    ChipInfo("LSM6DSO/LSM6DSOX", "lsm6dso", Lsm6dsCommonMap.WHO_AM_I.address, 0x6C, 512 * 7),
-)
 
 
 def odr_code(output_rate_hz: float, table: dict[int, float]) -> tuple[int, float]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from firmware_bridge.imu.base import ChipInfo, FifoImuDriver, FifoLevel, check_choice, to_si
+from firmware_bridge.imu.base import FifoImuDriver, FifoLevel, check_choice, to_si
 from firmware_bridge.registers import Field, Register
 
 
@@ -74,12 +74,6 @@ FRAME_BYTES = 12
 FIFO_ENABLE_BITS = (M.XG_FIFO_EN.put(0, 1) | M.YG_FIFO_EN.put(0, 1) | M.ZG_FIFO_EN.put(0, 1)
                     | M.ACCEL_FIFO_EN.put(0, 1))
 
-CHIPS = (
-    ChipInfo("MPU-6050", "mpu6050", M.WHO_AM_I.address, 0x68, 1024),
-    ChipInfo("MPU-6500", "mpu6500", M.WHO_AM_I.address, 0x70, 512),
-    ChipInfo("MPU-9250", "mpu6500", M.WHO_AM_I.address, 0x71, 512),
-    ChipInfo("MPU-6050 clone (WHO_AM_I 0x98)", "mpu6050", M.WHO_AM_I.address, 0x98, 512),
-)
 FIFO_HARD_LIMIT_BYTES = {"mpu6050": 1024, "mpu6500": 512}
 """The most a FIFO of each family can report: a larger count is not a real count."""
 

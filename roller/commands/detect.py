@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from firmware_bridge.clock import SystemClock
-from firmware_bridge.imu import DEFAULT_ADDRESSES, detect, scan
+from firmware_bridge.detection import DEFAULT_ADDRESSES, detect, scan
 from firmware_bridge.sensor import open_bus, simulated_bus
 from roller.commands.sensor_options import add_sensor_arguments, settings_from_args
 
