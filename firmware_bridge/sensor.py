@@ -10,6 +10,7 @@ exercises the real driver code, register by register.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from firmware_bridge.emulated import EmulatedBus
 from firmware_bridge.errors import BusOpenError, ImuNotFoundError
 from firmware_bridge.imu import DriverSettings
 from firmware_bridge.imu.base import FifoImuDriver
-from firmware_bridge.settings import setting
+from firmware_bridge.settings import same_as, setting
 from firmware_bridge.simulator import SimulatedRoller, person_scenario
 
 SIMULATED_SESSION_S = 1800.0
@@ -42,24 +43,20 @@ class SensorSettings:
     chip: str = setting("auto", choices=CHIP_CHOICES,
                         doc="which IMU to accept: auto (any supported), "
                             f"{', '.join(CHIP_CHOICES[1:-1])} or {CHIP_CHOICES[-1]}")
-    output_rate_hz: float = setting(200.0, unit="Hz", minimum=100.0, maximum=1000.0,
-                                    doc="output data rate; the chip uses the nearest rate it "
-                                        "has (an LSM6DS gives 104/208/416/833 Hz)")
-    gyro_range_dps: int = setting(1000, unit="deg/s", choices=(500, 1000, 2000),
-                                  doc="gyro full scale (a roller at 30 cm/s turns 230 deg/s)")
-    accel_range_g: int = setting(4, unit="g", choices=(4, 8, 16),
-                                 doc="accelerometer full scale")
-    reconnect_interval_s: float = setting(1.0, unit="s", minimum=0.05, maximum=60.0,
-                                          doc="how often to look for a sensor that stopped "
-                                              "answering")
+    # The driver's own settings, declared once in DriverSettings; only the rate's default
+    # differs: 200 Hz is plenty for rolling and light on the Pi's I2C bus.
+    output_rate_hz: float = same_as(DriverSettings, "output_rate_hz", default=200.0)
+    gyro_range_dps: int = same_as(DriverSettings, "gyro_range_dps")
+    accel_range_g: int = same_as(DriverSettings, "accel_range_g")
+    reconnect_interval_s: float = same_as(DriverSettings, "reconnect_interval_s")
     simulated_chip: str = setting("MPU-6050", choices=CHIP_VARIANTS,
                                   doc="the chip that --simulate emulates (when chip = auto)")
 
     def driver_settings(self) -> DriverSettings:
-        return DriverSettings(output_rate_hz=self.output_rate_hz,
-                              gyro_range_dps=self.gyro_range_dps,
-                              accel_range_g=self.accel_range_g,
-                              reconnect_interval_s=self.reconnect_interval_s)
+        """The driver's settings: the ones ``[sensor]`` shares with it, the rest defaults."""
+        shared = {f.name for f in dataclasses.fields(DriverSettings)} & \
+            {f.name for f in dataclasses.fields(self)}
+        return DriverSettings(**{name: getattr(self, name) for name in shared})
 
 
 def open_sensor(settings: SensorSettings | None = None, *, simulate: bool = False,

@@ -51,6 +51,16 @@ def setting(
     return dataclasses.field(default=default, metadata=meta)
 
 
+def same_as(cls: type, name: str, default: Any = _MISSING) -> Any:
+    """A field declared like ``cls``'s field ``name`` (documentation, unit, range), with its
+    default or another one: a setting shown in two places is declared once."""
+    source = {f.name: f for f in dataclasses.fields(cls)}[name]
+    meta = dict(source.metadata)
+    if default is _MISSING:
+        default = source.default
+    return dataclasses.field(default=default, metadata=meta)
+
+
 def describe(cls: type) -> list[tuple[str, str, Any, str]]:
     """(name, type, default, documentation) for each field: used to document config files."""
     rows = []

@@ -39,7 +39,8 @@ from typing import Literal
 
 import numpy as np
 
-GRAVITY_M_S2 = 9.80665
+from firmware_bridge.physics import STANDARD_GRAVITY_M_S2 as GRAVITY_M_S2
+
 DEG = math.pi / 180.0
 
 # ----------------------------------------------------------------------------- segments

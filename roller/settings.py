@@ -9,6 +9,6 @@ modules, so they need not know which layer the machinery lives in.
 from __future__ import annotations
 
 from firmware_bridge.errors import ConfigError
-from firmware_bridge.settings import describe, from_mapping, setting
+from firmware_bridge.settings import describe, from_mapping, same_as, setting
 
-__all__ = ["ConfigError", "describe", "from_mapping", "setting"]
+__all__ = ["ConfigError", "describe", "from_mapping", "same_as", "setting"]

@@ -11,8 +11,9 @@ from smbus2 import i2c_msg
 from firmware_bridge.chips import make_chip
 from firmware_bridge.clock import ManualClock
 from firmware_bridge.emulated import EmulatedBus, EmulatedLsm6ds3, EmulatedLsm6dso, EmulatedMpu6050
+from firmware_bridge.physics import STANDARD_GRAVITY_M_S2
 
-G = 9.80665
+G = STANDARD_GRAVITY_M_S2
 
 
 def known(t: np.ndarray) -> np.ndarray:

@@ -13,8 +13,9 @@ from firmware_bridge.detection import detect
 from firmware_bridge.emulated import EmulatedBus
 from firmware_bridge.imu import DriverSettings
 from firmware_bridge.imu.base import FifoImuDriver
+from firmware_bridge.physics import STANDARD_GRAVITY_M_S2
 
-G = 9.80665
+G = STANDARD_GRAVITY_M_S2
 
 
 def wavy(t: np.ndarray) -> np.ndarray:

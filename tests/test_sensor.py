@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+
 import numpy as np
 import pytest
 
 from firmware_bridge.clock import ManualClock
 from firmware_bridge.errors import BusOpenError
+from firmware_bridge.imu import DriverSettings
 from firmware_bridge.imu.base import FifoImuDriver
 from firmware_bridge.sensor import SensorSettings, open_sensor
 from firmware_bridge.simulator import SimulatedRoller, person_scenario
@@ -78,3 +82,18 @@ def test_st_chip_strapped_to_an_unusual_address_is_still_identified():
     driver = open_sensor(SensorSettings(address=0x69, chip="lsm6ds3"), simulate=True,
                          scenario=person_scenario(10.0), clock=clock)
     assert (driver.chip, driver.address) == ("LSM6DS3", 0x69)
+
+
+def test_the_sensor_settings_share_the_drivers_declarations():
+    # [sensor] shows some of the driver's settings: same documentation, unit, range and type;
+    # only the output rate's default differs.
+    driver = {f.name: f for f in dataclasses.fields(DriverSettings)}
+    hints = typing.get_type_hints(SensorSettings)
+    shared = [f for f in dataclasses.fields(SensorSettings) if f.name in driver]
+    assert {f.name for f in shared} == {"output_rate_hz", "gyro_range_dps", "accel_range_g",
+                                        "reconnect_interval_s"}
+    for f in shared:
+        assert f.metadata == driver[f.name].metadata
+        assert hints[f.name] == typing.get_type_hints(DriverSettings)[f.name]
+    assert SensorSettings().output_rate_hz == 200.0
+    assert SensorSettings(output_rate_hz=500.0).driver_settings().output_rate_hz == 500.0

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from firmware_bridge.clock import Clock, SystemClock
+from firmware_bridge.physics import STANDARD_GRAVITY_M_S2
 
 MotionSource = Callable[[np.ndarray], np.ndarray]
-STANDARD_GRAVITY_M_S2 = 9.80665
 
 
 def still_source(t: np.ndarray) -> np.ndarray:

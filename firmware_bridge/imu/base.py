@@ -34,12 +34,12 @@ import numpy as np
 from firmware_bridge.clock import Clock, SystemClock
 from firmware_bridge.errors import SensorError
 from firmware_bridge.imu.timestamps import FifoTimestamper
+from firmware_bridge.physics import STANDARD_GRAVITY_M_S2
 from firmware_bridge.registers import Register, RegisterDevice, SMBusLike
 from firmware_bridge.settings import setting
 
 log = logging.getLogger(__name__)
 
-STANDARD_GRAVITY_M_S2 = 9.80665
 DEG_TO_RAD = np.pi / 180.0
 
 TRANSIENT_ERRNOS = frozenset({errno.EREMOTEIO, errno.EIO, errno.ETIMEDOUT, errno.EAGAIN,
@@ -66,11 +66,10 @@ class DriverSettings:
     """How a driver configures the chip and copes with faults. Units in the names."""
 
     output_rate_hz: float = setting(1000.0, unit="Hz", minimum=100.0, maximum=1000.0,
-                                    doc="requested output data rate (the chip rounds it to a "
-                                        "rate it supports)")
+                                    doc="output data rate; the chip uses the nearest rate it "
+                                        "has (an LSM6DS gives 104/208/416/833 Hz)")
     gyro_range_dps: int = setting(1000, unit="deg/s", choices=(500, 1000, 2000),
-                                  doc="gyro full scale: a 15 cm roller at 30 cm/s turns at "
-                                      "230 deg/s, so at least 500")
+                                  doc="gyro full scale (a roller at 30 cm/s turns 230 deg/s)")
     accel_range_g: int = setting(4, unit="g", choices=(4, 8, 16),
                                  doc="accelerometer full scale")
     retries: int = setting(3, minimum=0, maximum=10,
@@ -79,8 +78,9 @@ class DriverSettings:
                                      doc="first retry delay; doubles each retry")
     reinit_after_failures: int = setting(3, minimum=1, maximum=100,
                                          doc="consecutive failed reads before re-initialising")
-    reconnect_interval_s: float = setting(1.0, unit="s", minimum=0.01, maximum=60.0,
-                                          doc="how often to look for an unplugged sensor")
+    reconnect_interval_s: float = setting(1.0, unit="s", minimum=0.05, maximum=60.0,
+                                          doc="how often to look for a sensor that stopped "
+                                              "answering")
     read_interval_margin: float = setting(0.75, minimum=0.1, maximum=0.95,
                                           doc="fraction of the FIFO's fill time used as the "
                                               "longest safe read interval")

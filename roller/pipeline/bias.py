@@ -27,10 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from firmware_bridge.physics import STANDARD_GRAVITY_M_S2 as GRAVITY_M_S2
 from roller.pipeline.frames import Frames, sum_by_group
 from roller.settings import setting
-
-GRAVITY_M_S2 = 9.80665
 
 
 @dataclass(frozen=True)
