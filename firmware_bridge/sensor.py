@@ -25,7 +25,6 @@ from firmware_bridge.errors import BusOpenError, ImuNotFoundError
 from firmware_bridge.imu import DriverSettings
 from firmware_bridge.imu.base import FifoImuDriver
 from firmware_bridge.settings import same_as, setting
-from firmware_bridge.simulator import SimulatedRoller, person_scenario
 
 SIMULATED_SESSION_S = 1800.0
 """Length of the simulated person's session; it repeats after that."""
@@ -92,6 +91,9 @@ def simulated_bus(settings: SensorSettings, *, scenario: Any = None, seed: int =
     """An emulated bus with one emulated chip, fed by a simulated person rolling.
 
     The chip's time zero is now on ``clock``; the session repeats after its end."""
+    # Lazy: only --simulate needs the simulator; a Pi's service and `roller --help` skip it.
+    from firmware_bridge.simulator import SimulatedRoller, person_scenario
+
     clock = clock or SystemClock()
     if scenario is None:
         scenario = person_scenario(SIMULATED_SESSION_S, seed=seed)

@@ -10,8 +10,8 @@ import pytest
 from firmware_bridge.simulator import rotation_matrix
 from roller import recording
 from roller.calibration import Calibration
+from roller.calibration_measurement import calibration_scenario
 from roller.cli import main
-from roller.commands.calibrate import calibration_scenario
 
 
 @pytest.fixture(autouse=True)

@@ -1,10 +1,11 @@
 """``roller analyze FILE``: strokes, holds, speeds and too-fast moments of a recording.
 
-The recording is streamed through the same pipeline the live service runs, in blocks, so memory
-stays flat however long the file is and the results are what the service would have reported
-live (``emitted_at`` says when). A readable summary by default; ``--json`` prints exactly one
-JSON object (see :meth:`roller.summary.SessionSummary.to_dict`). A malformed recording ends with
-one error line naming the file, the line and the problem, and exit status 2.
+The recording is streamed through the same pipeline the live service runs
+(:mod:`roller.analysis`), in blocks, so memory stays flat however long the file is and the
+results are what the service would have reported live (``emitted_at`` says when). A readable
+summary by default; ``--json`` prints exactly one JSON object (see
+:meth:`roller.summary.SessionSummary.to_dict`). A malformed recording ends with one error line
+naming the file, the line and the problem, and exit status 2.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import argparse
 import dataclasses
 import json
 import sys
+
+from roller.settings import from_mapping
 
 HELP = "analyse a recording: strokes, holds, speed and too-fast moments"
 
@@ -66,11 +69,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace):
     """The pipeline settings: the config's [pipeline] section (if --config), then options."""
+    # Lazy, like the imports in run(): the pipeline is not needed to build `roller --help`.
     from roller.pipeline import PipelineSettings
-    from roller.settings import from_mapping
 
     base: dict = {}
     if args.config:
+        # Lazy: the config imports every section's module (MQTT, display, ...), which a plain
+        # `roller analyze FILE` (and `roller --help`) need not load.
         from roller.config import load_config
 
         base = dataclasses.asdict(load_config(args.config).pipeline)
@@ -82,39 +87,10 @@ def settings_from_args(args: argparse.Namespace):
     return from_mapping(PipelineSettings, base, where="roller analyze options")
 
 
-def analyze(path: str, settings, *, debug: bool = False):
-    """Stream ``path`` through a pipeline; return the :class:`SessionSummary`.
-
-    The file is read in chunks by :func:`roller.recording.read_chunks`, so memory stays flat
-    whatever the recording's length; a malformed file raises the
-    :class:`~roller.errors.RecordingError` naming file, line and problem."""
-    from roller.recording import read_chunks
-
-    return _analyze(path, settings, read_chunks(path), debug=debug)
-
-
-def _analyze(path: str, settings, chunks, *, debug: bool):
-    from roller.pipeline import Pipeline
-    from roller.summary import SessionSummary
-
-    pipeline = Pipeline(settings)
-    summary = SessionSummary(max_speed_m_s=settings.max_speed_m_s, radius_m=settings.radius_m,
-                             body=settings.body)
-    for t, samples in chunks:
-        summary.saw_samples(float(t[0]), float(t[-1]), int(t.size))
-        summary.add(pipeline.update(t, samples))
-    summary.add(pipeline.finish())
-    cal = pipeline.calibration
-    summary.calibration = {"gyro_bias_rad_s": [round(b, 6) for b in cal.gyro_bias_rad_s],
-                           "roll_axis": None if cal.roll_axis is None
-                           else [round(a, 5) for a in cal.roll_axis],
-                           "confident": cal.confident}
-    if debug:
-        summary.pipeline_state = pipeline.internal_state()
-    return summary
-
-
 def run(args: argparse.Namespace) -> int:
+    # Lazy: `roller --help` imports every command module; the pipeline waits for run().
+    from roller.analysis import analyze
+
     settings = settings_from_args(args)
     summary = analyze(args.file, settings, debug=args.debug)
     if args.json:
