@@ -9,9 +9,9 @@ import time
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from firmware_bridge.errors import ConfigError
 from firmware_bridge.gpio import PATTERNS, Controls, GpioSettings
-from roller.errors import ConfigError
-from roller.settings import from_mapping
+from firmware_bridge.settings import from_mapping
 
 BUTTON, NEXT, LED_PIN, BUZZER = 17, 27, 22, 23
 

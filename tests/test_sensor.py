@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 
 from firmware_bridge.clock import ManualClock
-from firmware_bridge.errors import BusOpenError
+from firmware_bridge.errors import BusOpenError, ConfigError
 from firmware_bridge.imu import DriverSettings
 from firmware_bridge.imu.base import FifoImuDriver
 from firmware_bridge.sensor import SensorSettings, open_sensor
+from firmware_bridge.settings import from_mapping
 from firmware_bridge.simulator import SimulatedRoller, person_scenario
-from roller.errors import ConfigError
-from roller.settings import from_mapping
 
 
 def test_simulated_sensor_goes_through_the_real_driver_and_matches_the_simulation():
