@@ -42,12 +42,14 @@ def _is_type_checking(test: ast.expr) -> bool:
         (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
-    """Every import statement that can run, at any depth, except under ``if TYPE_CHECKING``."""
+def _imports(tree: ast.AST, *, type_checking: bool = False,
+             ) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import statement that can run, at any depth; those under ``if TYPE_CHECKING``
+    only with ``type_checking``."""
     stack: list[ast.AST] = [tree]
     while stack:
         node = stack.pop()
-        if isinstance(node, ast.If) and _is_type_checking(node.test):
+        if isinstance(node, ast.If) and _is_type_checking(node.test) and not type_checking:
             stack.extend(node.orelse)
             continue
         if isinstance(node, ast.Import | ast.ImportFrom):
@@ -79,14 +81,15 @@ def _targets(name: str, path: Path, node: ast.Import | ast.ImportFrom,
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
-    """module -> the project modules it imports (anywhere in the file, TYPE_CHECKING aside)."""
+def import_graph(*, type_checking: bool = False) -> dict[str, set[str]]:
+    """module -> the project modules it imports (anywhere in the file; the imports made only
+    for type annotations with ``type_checking``)."""
     modules = _modules()
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         targets: set[str] = set()
-        for node in _imports(tree):
+        for node in _imports(tree, type_checking=type_checking):
             targets |= _targets(name, path, node, modules)
         graph[name] = targets - {name}
     return graph
@@ -177,3 +180,15 @@ def test_every_hardware_module_imports_with_the_application_absent() -> None:
             f"for name in {names!r}:\n    importlib.import_module(name)\n"
             "assert not [m for m in sys.modules if m.startswith('roller.')]\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+KNOWN_TYPE_ONLY_CYCLES = [
+    # TODO(issue 8): the service split moves ServiceSettings out of roller/service.py; then
+    # roller.config no longer imports the service and this list is empty.
+    ["roller.config", "roller.service"],
+]
+
+
+def test_no_cycles_through_type_annotations_beyond_the_known_one() -> None:
+    # A cycle made only of TYPE_CHECKING imports runs fine but still ties two modules together.
+    assert _cycles(import_graph(type_checking=True)) == KNOWN_TYPE_ONLY_CYCLES
