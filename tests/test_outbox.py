@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from small_disk import small_disk
 
 from roller.outbox import Outbox, OutboxError
 
@@ -43,7 +44,7 @@ def test_unacknowledged_messages_and_seq_survive_a_restart(tmp_path):
 def test_seq_is_in_the_stored_payload(tmp_path):
     box = Outbox(tmp_path / "o.db")
     m = box.add("t/e", {"distance_m": 0.1}, numbered=True)
-    assert json.loads(m.payload) == {"seq": 1, "distance_m": 0.1}
+    assert json.loads(m.payload) == {"epoch": box.epoch, "seq": 1, "distance_m": 0.1}
 
 
 def test_full_outbox_drops_the_oldest_unsent_event_and_counts_it(tmp_path):
@@ -164,3 +165,124 @@ def test_any_interleaving_keeps_order_and_loses_only_counted_drops(tmp_path_fact
         assert [m.seq for m in box.peek_all()] == waiting
         assert box.dropped == dropped and len(box) == len(waiting)
     box.close()
+
+
+# -- disk faults (issue 12): degrade, do not stop ----------------------------------------------
+def _seqs(box: Outbox) -> list[int | None]:
+    return [m.seq for m in box.peek_all()]
+
+
+def test_a_full_disk_keeps_events_in_memory_and_stores_them_when_space_returns(tmp_path):
+    with small_disk(tmp_path) as disk:
+        box = Outbox(disk.path / "o.db", retry_interval_s=0.0)
+        for i in range(3):
+            box.add("t/e", {"i": i}, numbered=True)
+        epoch_before = box.epoch
+        disk.fill()
+        for i in range(3, 50):  # the disk refuses: kept in memory, nothing raised
+            box.add("t/e", {"i": i, "pad": "x" * 200}, numbered=True)
+        assert box.disk_error is not None and "full" in box.disk_error
+        assert box.in_memory > 0 and len(box) == 50
+        assert box.epoch != epoch_before  # those numbers are not durable: a new epoch
+        assert _seqs(box) == list(range(1, 51))
+        sent = box.claim(10)  # delivery goes on from memory and disk alike
+        assert [m.seq for m in sent] == list(range(1, 11))
+        box.ack([m.id for m in sent])  # acknowledgements too
+        assert len(box) == 40
+        disk.free()
+        box.add("t/e", {"i": 50}, numbered=True)  # the next write finds room again
+        assert box.disk_error is None and box.in_memory == 0
+        box.close()
+        again = Outbox(disk.path / "o.db")
+        assert _seqs(again) == list(range(11, 52))
+        assert again.epoch == box.epoch and again.last_seq == 51
+        payload = json.loads(again.peek_all()[-1].payload)
+        assert payload["epoch"] == box.epoch and payload["seq"] == 51
+        again.close()
+
+
+def test_a_read_only_database_is_the_same(tmp_path):
+    """SQLite refusing with SQLITE_READONLY (``PRAGMA query_only``: a real refusal, the error
+    a card remounted read-only gives; a tmpfs cannot be remounted read-only while the outbox
+    holds it open)."""
+    box = Outbox(tmp_path / "o.db", retry_interval_s=0.0)
+    box.add("t/e", {"i": 0}, numbered=True)
+    claimed = box.claim(1)
+    box._db.execute("PRAGMA query_only = 1")
+    box.ack([m.id for m in claimed])
+    box.add("t/s", b"summary", retain=True, supersede=True)
+    box.add("t/e", {"i": 1}, numbered=True)
+    assert "readonly" in (box.disk_error or "") and box.in_memory == 2 and len(box) == 2
+    assert [m.topic for m in box.claim(5)] == ["t/s", "t/e"]  # the acked row is not re-sent
+    box._db.execute("PRAGMA query_only = 0")
+    assert box.retry_disk()
+    box.close()
+    again = Outbox(tmp_path / "o.db")
+    assert [m.topic for m in again.peek_all()] == ["t/s", "t/e"]  # the ack reached the file
+    again.close()
+
+
+def test_memory_is_bounded_and_drops_are_counted(tmp_path):
+    box = Outbox(tmp_path / "o.db", max_memory_messages=5, retry_interval_s=3600.0)
+    box.add("t/e", {"i": 0}, numbered=True)
+    box._db.execute("PRAGMA query_only = 1")  # SQLite itself refuses every write from now on
+    for i in range(1, 21):
+        box.add("t/e", {"i": i}, numbered=True)
+    assert "readonly" in (box.disk_error or "")
+    assert box.in_memory == 5 and box.dropped == 15 and box.last_dropped_seq == 16
+    assert _seqs(box) == [1, 17, 18, 19, 20, 21]  # the newest kept, the stored row too
+    box._db.execute("PRAGMA query_only = 0")
+    assert box.retry_disk()
+    box.close()
+    again = Outbox(tmp_path / "o.db")
+    assert _seqs(again) == [1, 17, 18, 19, 20, 21] and again.dropped == 15
+    again.close()
+
+
+def test_retries_wait_for_the_interval(tmp_path):
+    now = [0.0]
+    box = Outbox(tmp_path / "o.db", retry_interval_s=5.0, clock=lambda: now[0])
+    box._db.execute("PRAGMA max_page_count = 1")  # a file that cannot grow: SQLITE_FULL
+    box.add("t/e", {"i": 0, "pad": "x" * 5000}, numbered=True)
+    assert box.disk_error is not None
+    box._db.execute("PRAGMA max_page_count = 100000")
+    now[0] = 4.9
+    box.add("t/e", {"i": 1}, numbered=True)
+    assert box.in_memory == 2  # not retried yet
+    now[0] = 5.1
+    box.add("t/e", {"i": 2}, numbered=True)
+    assert box.in_memory == 0 and box.disk_error is None and _seqs(box) == [1, 2, 3]
+
+
+def test_a_lost_outbox_starts_a_new_epoch(tmp_path):
+    path = tmp_path / "o.db"
+    box = Outbox(path)
+    box.add("t/e", {"i": 0}, numbered=True)
+    first = box.epoch
+    box.close()
+    again = Outbox(path)
+    assert again.epoch == first  # the same file: the same numbering
+    again.close()
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"o.db{suffix}").unlink(missing_ok=True)
+    fresh = Outbox(path)
+    assert fresh.epoch and fresh.epoch != first
+    m = fresh.add("t/e", {"i": 1}, numbered=True)
+    assert m.seq == 1 and json.loads(m.payload)["epoch"] == fresh.epoch
+
+
+def test_numbers_given_out_in_memory_never_reuse_a_durable_epoch(tmp_path):
+    """The process dies while the disk refuses: the file's numbering resumes under its own
+    epoch, the numbers given out from memory carried another one."""
+    path = tmp_path / "o.db"
+    box = Outbox(path, retry_interval_s=3600.0)
+    box.add("t/e", {"i": 0}, numbered=True)
+    durable = box.epoch
+    box._db.execute("PRAGMA query_only = 1")
+    lost = box.add("t/e", {"i": 1}, numbered=True)
+    assert json.loads(lost.payload)["epoch"] != durable
+    box._db.close()  # a crash: nothing written out
+    again = Outbox(path)
+    resumed = again.add("t/e", {"i": 2}, numbered=True)
+    assert (json.loads(resumed.payload)["epoch"], resumed.seq) == (durable, 2)
+    assert (json.loads(lost.payload)["epoch"], lost.seq) != (durable, 2)
