@@ -36,6 +36,7 @@ The outbox is used from one thread (the service loop); a lock makes other uses s
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import math
@@ -109,20 +110,41 @@ class Outbox:
         self._disk_error: str | None = None
         self._retry_at = 0.0
         self._new_epoch_due = False
+        self._db: sqlite3.Connection | None = None
+        self._count = self._max_id = 0
+        self._meta_cache: dict[str, Any] = {}
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(SCHEMA)
+            self._db = self._connect()
             self._reload()
             if not self._meta_cache.get("epoch"):  # a new file (or one from before epochs)
                 with self._transaction():
                     self._set_meta("epoch", new_epoch())
                     self._write_meta()
         except (sqlite3.Error, OSError) as exc:
-            raise OutboxError(f"cannot open the outbox {self.path}: {exc}") from exc
+            if not _is_disk_fault(exc):  # not a database, corrupt: a person must look
+                raise OutboxError(f"cannot open the outbox {self.path}: {exc}") from exc
+            # A full or read-only disk at start: run from memory, open the file later.
+            if self._db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.close()
+            self._db = None
+            self._count = self._max_id = 0
+            self._meta_cache = {"epoch": new_epoch()}
+            self._go_to_memory(OutboxError(f"cannot open the outbox {self.path}: {exc}"))
+            self._new_epoch_due = False  # the epoch above is new already
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.executescript(SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     # -- writing -------------------------------------------------------------------------
     def add(self, topic: str, payload: dict[str, Any] | bytes, *, retain: bool = False,
@@ -239,6 +261,8 @@ class Outbox:
                 return []
             rows: list[Message] = []
             try:
+                if self._db is None:  # the file could not be opened yet
+                    raise sqlite3.OperationalError("the outbox file is not open")
                 found = self._db.execute(
                     "SELECT id, topic, payload, retain, numbered FROM outbox WHERE id > ? "
                     "ORDER BY id LIMIT ?",
@@ -270,7 +294,7 @@ class Outbox:
                 self._memory = [r for r in self._memory if r.id not in in_memory]
                 self._count -= len(in_memory)
             stored = [i for i in ids if i not in in_memory and i not in self._acked_in_memory]
-            if not stored:
+            if not stored or self._db is None:  # without a file every message is in memory
                 return
             if self._disk_ok():
                 try:
@@ -288,8 +312,9 @@ class Outbox:
         """Every stored message in order (for tests and `roller` diagnostics)."""
         with self._lock:
             try:
-                found = self._db.execute("SELECT id, topic, payload, retain, numbered FROM outbox "
-                                         "ORDER BY id").fetchall()
+                found = [] if self._db is None else self._db.execute(
+                    "SELECT id, topic, payload, retain, numbered FROM outbox ORDER BY id"
+                ).fetchall()
             except sqlite3.Error:
                 found = []
             rows = [Message(i, t, p, bool(r), _seq_of(p) if n else None)
@@ -331,7 +356,10 @@ class Outbox:
             return False
         held = len(self._memory)
         try:
-            self._write_out_memory()
+            if self._db is None:
+                self._open_late()
+            else:
+                self._write_out_memory()
         except OutboxError as exc:
             self._go_to_memory(exc)
             return False
@@ -348,6 +376,46 @@ class Outbox:
             self._new_epoch_due = True
         self._disk_error = str(exc.__cause__ or exc)
         self._retry_at = self._clock() + self.retry_interval_s
+
+    def _open_late(self) -> None:
+        """The file could not be opened at start and can now: what it holds (an earlier run's
+        undelivered messages) goes after what this run queued in memory, renumbered so ids
+        stay unique and claims stay valid; the counters merge, the memory's epoch wins."""
+        try:
+            db = self._connect()
+        except (sqlite3.Error, OSError) as exc:
+            raise OutboxError(f"cannot open the outbox {self.path}: {exc}") from exc
+        try:
+            file_meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            offset = self._max_id
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("UPDATE outbox SET id = -id")
+            db.execute("UPDATE outbox SET id = ? - id", (offset,))
+            db.executemany(
+                "INSERT INTO outbox (id, topic, payload, retain, numbered) VALUES (?, ?, ?, ?, ?)",
+                [(r.id, r.topic, r.payload, int(r.retain), int(r.numbered))
+                 for r in self._memory])
+            meta = dict(self._meta_cache)
+            meta["dropped"] = int(file_meta.get("dropped", 0)) + int(meta.get("dropped", 0))
+            if not meta.get("last_dropped_seq"):
+                meta["last_dropped_seq"] = int(file_meta.get("last_dropped_seq", 0))
+            db.executemany("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO "
+                           "UPDATE SET value = excluded.value", list(meta.items()))
+            count, max_id = db.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM outbox"
+                                       ).fetchone()
+            db.execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'outbox'",
+                       (max_id,))
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            db.close()
+            raise OutboxError(f"outbox {self.path}: {exc}") from exc
+        self._db = db
+        self._meta_cache = meta
+        self._count, self._max_id = int(count), max(int(max_id), self._max_id)
+        self._memory = []
+        self._acked_in_memory = set()
 
     def _write_out_memory(self) -> None:
         """One transaction: the acknowledgements kept in memory, the messages, the counters."""
@@ -372,8 +440,8 @@ class Outbox:
         """Messages waiting that have not been handed to the client yet."""
         with self._lock:
             try:
-                stored = self._db.execute("SELECT id FROM outbox WHERE id > ?",
-                                          (self._claimed_upto,)).fetchall()
+                stored = [] if self._db is None else self._db.execute(
+                    "SELECT id FROM outbox WHERE id > ?", (self._claimed_upto,)).fetchall()
             except sqlite3.Error:
                 stored = []
             return sum(1 for (i,) in stored if i not in self._acked_in_memory) + sum(
@@ -405,8 +473,9 @@ class Outbox:
             if self._memory:
                 log.warning("outbox %s: closing with %d message(s) the disk never took: they "
                             "are lost (%s)", self.path, len(self._memory), self._disk_error)
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
+            if self._db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.close()
 
     # -- helpers ------------------------------------------------------------------------------
     def _reload(self) -> None:
@@ -487,6 +556,17 @@ class _Row:
     def message(self) -> Message:
         return Message(self.id, self.topic, self.payload, self.retain,
                        _seq_of(self.payload) if self.numbered else None)
+
+
+def _is_disk_fault(exc: BaseException) -> bool:
+    """The disk refused (full, read-only, I/O, permissions), as opposed to a file that is not
+    an outbox: the first is waited out in memory, the second needs a person."""
+    if isinstance(exc, OSError):  # a file in the way, a permission: a setup mistake
+        return exc.errno in (errno.ENOSPC, errno.EROFS, errno.EIO, errno.EDQUOT)
+    code = getattr(exc, "sqlite_errorcode", None)
+    faults = {getattr(sqlite3, name, -1) for name in (
+        "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_BUSY", "SQLITE_LOCKED")}
+    return isinstance(code, int) and (code & 0xFF) in faults
 
 
 def new_epoch() -> str:

@@ -286,3 +286,41 @@ def test_numbers_given_out_in_memory_never_reuse_a_durable_epoch(tmp_path):
     resumed = again.add("t/e", {"i": 2}, numbered=True)
     assert (json.loads(resumed.payload)["epoch"], resumed.seq) == (durable, 2)
     assert (json.loads(lost.payload)["epoch"], lost.seq) != (durable, 2)
+
+
+def test_an_outbox_that_cannot_be_opened_on_a_full_disk_starts_in_memory(tmp_path):
+    """The restart after the card filled up: no crash loop. Events queue in memory and, once
+    there is room, go to the file after what an earlier run left there."""
+    with small_disk(tmp_path) as disk:
+        old = Outbox(disk.path / "o.db")
+        left = old.add("t/e", {"run": 1}, numbered=True)
+        old.close()
+        disk.fill()
+        box = Outbox(disk.path / "o.db", retry_interval_s=0.0)  # must not raise
+        assert box.disk_error is not None and box.epoch
+        first = box.add("t/e", {"run": 2}, numbered=True)
+        assert (first.seq, len(box)) == (1, 1)  # a new epoch: numbering starts again
+        sent = box.claim(5)
+        assert [m.id for m in sent] == [first.id]
+        disk.free()
+        second = box.add("t/e", {"run": 2, "n": 2}, numbered=True)
+        assert box.disk_error is None
+        # The earlier run's message follows what was queued in memory (renumbered), then the
+        # new one; nothing is claimed twice.
+        assert [json.loads(m.payload)["run"] for m in box.claim(5)] == [1, 2]
+        assert [m.seq for m in box.peek_all()] == [1, left.seq, 2]
+        box.ack([first.id, second.id])
+        box.close()
+        again = Outbox(disk.path / "o.db")
+        assert [json.loads(m.payload) for m in again.peek_all()] == [
+            {"epoch": old.epoch, "seq": 1, "run": 1}]
+        assert again.epoch == box.epoch and again.last_seq == 2
+        assert again.add("t/e", {"run": 3}, numbered=True).id > second.id
+        again.close()
+
+
+def test_a_file_that_is_not_an_outbox_still_stops_the_start(tmp_path):
+    path = tmp_path / "o.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(OutboxError, match="cannot open the outbox"):
+        Outbox(path)
