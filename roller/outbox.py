@@ -341,10 +341,13 @@ class Outbox:
         with self._lock:
             return str(self._meta_cache.get("epoch") or "")
 
-    def retry_disk(self) -> bool:
-        """Try now to write what is in memory to the file; True when nothing is left there."""
+    def retry_disk(self, *, force: bool = True) -> bool:
+        """Try to write what is in memory to the file: now (``force``), or only if
+        ``retry_interval_s`` has passed since the last refusal (cheap enough to call from every
+        loop of the service). True when the file takes writes and nothing is left in memory."""
         with self._lock:
-            self._retry_at = -math.inf
+            if force:
+                self._retry_at = -math.inf
             return self._disk_ok()
 
     def _disk_ok(self) -> bool:

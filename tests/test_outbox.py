@@ -249,6 +249,7 @@ def test_retries_wait_for_the_interval(tmp_path):
     now[0] = 4.9
     box.add("t/e", {"i": 1}, numbered=True)
     assert box.in_memory == 2  # not retried yet
+    assert not box.retry_disk(force=False) and box.in_memory == 2
     now[0] = 5.1
     box.add("t/e", {"i": 2}, numbered=True)
     assert box.in_memory == 0 and box.disk_error is None and _seqs(box) == [1, 2, 3]
