@@ -216,8 +216,7 @@ class Outbox:
             kept = [r for r in self._memory if not (r.topic == topic and r.id > self._claimed_upto)]
             self._count -= len(self._memory) - len(kept)
             self._memory = kept
-        while self._memory and (len(self._memory) >= self.max_memory_messages
-                                or self._count >= self.max_messages):
+        while len(self._memory) >= self.max_memory_messages:
             self._drop_oldest_in_memory()
         self._max_id += 1
         self._memory.append(_Row(self._max_id, topic, data, retain, numbered))
@@ -429,6 +428,8 @@ class Outbox:
                 "INSERT INTO outbox (id, topic, payload, retain, numbered) VALUES (?, ?, ?, ?, ?)",
                 [(r.id, r.topic, r.payload, int(r.retain), int(r.numbered))
                  for r in self._memory])
+            while self._count > self.max_messages:  # the file's bound, applied once back
+                self._drop_oldest()
             self._write_meta()
         self._memory = []
         self._acked_in_memory = set()

@@ -325,3 +325,64 @@ def test_a_file_that_is_not_an_outbox_still_stops_the_start(tmp_path):
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(OutboxError, match="cannot open the outbox"):
         Outbox(path)
+
+
+fault_ops = st.lists(st.one_of(
+    st.tuples(st.just("add"), st.integers(1, 4)),
+    st.tuples(st.just("claim"), st.integers(0, 4)),
+    st.tuples(st.just("ack"), st.integers(0, 4)),
+    st.tuples(st.just("disk"), st.booleans()),  # SQLite refuses writes (True) or takes them
+    st.tuples(st.just("restart"), st.just(0)),  # only while the disk takes writes
+), max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=fault_ops, bound=st.integers(2, 8), memory=st.integers(1, 5))
+def test_any_interleaving_with_disk_faults_loses_only_counted_drops(tmp_path_factory, ops,
+                                                                    bound, memory):
+    """Model check with the disk refusing and taking writes at random: what the outbox holds
+    is always in order, every message added is held, acknowledged or counted as dropped, a
+    claimed message is never handed out twice, and a restart with the disk back finds exactly
+    what was held."""
+    path = tmp_path_factory.mktemp("box") / "o.db"
+    box = Outbox(path, max_messages=bound, max_memory_messages=memory, retry_interval_s=0.0)
+    added = acked = 0
+    claimed: list[int] = []
+    handed: set[int] = set()
+    refusing = False
+    for op, n in ops:
+        if op == "add":
+            for _ in range(n):
+                box.add("t/e", {"n": added}, numbered=True)
+                added += 1
+        elif op == "claim":
+            got = box.claim(n)
+            assert not handed.intersection(m.id for m in got)
+            handed.update(m.id for m in got)
+            claimed += [m.id for m in got]
+        elif op == "ack":
+            done, claimed = claimed[:n], claimed[n:]
+            present = {m.id for m in box.peek_all()}
+            acked += sum(1 for i in done if i in present)  # a dropped one is not held any more
+            box.ack(done)
+        elif op == "disk":
+            refusing = n
+            box._db.execute(f"PRAGMA query_only = {int(n)}")
+        elif not refusing:
+            box.close()
+            assert box.in_memory == 0
+            box = Outbox(path, max_messages=bound, max_memory_messages=memory,
+                         retry_interval_s=0.0)
+            claimed, handed = [], set()
+        held = box.peek_all()
+        assert [m.id for m in held] == sorted(m.id for m in held)
+        assert len(held) == len(box) == added - acked - box.dropped
+        if box.disk_error is None:
+            assert len(box) <= bound
+    box._db.execute("PRAGMA query_only = 0")
+    assert box.retry_disk() and box.in_memory == 0
+    held = [m.payload for m in box.peek_all()]
+    box.close()
+    again = Outbox(path)
+    assert [m.payload for m in again.peek_all()] == held
+    again.close()
