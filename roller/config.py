@@ -19,12 +19,13 @@ Adding a section: declare its settings class beside its code, add one field belo
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import socket
+import ssl
 import sys
 import textwrap
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,15 @@ from roller.pipeline import PipelineSettings
 from roller.publisher import MqttSettings, resolve_password
 from roller.service import ServiceSettings
 from roller.settings import describe, from_mapping, setting
+from roller.tomlfile import (
+    MAX_FILE_BYTES,
+    check_path_text,
+    concise,
+    hidden,
+    read_regular_file,
+    read_toml,
+    shown,
+)
 from roller.topics import SAFE_ID, SAFE_PREFIX
 
 
@@ -96,59 +106,185 @@ def config_path(path: str | os.PathLike[str] | None) -> Path | None:
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> RollerConfig:
-    """Read and validate the configuration (see the module docstring). Raises ConfigError."""
+    """Read and validate the configuration (see the module docstring). Raises ConfigError,
+    whatever the file holds (see :mod:`roller.tomlfile` for the limits on the file itself)."""
     source = config_path(path)
     data: dict[str, Any] = {}
     where = "built-in defaults"
     if source is not None:
         where = str(source)
         origin = "--config" if path else f"${CONFIG_ENV}"
-        try:
-            text = source.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(origin, "an existing TOML file", str(source)) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(origin, "a readable UTF-8 TOML file",
-                              f"{source} ({exc.__class__.__name__}: {exc})") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            # The message carries "(at line L, column C)".
-            raise ConfigError("(file syntax)", "valid TOML", str(exc), where) from None
-    config = from_mapping(RollerConfig, data, where=where)
-    return _check_and_complete(config, where)
+        data = read_toml(source, key=origin, where=where)
+    try:
+        _check_known_keys(RollerConfig, data, "", where)
+        return _check_and_complete(from_mapping(RollerConfig, data, where=where), where)
+    except ConfigError as exc:
+        raise concise(exc) from None  # a long value shortened, a secret-looking one hidden
+
+
+def _check_known_keys(cls: type, data: Any, prefix: str, where: str) -> None:
+    """An unknown key is refused without quoting its value: a misplaced or misspelt secret
+    (``mqtt.password``, ``mqtt.pasword``) must not reach the journal."""
+    if not isinstance(data, dict):
+        return  # from_mapping says what is wrong with it
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name, value in data.items():
+        f = fields.get(name)
+        if f is None:
+            raise ConfigError(prefix + (name or '""'), f"one of {sorted(fields)}",
+                              UNKNOWN_VALUE, where)
+        section = f.default_factory if f.default_factory is not dataclasses.MISSING else None
+        if section is not None and dataclasses.is_dataclass(section):
+            _check_known_keys(section, value, f"{prefix}{name}.", where)
+
+
+UNKNOWN_VALUE = hidden("unknown keys' values never are: one may be a misplaced secret")
+"""What an unknown key's error shows instead of its value."""
 
 
 def _check_and_complete(config: RollerConfig, where: str) -> RollerConfig:
     """Cross-field checks from_mapping cannot express, and the derived defaults."""
+    _check_finite(config, "", where)
     device = config.device
     if device.id:
-        if not SAFE_ID.match(device.id):
+        if not SAFE_ID.fullmatch(device.id):
             raise ConfigError("device.id", "1-64 letters, digits, '_' or '-'", device.id, where)
     else:
         device = dataclasses.replace(device, id=host_device_id())
+    if not device.name.isprintable() or len(device.name) > MAX_NAME_CHARS:
+        raise ConfigError("device.name", f"at most {MAX_NAME_CHARS} printable characters",
+                          shown("device.name", device.name), where)
     mqtt = config.mqtt
-    if not SAFE_PREFIX.match(mqtt.topic_prefix):
+    if not SAFE_PREFIX.fullmatch(mqtt.topic_prefix):
         raise ConfigError("mqtt.topic_prefix", "levels of letters, digits, '_' or '-' "
                           "separated by '/'", mqtt.topic_prefix, where)
-    if not SAFE_PREFIX.match(config.homeassistant.discovery_prefix):
+    if not SAFE_PREFIX.fullmatch(config.homeassistant.discovery_prefix):
         raise ConfigError("homeassistant.discovery_prefix", "letters, digits, '_' or '-'",
                           config.homeassistant.discovery_prefix, where)
+    if not HOST.fullmatch(mqtt.host):
+        raise ConfigError("mqtt.host", "a host name or IP address (1-253 letters, digits, "
+                          "'.', '-', '_' or ':')", shown("mqtt.host", mqtt.host), where)
+    if mqtt.client_id and not _printable_token(mqtt.client_id, MAX_CLIENT_ID_BYTES):
+        raise ConfigError("mqtt.client_id", f"empty, or at most {MAX_CLIENT_ID_BYTES} bytes "
+                          "without spaces or control characters",
+                          shown("mqtt.client_id", mqtt.client_id), where)
+    if mqtt.username and not (mqtt.username.isprintable()
+                              and len(mqtt.username.encode()) <= MAX_USERNAME_BYTES):
+        raise ConfigError("mqtt.username", f"at most {MAX_USERNAME_BYTES} bytes without "
+                          "control characters", shown("mqtt.username", mqtt.username), where)
     if mqtt.reconnect_min_delay_s > mqtt.reconnect_max_delay_s:
         raise ConfigError("mqtt.reconnect_min_delay_s",
                           f"at most mqtt.reconnect_max_delay_s ({mqtt.reconnect_max_delay_s})",
                           mqtt.reconnect_min_delay_s, where)
-    for key in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+    for key in ("tls_ca_file", "tls_cert_file", "tls_key_file", "password_file"):
         value = getattr(mqtt, key)
-        if value and not Path(value).is_file():
-            raise ConfigError(f"mqtt.{key}", "an existing PEM file", value, where)
+        check_path_text(f"mqtt.{key}", value, where)
+        if value:
+            try:
+                read_regular_file(value, key=f"mqtt.{key}", what="PEM file" if key != \
+                                  "password_file" else "password file", max_bytes=MAX_FILE_BYTES)
+            except ConfigError as exc:
+                raise ConfigError(exc.key, exc.expected, exc.actual, where) from None
     if bool(mqtt.tls_cert_file) != bool(mqtt.tls_key_file):
         raise ConfigError("mqtt.tls_key_file", "both tls_cert_file and tls_key_file, or neither",
                           mqtt.tls_key_file, where)
+    _check_tls_files(mqtt, where)
     if mqtt.password_file and not mqtt.username:
         raise ConfigError("mqtt.username", "a user name (a password_file is set)", "", where)
     resolve_password(mqtt)  # a missing or unreadable password file fails now, not at connect
+    _check_state_paths(config, where)
+    _check_gpio(config.gpio, where)
+    check_path_text("coach.routine", config.coach.routine, where)
     return dataclasses.replace(config, device=device)
+
+
+HOST = re.compile(r"[A-Za-z0-9._:%-]{1,253}")
+"""A host name, IPv4 or IPv6 address (with a %zone): what paho can connect to."""
+
+MAX_CLIENT_ID_BYTES = 128
+"""Longest MQTT client id accepted. MQTT allows 65535 bytes, but a broker may refuse long ids
+(paho's network thread then dies quietly); the default, roller-<device id>, is at most 71."""
+
+MAX_USERNAME_BYTES = 1024
+MAX_NAME_CHARS = 128
+
+
+def _printable_token(text: str, max_bytes: int) -> bool:
+    return text.isprintable() and not any(c.isspace() for c in text) \
+        and len(text.encode()) <= max_bytes
+
+
+def _check_finite(value: Any, key: str, where: str) -> None:
+    """Every number in every section is finite: NaN slips through range checks (every
+    comparison with it is false) and inf through the ones without a bound."""
+    if dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            _check_finite(getattr(value, f.name), f"{key}{f.name}" if not key
+                          else f"{key}.{f.name}", where)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{key}[{i}]", where)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(key, "a finite number", value, where)
+
+
+def _check_tls_files(mqtt: MqttSettings, where: str) -> None:
+    """The TLS files must be what OpenSSL can load: PEM, and an unencrypted key matching the
+    certificate (paho would otherwise fail at connect, or OpenSSL prompt for a pass phrase)."""
+    if not (mqtt.tls_ca_file or mqtt.tls_cert_file):
+        return
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if mqtt.tls_ca_file:
+        try:
+            context.load_verify_locations(cafile=mqtt.tls_ca_file)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ConfigError("mqtt.tls_ca_file", "a PEM file of CA certificates",
+                              f"{mqtt.tls_ca_file} ({_ssl_reason(exc)})", where) from None
+    if mqtt.tls_cert_file:
+        try:
+            context.load_cert_chain(mqtt.tls_cert_file, mqtt.tls_key_file,
+                                    password=lambda: b"")  # an encrypted key fails, not prompts
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ConfigError("mqtt.tls_cert_file", "a PEM certificate and its matching, "
+                              "unencrypted PEM key (mqtt.tls_key_file)",
+                              f"{mqtt.tls_cert_file} ({_ssl_reason(exc)})", where) from None
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    return str(getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc)
+
+
+def _check_state_paths(config: RollerConfig, where: str) -> None:
+    """The state directory must be a directory, or creatable (its nearest existing ancestor a
+    directory); the history file must not be a directory or a device."""
+    check_path_text("state_dir", config.state_dir, where)
+    check_path_text("history.file", config.history.file, where)
+    state = config.state_path
+    key = "state_dir" if config.state_dir else "state_dir (default)"
+    probe = state
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(key, "a directory (or a path where one can be created)",
+                          f"{state} ({probe} is not a directory)", where)
+    if config.history.enabled:
+        history = config.history.path(state)
+        if history.exists() and not history.is_file():
+            raise ConfigError("history.file", "a SQLite file (or a name for a new one)",
+                              f"{history} (not a regular file)", where)
+
+
+def _check_gpio(gpio: GpioSettings, where: str) -> None:
+    """Each GPIO pin drives one thing."""
+    used: dict[int, str] = {}
+    for f in dataclasses.fields(gpio):
+        pin = getattr(gpio, f.name)
+        if not f.name.endswith("_pin") or pin is None:
+            continue
+        if pin in used:
+            raise ConfigError(f"gpio.{f.name}", f"a pin not already used by gpio.{used[pin]}",
+                              pin, where)
+        used[pin] = f.name
 
 
 def host_device_id(hostname: str | None = None) -> str:

@@ -12,6 +12,7 @@ that is not a history database raises :class:`HistoryError` naming the file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -102,6 +103,16 @@ class HistoryError(RollerError, OSError):
     """The history file cannot be opened or is not a roller history database."""
 
 
+class HistoryWriteError(HistoryError):
+    """A finished session could not be stored (disk full, read-only, I/O error). Nothing of it
+    was stored (one transaction) and the history stays usable: the service reports it as
+    ``history_failed`` on ``error`` and coaches on."""
+
+
+class HistoryReadError(HistoryError):
+    """The history could not be read (I/O error, a file damaged since it was opened)."""
+
+
 @dataclass(frozen=True)
 class SessionRow:
     """One stored session: the columns of ``sessions`` (durations s, speeds m/s)."""
@@ -164,6 +175,8 @@ class History:
             self._migrate()
         except sqlite3.DatabaseError as exc:
             self._db.close()
+            if _is_disk_fault(exc):
+                raise HistoryError(f"{self.path}: cannot write the history ({exc})") from None
             raise HistoryError(f"{self.path}: not a roller history database ({exc})") from None
 
     def _migrate(self) -> None:
@@ -196,7 +209,17 @@ class History:
             yield self._db
 
     def record(self, summary: SessionSummary, *, device_id: str) -> int:
-        """Store a finished session; returns its id. One transaction: all or nothing."""
+        """Store a finished session; returns its id. One transaction: all or nothing.
+        Raises :class:`HistoryWriteError` (never a raw sqlite3 error) when SQLite refuses."""
+        try:
+            return self._record(summary, device_id)
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.rollback()
+            raise HistoryWriteError(f"{self.path}: could not store the session ({exc})") \
+                from None
+
+    def _record(self, summary: SessionSummary, device_id: str) -> int:
         s = summary
         with self._tx() as db:
             cur = db.execute(
@@ -229,6 +252,10 @@ class History:
     def sessions(self, *, limit: int | None = 20, device_id: str | None = None,
                  ) -> list[SessionRow]:
         """The newest sessions first (all of them with ``limit=None``)."""
+        with self._reading():
+            return self._sessions(limit, device_id)
+
+    def _sessions(self, limit: int | None, device_id: str | None) -> list[SessionRow]:
         sql = "SELECT * FROM sessions"
         args: list[Any] = []
         if device_id is not None:
@@ -242,6 +269,17 @@ class History:
 
     def session(self, session_id: int) -> SessionDetail:
         """One session with its steps and holds; KeyError when there is no such id."""
+        with self._reading():
+            return self._session(session_id)
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise HistoryReadError(f"{self.path}: could not read the history ({exc})") from None
+
+    def _session(self, session_id: int) -> SessionDetail:
         row = self._db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
         if row is None:
             raise KeyError(session_id)
@@ -257,4 +295,14 @@ class History:
         return SessionDetail(SessionRow(**dict(row)), tuple(steps))
 
     def count(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM sessions").fetchone()[0])
+        with self._reading():
+            return int(self._db.execute("SELECT count(*) FROM sessions").fetchone()[0])
+
+
+def _is_disk_fault(exc: sqlite3.Error) -> bool:
+    """SQLite refused to write (full, read-only, I/O) rather than found a foreign file."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    faults = {getattr(sqlite3, name, None) for name in (
+        "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_PERM")}
+    base = code & 0xFF if isinstance(code, int) else None
+    return base in faults

@@ -28,7 +28,18 @@ def default_state_dir() -> Path:
     return base / "roller"
 
 
-def ensure_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) if needed and return it."""
-    path.mkdir(parents=True, exist_ok=True)
+def ensure_dir(path: Path, *, key: str = "state_dir") -> Path:
+    """Create ``path`` (and parents) if needed and return it. A path that cannot be a
+    directory (a file is in the way, a NUL character, no permission) raises
+    :class:`~roller.errors.ConfigError` naming ``key``, the setting it came from."""
+    from roller.errors import ConfigError
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(key, "a directory that exists or can be created",
+                          f"{path} ({reason})") from None
+    if not path.is_dir():
+        raise ConfigError(key, "a directory", f"{path} (not a directory)")
     return path

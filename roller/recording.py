@@ -15,6 +15,8 @@ import io
 import itertools
 import math
 import os
+import re
+import stat
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,51 +33,68 @@ CHUNK_ROWS = 65536
 float64) that memory stays flat whatever the file's length."""
 
 
+MAX_LINE_BYTES = 4096
+"""Longest line accepted (a data row is under 100 bytes, a header with extra columns a few
+hundred): a file with no line breaks is refused after this many bytes, not read into memory."""
+
+READ_BYTES = 1 << 20
+"""Bytes read from the file at a time."""
+
+LIMITS = (("t", 1e10, "s"),
+          ("ax", 1000.0, "m/s^2"), ("ay", 1000.0, "m/s^2"), ("az", 1000.0, "m/s^2"),
+          ("gx", 100.0, "rad/s"), ("gy", 100.0, "rad/s"), ("gz", 100.0, "rad/s"))
+"""Largest magnitude accepted per column. Far beyond any sensor we support (16 g is 157 m/s^2,
+2000 deg/s is 35 rad/s; 1e10 s is three centuries of Unix time), so a value beyond it is a
+broken file, not a fast roller, and would otherwise overflow the pipeline's arithmetic."""
+
+_LIMIT = np.array([limit for _name, limit, _unit in LIMITS])
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+"""A plain decimal number, the only form we write (Python's float() would also take '1_0',
+'nan' and 'infinity', numpy's reader not all of them)."""
+
+
 def read_chunks(path: str | os.PathLike[str], chunk_rows: int = CHUNK_ROWS,
                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(t, samples)`` blocks: ``t`` shape (N,) in s, ``samples`` (N, 6) float64.
 
     Columns may come in any order and extra columns are ignored, as long as the header names
-    all seven. Raises :class:`RecordingError` on the first problem, with its line number.
+    all seven. Blank (or whitespace-only) lines are skipped. Raises :class:`RecordingError` on
+    the first problem, with its line number: a value that is not a plain decimal number, not
+    finite or beyond :data:`LIMITS`; time that does not strictly increase; a line longer than
+    :data:`MAX_LINE_BYTES`; a file that is not UTF-8 text; a path that is not a regular file
+    (a directory, a FIFO, a device such as /dev/zero: they could block or never end). Memory
+    and time stay bounded whatever the file holds.
     """
     name = str(path)
-    try:
-        handle = open(path, encoding="utf-8", newline="")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise RecordingError(name, None, f"cannot open: {exc.strerror or exc}") from None
+    handle = _open_regular(name, path)
     with handle:
-        try:
-            header_line = handle.readline()
-        except UnicodeDecodeError as exc:
-            raise RecordingError(name, None, f"not a UTF-8 text file ({exc.reason})") from None
-        if not header_line.strip():
+        lines_in = _lines(name, handle)
+        header = next(lines_in, None)
+        if header is None or not header[1].strip():
             raise RecordingError(name, 1, f"empty file: expected the header '{HEADER}'")
+        header_line = header[1]
         order = _column_order(name, header_line)
-        line_no = 1  # lines consumed so far
+        n_columns = len(header_line.split(","))
         last_t = -math.inf
         rows_seen = 0
+        line_no = 1
         while True:
-            try:
-                lines = list(itertools.islice(handle, chunk_rows))
-            except UnicodeDecodeError as exc:
-                # The decoder works on whole buffers, so the exact line is not known.
-                raise RecordingError(name, None,
-                                     f"not a UTF-8 text file ({exc.reason})") from None
-            if not lines:
+            numbered = list(itertools.islice(lines_in, chunk_rows))
+            if not numbered:
                 break
-            first_line = line_no + 1
-            line_no += len(lines)
-            block = _parse_block(name, lines, first_line, order, len(header_line.split(",")))
-            if block.shape[0] == 0:
+            line_no = numbered[-1][0]
+            numbered = [(n, line) for n, line in numbered if line.strip()]
+            if not numbered:
                 continue
+            block = _parse_block(name, numbered, order, n_columns)
             t = block[:, 0]
             dt = np.diff(t, prepend=last_t)
             bad = np.flatnonzero(~(dt > 0))
             if bad.size:
                 i = int(bad[0])
                 before = last_t if i == 0 else t[i - 1]
-                row_line = _line_of_row(lines, first_line, i)
-                raise RecordingError(name, row_line,
+                raise RecordingError(name, numbered[i][0],
                                      f"time goes backwards or repeats: t={t[i]!r} after "
                                      f"t={before!r} (t must strictly increase)")
             last_t = float(t[-1])
@@ -83,6 +102,69 @@ def read_chunks(path: str | os.PathLike[str], chunk_rows: int = CHUNK_ROWS,
             yield np.ascontiguousarray(t), np.ascontiguousarray(block[:, 1:])
         if rows_seen == 0:
             raise RecordingError(name, line_no, "no samples after the header")
+
+
+def _open_regular(name: str, path: str | os.PathLike[str]) -> io.BufferedReader:
+    """Open ``path`` for binary reading if it is a regular file (checked on the open file, so
+    a file swapped after a check cannot slip through)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise RecordingError(name, None, f"cannot open: {problem}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                    else "a socket" if stat.S_ISSOCK(mode) else "not a file")
+            raise RecordingError(name, None, f"expected a regular file (a recording), "
+                                             f"found {kind}")
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(fd, True)
+        return open(fd, "rb", buffering=0)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _lines(name: str, handle: io.RawIOBase) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of each line, read in bounded blocks and decoded as UTF-8, so an
+    error names its line. Line ends (\\n, \\r\\n or \\r) are kept."""
+    line_no = 0
+    rest = b""
+    while True:
+        block = handle.read(READ_BYTES)
+        eof = not block
+        parts = (rest + block).splitlines(keepends=True)
+        # Hold back a line not yet complete: no \n yet (a \r may be the first half of \r\n).
+        rest = parts.pop() if parts and not eof and not parts[-1].endswith(b"\n") else b""
+        if parts and max(map(len, parts)) > MAX_LINE_BYTES:
+            long_at = next(i for i, raw in enumerate(parts) if len(raw) > MAX_LINE_BYTES)
+            raise _too_long(name, line_no + 1 + long_at)
+        if len(rest) > MAX_LINE_BYTES:
+            raise _too_long(name, line_no + len(parts) + 1)
+        try:
+            texts = [raw.decode("utf-8") for raw in parts]
+        except UnicodeDecodeError:
+            for i, raw in enumerate(parts):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise RecordingError(name, line_no + 1 + i,
+                                         f"not a UTF-8 text file ({exc.reason})") from None
+            raise  # pragma: no cover - one of the parts failed above
+        if line_no == 0 and texts:
+            texts[0] = texts[0].lstrip("\ufeff")
+        yield from zip(itertools.count(line_no + 1), texts)
+        line_no += len(texts)
+        if eof:
+            return
+
+
+def _too_long(name: str, line_no: int) -> RecordingError:
+    return RecordingError(name, line_no, f"line longer than {MAX_LINE_BYTES} bytes (not a "
+                                         f"recording, or a file without line breaks)")
 
 
 def read(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -156,56 +238,50 @@ def _column_order(name: str, header_line: str) -> list[int]:
     return [cells.index(c) for c in COLUMNS]
 
 
-def _parse_block(name: str, lines: list[str], first_line: int, order: list[int],
+def _parse_block(name: str, numbered: list[tuple[int, str]], order: list[int],
                  n_columns: int) -> np.ndarray:
-    """Parse with numpy's C reader; on any doubt find the exact offending line in Python.
+    """Parse non-blank lines with numpy's C reader; on any doubt find the offending line in
+    Python. Returns the seven columns (t first) in :data:`COLUMNS` order.
 
-    numpy rejects rows whose number of values differs from the first row's, skips blank lines
-    and parses every column, so the only checks left are the column count against the header
-    and finiteness: both vectorised. The line-by-line scan runs only on a bad chunk.
+    numpy rejects rows whose number of values differs from the first row's and parses every
+    column, so the checks left are the column count against the header, finiteness and the
+    :data:`LIMITS`: all vectorised. The line-by-line scan runs only on a bad chunk.
     """
+    lines = [line for _n, line in numbered]
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # an all-blank chunk: "input contained no data"
+            warnings.simplefilter("ignore")
             block = np.loadtxt(lines, delimiter=",", ndmin=2, dtype=np.float64, comments=None)
     except ValueError:
         block = None
-    if block is not None and block.shape[0] == 0:
-        return np.empty((0, len(order)))
-    if block is not None and block.shape[1] == n_columns and np.isfinite(block).all():
-        return block[:, order]
-    for offset, line in enumerate(lines):
-        _check_line(name, first_line + offset, line, order, n_columns)
-    raise RecordingError(name, first_line, "could not be parsed")  # pragma: no cover
+    if block is not None and block.shape == (len(lines), n_columns):
+        block = block[:, order]
+        if (np.abs(block) <= _LIMIT).all():  # False for NaN too
+            return block
+    for line_no, line in numbered:
+        _check_line(name, line_no, line, order, n_columns)
+    # numpy refused something the line check accepts (it should not happen): say where.
+    raise RecordingError(name, numbered[0][0], "could not be parsed as numbers (this chunk "
+                         "starts here)")
 
 
 def _check_line(name: str, line_no: int, line: str, order: list[int], n_columns: int) -> None:
-    if not line.strip():
-        return
     cells = line.rstrip("\r\n").split(",")
     if len(cells) != n_columns:
         raise RecordingError(name, line_no,
                              f"expected {n_columns} comma-separated values, found {len(cells)}")
-    for column, index in zip(COLUMNS, order, strict=True):
+    for (column, limit, unit), index in zip(LIMITS, order, strict=True):
         cell = cells[index].strip()
-        try:
-            value = float(cell)
-        except ValueError:
+        if not _NUMBER.fullmatch(cell):
+            what = "is not finite" if cell.lower().lstrip("+-") in ("nan", "inf", "infinity") \
+                else "is not a number"
+            raise RecordingError(name, line_no, f"column {column}: {cell[:40]!r} {what} "
+                                                f"(expected a decimal number in {unit})")
+        value = float(cell)
+        if not abs(value) <= limit:
             raise RecordingError(name, line_no,
-                                 f"column {column}: {cell!r} is not a number") from None
-        if not math.isfinite(value):
-            raise RecordingError(name, line_no, f"column {column}: {cell!r} is not finite")
-
-
-def _line_of_row(lines: list[str], first_line: int, row: int) -> int:
-    """File line number of the ``row``-th non-blank line of a chunk."""
-    seen = -1
-    for offset, line in enumerate(lines):
-        if line.strip():
-            seen += 1
-            if seen == row:
-                return first_line + offset
-    return first_line  # pragma: no cover
+                                 f"column {column}: {cell[:40]} is out of range (expected "
+                                 f"-{limit:g} to {limit:g} {unit})")
 
 
 def default_path(stem: str = "recording") -> Path:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -25,6 +24,7 @@ from typing import Literal
 from roller.errors import ConfigError
 from roller.paths import REPO_CONFIG_DIR
 from roller.settings import from_mapping, setting
+from roller.tomlfile import concise, read_toml
 
 ROUTINES_DIR = REPO_CONFIG_DIR / "routines"
 """The checkout's routines (source and editable installs)."""
@@ -136,15 +136,12 @@ def load_routine(name_or_path: str | os.PathLike[str] = DEFAULT_ROUTINE, *,
     path = resolve_routine_path(name_or_path, search_dir=search_dir)
     where = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("(file)", "a readable routine file", str(exc.strerror or exc),
-                          where) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("(file)", "valid TOML", str(exc), where) from None
-    return parse_routine(data, where=where)
+        data = read_toml(path, key="routine", where=where)
+        return parse_routine(data, where=where)
+    except ConfigError as exc:
+        if exc.key == "(file syntax)":  # one key for every problem with the file as a whole
+            exc = ConfigError("(file)", exc.expected, exc.actual, exc.where)
+        raise concise(exc) from None
 
 
 def resolve_routine_path(name_or_path: str | os.PathLike[str], *,
@@ -152,6 +149,8 @@ def resolve_routine_path(name_or_path: str | os.PathLike[str], *,
     """The file a routine name or path refers to (which must exist)."""
     text = os.fspath(name_or_path)
     dirs = search_dirs() if search_dir is None else [search_dir]
+    if "\0" in text:
+        raise ConfigError("routine", "a routine name or path without NUL characters", text)
     if text.endswith(".toml") or os.sep in text or "/" in text:
         path = Path(text)
         if path.is_file():

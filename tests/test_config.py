@@ -7,6 +7,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from roller.config import RollerConfig, document, host_device_id, load_config, override_broker
 from roller.errors import ConfigError
 from roller.publisher import PASSWORD_ENV, resolve_password
+from roller.routine import load_routine
 
 REPO = Path(__file__).resolve().parent.parent
 ROLLER = [sys.executable, "-m", "roller.cli"]
@@ -43,7 +45,7 @@ def test_env_var_names_the_file(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(("text", "key", "expected", "actual"), [
-    ("[mqtt]\nprot = 1883\n", "mqtt.prot", "one of", "1883"),
+    ("[mqtt]\nprot = 1883\n", "mqtt.prot", "one of", "not shown"),
     ("[mqtt]\nport = \"1883\"\n", "mqtt.port", "a whole number", "'1883'"),
     ("[mqtt]\nport = 70000\n", "mqtt.port", "from 1 to 65535", "70000"),
     ("[mqtt]\nlive_interval_s = 0.001\n", "mqtt.live_interval_s", "from 0.02 to 60 in s", "0.001"),
@@ -52,7 +54,7 @@ def test_env_var_names_the_file(tmp_path, monkeypatch):
      "mqtt.reconnect_min_delay_s", "at most mqtt.reconnect_max_delay_s", "10.0"),
     ("[device]\nid = \"a/b\"\n", "device.id", "letters, digits", "'a/b'"),
     ("[mqtt]\ntopic_prefix = \"roller/#\"\n", "mqtt.topic_prefix", "levels of letters", "#"),
-    ("[nonsense]\nx = 1\n", "nonsense", "one of", "{'x': 1}"),
+    ("[nonsense]\nx = 1\n", "nonsense", "one of", "not shown"),
     ("[mqtt]\ntls_ca_file = \"/nonexistent/ca.pem\"\n", "mqtt.tls_ca_file", "an existing PEM",
      "/nonexistent/ca.pem"),
 ])
@@ -153,3 +155,137 @@ def test_documented_file_lists_every_key_and_loads():
         assert f"[{f.name}]" in text
         for sub in dataclasses.fields(section):
             assert f"# {sub.name} =" in text, f"{f.name}.{sub.name} is not documented"
+
+
+# -- adversarial inputs (issue 12): one ConfigError each, bounded time and memory -----------
+SECRET = "hunter2-Pa55"
+
+
+def _hostile_cases(tmp: Path) -> dict[str, tuple[str, str]]:
+    """name -> (config text, the key the error must name). Files the config points at are made
+    in ``tmp``."""
+    (tmp / "statefile").write_text("x")
+    (tmp / "notpem.txt").write_text("hello, not a certificate\n")
+    (tmp / "bin_routine.toml").write_bytes(bytes(range(256)) * 10)
+    (tmp / "deep_routine.toml").write_text("name = " + "[" * 2000 + "]" * 2000 + "\n")
+    os.mkfifo(tmp / "fifo")
+    return {
+        "deep arrays": ("x = " + "[" * 1000 + "]" * 1000 + "\n", "(file syntax)"),
+        "deep inline tables": ("x = " + "{a=" * 1000 + "1" + "}" * 1000 + "\n", "(file syntax)"),
+        "deep table headers": ("[" + ".".join(["a"] * 5000) + "]\n", "(file)"),
+        "deep unknown value": ("[device]\nx = " + "[" * 400 + "]" * 400 + "\n", "(file)"),
+        "binary routine": (f'[coach]\nroutine = "{tmp}/bin_routine.toml"\n', "(file)"),
+        "deep routine": (f'[coach]\nroutine = "{tmp}/deep_routine.toml"\n', "(file)"),
+        "routine is /dev/zero": ('[coach]\nroutine = "/dev/zero"\n', "routine"),
+        "NUL in state_dir": ('state_dir = "/tmp/a\\u0000b"\n', "state_dir"),
+        "NUL in password_file": ('[mqtt]\nusername="u"\npassword_file = "/tmp/a\\u0000b"\n',
+                                 "mqtt.password_file"),
+        "NUL in history.file": ('[history]\nfile = "h\\u0000.sqlite3"\n', "history.file"),
+        "NUL in routine": ('[coach]\nroutine = "a\\u0000b"\n', "coach.routine"),
+        "NUL in tls_ca_file": ('[mqtt]\ntls = true\ntls_ca_file = "/tmp/a\\u0000b"\n',
+                               "mqtt.tls_ca_file"),
+        "state_dir is a file": (f'state_dir = "{tmp}/statefile"\n', "state_dir"),
+        "state_dir under a file": (f'state_dir = "{tmp}/statefile/sub"\n', "state_dir"),
+        "history.file is a directory": ('[history]\nfile = "/tmp"\n', "history.file"),
+        "CA file not PEM": (f'[mqtt]\ntls = true\ntls_ca_file = "{tmp}/notpem.txt"\n',
+                            "mqtt.tls_ca_file"),
+        "cert and key not PEM": (f'[mqtt]\ntls = true\ntls_cert_file = "{tmp}/notpem.txt"\n'
+                                 f'tls_key_file = "{tmp}/notpem.txt"\n', "mqtt.tls_cert_file"),
+        "password file a FIFO": (f'[mqtt]\nusername = "u"\npassword_file = "{tmp}/fifo"\n',
+                                 "mqtt.password_file"),
+        "password file /dev/zero": ('[mqtt]\nusername = "u"\npassword_file = "/dev/zero"\n',
+                                    "mqtt.password_file"),
+        "GPIO pin used twice": ("[gpio]\nstart_pause_pin = 17\nnext_pin = 17\n", "gpio.next_pin"),
+        "LED and buzzer on one pin": ("[gpio]\nstatus_led_pin = 4\nbuzzer_pin = 4\n",
+                                      "gpio.buzzer_pin"),
+        "NaN gyro bias": ("[pipeline]\ngyro_bias_rad_s = [nan, 0.0, 0.0]\n",
+                          "pipeline.gyro_bias_rad_s"),
+        "inf gyro bias": ("[pipeline]\ngyro_bias_rad_s = [inf, 0.0, 0.0]\n",
+                          "pipeline.gyro_bias_rad_s"),
+        "NaN roll axis": ("[pipeline]\nroll_axis = [nan, 0.0, 1.0]\n", "pipeline.roll_axis"),
+        "empty host": ('[mqtt]\nhost = ""\n', "mqtt.host"),
+        "host with a space": ('[mqtt]\nhost = "local host"\n', "mqtt.host"),
+        "device id ending in a newline": ('[device]\nid = "mat-1\\n"\n', "device.id"),
+        "prefix ending in a newline": ('[mqtt]\ntopic_prefix = "roller\\n"\n',
+                                       "mqtt.topic_prefix"),
+        "65 kB client id": ('[mqtt]\nclient_id = "' + "c" * 65536 + '"\n', "mqtt.client_id"),
+        "client id with a newline": ('[mqtt]\nclient_id = "abc\\n"\n', "mqtt.client_id"),
+        "70 kB user name": ('[mqtt]\nusername = "' + "u" * 70000 + '"\n', "mqtt.username"),
+        "misplaced mqtt.password": (f'[mqtt]\npassword = "{SECRET}"\n', "mqtt.password"),
+        "misspelt mqtt.pasword": (f'[mqtt]\npasword = "{SECRET}"\n', "mqtt.pasword"),
+        "top-level password": (f'password = "{SECRET}"\n', "password"),
+        "100 kB value": ('[mqtt]\nport = "' + "p" * 100_000 + '"\n', "mqtt.port"),
+    }
+
+
+def _names() -> list[str]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return list(_hostile_cases(Path(tmp)))
+
+
+@pytest.mark.parametrize("case", _names())
+def test_hostile_config_gives_one_config_error(tmp_path, monkeypatch, case):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    text, key = _hostile_cases(tmp_path)[case]
+    path = write(tmp_path, text)
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as err:
+        config = load_config(path)
+        load_routine(config.coach.routine)  # what `roller run` loads next
+    assert time.monotonic() - started < 5.0
+    assert err.value.key.startswith(key), str(err.value)
+    message = str(err.value)
+    assert "\n" not in message and len(message) < 1000
+    assert SECRET not in message
+
+
+@pytest.mark.parametrize("case", ["deep arrays", "binary routine", "NUL in state_dir",
+                                  "GPIO pin used twice", "NaN roll axis",
+                                  "misplaced mqtt.password", "password file a FIFO"])
+def test_roller_run_exits_78_with_one_line(tmp_path, case):
+    text, _key = _hostile_cases(tmp_path)[case]
+    path = write(tmp_path, text)
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    proc = subprocess.run([*ROLLER, "run", "--simulate", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert proc.returncode == 78, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("roller run: configuration error:")
+    assert SECRET not in proc.stderr
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "fifo", "dir"])
+def test_the_config_file_itself_must_be_a_regular_file(tmp_path, target):
+    if target == "fifo":
+        os.mkfifo(tmp_path / "fifo")
+    elif target == "dir":
+        (tmp_path / "dir").mkdir()
+    path = target if target.startswith("/") else str(tmp_path / target)
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="expected a regular TOML file") as err:
+        load_config(path)
+    assert err.value.key == "--config"
+    assert time.monotonic() - started < 2.0
+
+
+def test_a_config_file_over_a_mebibyte_is_refused_unread(tmp_path):
+    path = tmp_path / "roller.toml"
+    path.write_text("# padding\n" * 200_000)
+    with pytest.raises(ConfigError, match="at most 1048576 bytes"):
+        load_config(path)
+
+
+def test_a_real_pem_pair_is_accepted(tmp_path):
+    """The PEM check must not refuse what OpenSSL loads (a self-signed pair made by openssl)."""
+    if subprocess.run(["which", "openssl"], capture_output=True, check=False).returncode:
+        pytest.skip("openssl is not installed")
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=roller"],
+                   check=True, capture_output=True, timeout=60)
+    config = load_config(write(tmp_path, f'[mqtt]\ntls = true\ntls_ca_file = "{cert}"\n'
+                                         f'tls_cert_file = "{cert}"\ntls_key_file = "{key}"\n'))
+    assert config.mqtt.tls_cert_file == str(cert)

@@ -7,12 +7,14 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from small_disk import small_disk
 
 from firmware_bridge.clock import ManualClock
 from roller.cli import main
 from roller.coach import Coach, CoachSettings, SessionSummary
+from roller.errors import RollerError
 from roller.events import Hold, LiveState, Stroke, TooFast, TooFastAlert
-from roller.history import History, HistoryError, HistorySettings
+from roller.history import History, HistoryError, HistorySettings, HistoryWriteError
 from roller.routine import parse_routine
 
 ROUTINE = parse_routine({
@@ -148,3 +150,37 @@ def test_a_pi_user_reads_the_services_history(tmp_path: Path, monkeypatch) -> No
     assert history_path(args, service_dir) == service_dir / "history.sqlite3"
     History(mine).close()
     assert history_path(args, service_dir) == mine  # the user's own wins when it exists
+
+
+# -- disk faults (issue 12): a RollerError the service reports, never a raw sqlite3 error ----
+def test_a_full_disk_gives_a_history_write_error_and_the_history_goes_on(tmp_path: Path) -> None:
+    summary = session(10, 12)
+    with small_disk(tmp_path) as disk, History(disk.path / "history.sqlite3") as h:
+        h.record(summary, device_id="mat1")
+        disk.fill()
+        with pytest.raises(HistoryWriteError, match="could not store the session") as err:
+            for _ in range(50):  # SQLite may fit a row or two in free pages first
+                h.record(summary, device_id="mat1")
+        assert isinstance(err.value, RollerError) and "full" in str(err.value)
+        stored = h.count()  # still readable, nothing half-written
+        assert all(len(h.session(r.id).steps) == 2 for r in h.sessions(limit=None))
+        disk.free()
+        h.record(summary, device_id="mat1")  # room again: the same object stores the next one
+        assert h.count() == stored + 1
+
+
+def test_a_read_only_database_gives_a_history_write_error(tmp_path: Path) -> None:
+    with History(tmp_path / "h.sqlite3") as h:
+        h._db.execute("PRAGMA query_only = 1")  # SQLite refuses writes: SQLITE_READONLY
+        with pytest.raises(HistoryWriteError, match="readonly"):
+            h.record(session(10, 12), device_id="mat1")
+        h._db.execute("PRAGMA query_only = 0")
+        h.record(session(10, 12), device_id="mat1")
+        assert h.count() == 1
+
+
+def test_a_new_history_on_a_full_disk_says_so(tmp_path: Path) -> None:
+    with small_disk(tmp_path) as disk:
+        disk.fill()
+        with pytest.raises(HistoryError, match=r"cannot write the history|cannot open"):
+            History(disk.path / "history.sqlite3")

@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from small_disk import small_disk
 
 from roller.outbox import Outbox, OutboxError
 
@@ -43,7 +44,7 @@ def test_unacknowledged_messages_and_seq_survive_a_restart(tmp_path):
 def test_seq_is_in_the_stored_payload(tmp_path):
     box = Outbox(tmp_path / "o.db")
     m = box.add("t/e", {"distance_m": 0.1}, numbered=True)
-    assert json.loads(m.payload) == {"seq": 1, "distance_m": 0.1}
+    assert json.loads(m.payload) == {"epoch": box.epoch, "seq": 1, "distance_m": 0.1}
 
 
 def test_full_outbox_drops_the_oldest_unsent_event_and_counts_it(tmp_path):
@@ -164,3 +165,224 @@ def test_any_interleaving_keeps_order_and_loses_only_counted_drops(tmp_path_fact
         assert [m.seq for m in box.peek_all()] == waiting
         assert box.dropped == dropped and len(box) == len(waiting)
     box.close()
+
+
+# -- disk faults (issue 12): degrade, do not stop ----------------------------------------------
+def _seqs(box: Outbox) -> list[int | None]:
+    return [m.seq for m in box.peek_all()]
+
+
+def test_a_full_disk_keeps_events_in_memory_and_stores_them_when_space_returns(tmp_path):
+    with small_disk(tmp_path) as disk:
+        box = Outbox(disk.path / "o.db", retry_interval_s=0.0)
+        for i in range(3):
+            box.add("t/e", {"i": i}, numbered=True)
+        epoch_before = box.epoch
+        disk.fill()
+        for i in range(3, 50):  # the disk refuses: kept in memory, nothing raised
+            box.add("t/e", {"i": i, "pad": "x" * 200}, numbered=True)
+        assert box.disk_error is not None and "full" in box.disk_error
+        assert box.in_memory > 0 and len(box) == 50
+        assert box.epoch != epoch_before  # those numbers are not durable: a new epoch
+        assert _seqs(box) == list(range(1, 51))
+        sent = box.claim(10)  # delivery goes on from memory and disk alike
+        assert [m.seq for m in sent] == list(range(1, 11))
+        box.ack([m.id for m in sent])  # acknowledgements too
+        assert len(box) == 40
+        disk.free()
+        box.add("t/e", {"i": 50}, numbered=True)  # the next write finds room again
+        assert box.disk_error is None and box.in_memory == 0
+        box.close()
+        again = Outbox(disk.path / "o.db")
+        assert _seqs(again) == list(range(11, 52))
+        assert again.epoch == box.epoch and again.last_seq == 51
+        payload = json.loads(again.peek_all()[-1].payload)
+        assert payload["epoch"] == box.epoch and payload["seq"] == 51
+        again.close()
+
+
+def test_a_read_only_database_is_the_same(tmp_path):
+    """SQLite refusing with SQLITE_READONLY (``PRAGMA query_only``: a real refusal, the error
+    a card remounted read-only gives; a tmpfs cannot be remounted read-only while the outbox
+    holds it open)."""
+    box = Outbox(tmp_path / "o.db", retry_interval_s=0.0)
+    box.add("t/e", {"i": 0}, numbered=True)
+    claimed = box.claim(1)
+    box._db.execute("PRAGMA query_only = 1")
+    box.ack([m.id for m in claimed])
+    box.add("t/s", b"summary", retain=True, supersede=True)
+    box.add("t/e", {"i": 1}, numbered=True)
+    assert "readonly" in (box.disk_error or "") and box.in_memory == 2 and len(box) == 2
+    assert [m.topic for m in box.claim(5)] == ["t/s", "t/e"]  # the acked row is not re-sent
+    box._db.execute("PRAGMA query_only = 0")
+    assert box.retry_disk()
+    box.close()
+    again = Outbox(tmp_path / "o.db")
+    assert [m.topic for m in again.peek_all()] == ["t/s", "t/e"]  # the ack reached the file
+    again.close()
+
+
+def test_memory_is_bounded_and_drops_are_counted(tmp_path):
+    box = Outbox(tmp_path / "o.db", max_memory_messages=5, retry_interval_s=3600.0)
+    box.add("t/e", {"i": 0}, numbered=True)
+    box._db.execute("PRAGMA query_only = 1")  # SQLite itself refuses every write from now on
+    for i in range(1, 21):
+        box.add("t/e", {"i": i}, numbered=True)
+    assert "readonly" in (box.disk_error or "")
+    assert box.in_memory == 5 and box.dropped == 15 and box.last_dropped_seq == 16
+    assert _seqs(box) == [1, 17, 18, 19, 20, 21]  # the newest kept, the stored row too
+    box._db.execute("PRAGMA query_only = 0")
+    assert box.retry_disk()
+    box.close()
+    again = Outbox(tmp_path / "o.db")
+    assert _seqs(again) == [1, 17, 18, 19, 20, 21] and again.dropped == 15
+    again.close()
+
+
+def test_retries_wait_for_the_interval(tmp_path):
+    now = [0.0]
+    box = Outbox(tmp_path / "o.db", retry_interval_s=5.0, clock=lambda: now[0])
+    box._db.execute("PRAGMA max_page_count = 1")  # a file that cannot grow: SQLITE_FULL
+    box.add("t/e", {"i": 0, "pad": "x" * 5000}, numbered=True)
+    assert box.disk_error is not None
+    box._db.execute("PRAGMA max_page_count = 100000")
+    now[0] = 4.9
+    box.add("t/e", {"i": 1}, numbered=True)
+    assert box.in_memory == 2  # not retried yet
+    assert not box.retry_disk(force=False) and box.in_memory == 2
+    now[0] = 5.1
+    box.add("t/e", {"i": 2}, numbered=True)
+    assert box.in_memory == 0 and box.disk_error is None and _seqs(box) == [1, 2, 3]
+
+
+def test_a_lost_outbox_starts_a_new_epoch(tmp_path):
+    path = tmp_path / "o.db"
+    box = Outbox(path)
+    box.add("t/e", {"i": 0}, numbered=True)
+    first = box.epoch
+    box.close()
+    again = Outbox(path)
+    assert again.epoch == first  # the same file: the same numbering
+    again.close()
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"o.db{suffix}").unlink(missing_ok=True)
+    fresh = Outbox(path)
+    assert fresh.epoch and fresh.epoch != first
+    m = fresh.add("t/e", {"i": 1}, numbered=True)
+    assert m.seq == 1 and json.loads(m.payload)["epoch"] == fresh.epoch
+
+
+def test_numbers_given_out_in_memory_never_reuse_a_durable_epoch(tmp_path):
+    """The process dies while the disk refuses: the file's numbering resumes under its own
+    epoch, the numbers given out from memory carried another one."""
+    path = tmp_path / "o.db"
+    box = Outbox(path, retry_interval_s=3600.0)
+    box.add("t/e", {"i": 0}, numbered=True)
+    durable = box.epoch
+    box._db.execute("PRAGMA query_only = 1")
+    lost = box.add("t/e", {"i": 1}, numbered=True)
+    assert json.loads(lost.payload)["epoch"] != durable
+    box._db.close()  # a crash: nothing written out
+    again = Outbox(path)
+    resumed = again.add("t/e", {"i": 2}, numbered=True)
+    assert (json.loads(resumed.payload)["epoch"], resumed.seq) == (durable, 2)
+    assert (json.loads(lost.payload)["epoch"], lost.seq) != (durable, 2)
+
+
+def test_an_outbox_that_cannot_be_opened_on_a_full_disk_starts_in_memory(tmp_path):
+    """The restart after the card filled up: no crash loop. Events queue in memory and, once
+    there is room, go to the file after what an earlier run left there."""
+    with small_disk(tmp_path) as disk:
+        old = Outbox(disk.path / "o.db")
+        left = old.add("t/e", {"run": 1}, numbered=True)
+        old.close()
+        disk.fill()
+        box = Outbox(disk.path / "o.db", retry_interval_s=0.0)  # must not raise
+        assert box.disk_error is not None and box.epoch
+        first = box.add("t/e", {"run": 2}, numbered=True)
+        assert (first.seq, len(box)) == (1, 1)  # a new epoch: numbering starts again
+        sent = box.claim(5)
+        assert [m.id for m in sent] == [first.id]
+        disk.free()
+        second = box.add("t/e", {"run": 2, "n": 2}, numbered=True)
+        assert box.disk_error is None
+        # The earlier run's message follows what was queued in memory (renumbered), then the
+        # new one; nothing is claimed twice.
+        assert [json.loads(m.payload)["run"] for m in box.claim(5)] == [1, 2]
+        assert [m.seq for m in box.peek_all()] == [1, left.seq, 2]
+        box.ack([first.id, second.id])
+        box.close()
+        again = Outbox(disk.path / "o.db")
+        assert [json.loads(m.payload) for m in again.peek_all()] == [
+            {"epoch": old.epoch, "seq": 1, "run": 1}]
+        assert again.epoch == box.epoch and again.last_seq == 2
+        assert again.add("t/e", {"run": 3}, numbered=True).id > second.id
+        again.close()
+
+
+def test_a_file_that_is_not_an_outbox_still_stops_the_start(tmp_path):
+    path = tmp_path / "o.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(OutboxError, match="cannot open the outbox"):
+        Outbox(path)
+
+
+fault_ops = st.lists(st.one_of(
+    st.tuples(st.just("add"), st.integers(1, 4)),
+    st.tuples(st.just("claim"), st.integers(0, 4)),
+    st.tuples(st.just("ack"), st.integers(0, 4)),
+    st.tuples(st.just("disk"), st.booleans()),  # SQLite refuses writes (True) or takes them
+    st.tuples(st.just("restart"), st.just(0)),  # only while the disk takes writes
+), max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=fault_ops, bound=st.integers(2, 8), memory=st.integers(1, 5))
+def test_any_interleaving_with_disk_faults_loses_only_counted_drops(tmp_path_factory, ops,
+                                                                    bound, memory):
+    """Model check with the disk refusing and taking writes at random: what the outbox holds
+    is always in order, every message added is held, acknowledged or counted as dropped, a
+    claimed message is never handed out twice, and a restart with the disk back finds exactly
+    what was held."""
+    path = tmp_path_factory.mktemp("box") / "o.db"
+    box = Outbox(path, max_messages=bound, max_memory_messages=memory, retry_interval_s=0.0)
+    added = acked = 0
+    claimed: list[int] = []
+    handed: set[int] = set()
+    refusing = False
+    for op, n in ops:
+        if op == "add":
+            for _ in range(n):
+                box.add("t/e", {"n": added}, numbered=True)
+                added += 1
+        elif op == "claim":
+            got = box.claim(n)
+            assert not handed.intersection(m.id for m in got)
+            handed.update(m.id for m in got)
+            claimed += [m.id for m in got]
+        elif op == "ack":
+            done, claimed = claimed[:n], claimed[n:]
+            present = {m.id for m in box.peek_all()}
+            acked += sum(1 for i in done if i in present)  # a dropped one is not held any more
+            box.ack(done)
+        elif op == "disk":
+            refusing = n
+            box._db.execute(f"PRAGMA query_only = {int(n)}")
+        elif not refusing:
+            box.close()
+            assert box.in_memory == 0
+            box = Outbox(path, max_messages=bound, max_memory_messages=memory,
+                         retry_interval_s=0.0)
+            claimed, handed = [], set()
+        held = box.peek_all()
+        assert [m.id for m in held] == sorted(m.id for m in held)
+        assert len(held) == len(box) == added - acked - box.dropped
+        if box.disk_error is None:
+            assert len(box) <= bound
+    box._db.execute("PRAGMA query_only = 0")
+    assert box.retry_disk() and box.in_memory == 0
+    held = [m.payload for m in box.peek_all()]
+    box.close()
+    again = Outbox(path)
+    assert [m.payload for m in again.peek_all()] == held
+    again.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,24 @@ def test_routines_are_found_next_to_an_installed_venv(tmp_path: Path, monkeypatc
     with pytest.raises(ConfigError, match="searched") as info:
         load_routine("lower_back_hips")
     assert "pi_only" in info.value.expected
+
+
+@pytest.mark.parametrize("case", ["binary", "deep", "fifo", "huge", "nul-name"])
+def test_hostile_routine_files_give_one_config_error(tmp_path, case):
+    """Issue 12: whatever the file, one ConfigError naming it, at once."""
+    path = tmp_path / "r.toml"
+    if case == "binary":
+        path.write_bytes(b"name = 'x'\n" + bytes(range(256)))
+    elif case == "deep":
+        path.write_text("steps = " + "[" * 3000 + "]" * 3000 + "\n")
+    elif case == "fifo":
+        os.mkfifo(path)
+    elif case == "huge":
+        path.write_text("# padding\n" * 200_000)
+    name = f"{tmp_path}/a\0b.toml" if case == "nul-name" else path
+    with pytest.raises(ConfigError) as err:
+        load_routine(name)
+    message = str(err.value)
+    assert "\n" not in message and len(message) < 600
+    if case in ("binary", "deep", "huge"):
+        assert err.value.where == str(path)
