@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from firmware_bridge.clock import Clock, SystemClock
 from roller.errors import ConfigError, RollerError
 from roller.events import Event, Hold, HoldStarted, LiveState, Stroke, TooFast, TooFastAlert
+from roller.mqtt_contract import event_payload, live_payload, session_payload
 from roller.settings import from_mapping, setting
 from roller.systemd import Notifier
 
@@ -303,42 +304,17 @@ class Session:
             self.too_fast_count += 1
 
     def to_dict(self, now: float) -> dict[str, Any]:
+        """The ``session`` payload (:func:`roller.mqtt_contract.session_payload`)."""
         active = self.active_s
         if self.state == "running" and self._running_since is not None:
             active += max(0.0, now - self._running_since)
-        return {
-            "session_id": self.id, "state": self.state, "end_reason": self.end_reason,
-            "started_unix_s": self.started_unix_s, "ended_unix_s": self.ended_unix_s,
-            "active_s": round(active, 3), "strokes": self.strokes,
-            "distance_m": round(self.distance_m, 4), "holds": self.holds,
-            "hold_time_s": round(self.hold_time_s, 3), "too_fast_count": self.too_fast_count,
-            "mean_stroke_speed_m_s": round(self._speed_sum / self.strokes, 4)
-            if self.strokes else None,
-            "peak_speed_m_s": round(self.peak_speed_m_s, 4),
-        } | ({"routine": self.routine} if self.routine is not None else {})
-
-
-_RENAMES = {"start": "start_s", "end": "end_s", "emitted_at": "emitted_at_s"}
-
-
-def _rounded(value: Any) -> Any:
-    """Floats to 4 decimals (0.1 ms, 0.1 mm, 0.1 mm/s): finer is noise, and payloads shrink."""
-    return round(value, 4) if isinstance(value, float) else value
-
-
-def event_payload(event: Event) -> dict[str, Any]:
-    """An event as its MQTT payload: field names with units (``start_s``, ``distance_m``)."""
-    body = {_RENAMES.get(k, k): _rounded(v) for k, v in event.to_dict().items()}
-    if isinstance(event, Hold):
-        body["duration_s"] = _rounded(event.duration_s)
-    return body
-
-
-def live_payload(live: LiveState) -> dict[str, Any]:
-    """The ``live`` message: the pipeline's LiveState, ``t`` renamed ``t_s``."""
-    body = {k: _rounded(v) for k, v in live.to_dict().items()}
-    body["t_s"] = body.pop("t")
-    return body
+        return session_payload(
+            session_id=self.id, state=self.state, end_reason=self.end_reason,
+            started_unix_s=self.started_unix_s, ended_unix_s=self.ended_unix_s,
+            active_s=active, strokes=self.strokes, distance_m=self.distance_m,
+            holds=self.holds, hold_time_s=self.hold_time_s, too_fast_count=self.too_fast_count,
+            mean_stroke_speed_m_s=self._speed_sum / self.strokes if self.strokes else None,
+            peak_speed_m_s=self.peak_speed_m_s, routine=self.routine)
 
 
 def _phase_status(live: LiveState | None) -> str:
@@ -569,9 +545,8 @@ class Service:
         self.session.account(event, now)
         if not isinstance(event, TooFastAlert):
             self._session_dirty = True
-        body = event_payload(event)
-        body["session_id"] = self.session.id if self.session.state in ("running", "paused") \
-            else None
+        body = event_payload(event, session_id=self.session.id
+                             if self.session.state in ("running", "paused") else None)
         self.publisher.publish_event(event.kind, body)
         self.events_published += 1
 
@@ -787,10 +762,10 @@ def build_service(config: RollerConfig, *, simulate: bool = False, seed: int = 0
     outbox, the publisher, the GPIO controls and the coach from ``config``."""
     from roller.calibration import FILE_NAME as CALIBRATION_FILE_NAME
     from roller.discovery import discovery_config
+    from roller.mqtt_contract import Topics
     from roller.outbox import Outbox
     from roller.paths import ensure_dir
     from roller.publisher import Publisher, resolve_password
-    from roller.topics import Topics
 
     clock = clock or SystemClock()
     coach = _make_coach(config, clock)  # first: a broken routine file stops before anything opens
