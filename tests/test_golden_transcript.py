@@ -33,7 +33,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from firmware_bridge.clock import ManualClock
 from roller.config import DeviceSettings, RollerConfig
 from roller.publisher import MqttSettings
-from roller.service import build_service
+from roller.wiring import build_service
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "mqtt_transcript.jsonl"
 SEED = 7
@@ -149,7 +149,7 @@ def _settle(service: Any, timeout_s: float = 10.0) -> None:
 
 
 def _pending_commands(service: Any) -> int:
-    return service._inbox.qsize()
+    return len(service.inbox)
 
 
 def record_session(broker: Any, state_dir: Path) -> list[str]:
