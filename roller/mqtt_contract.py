@@ -575,6 +575,16 @@ def command_payload(payload: Mapping[str, Any] | None = None) -> bytes:
     return json.dumps(dict(payload), separators=(",", ":")).encode() if payload else b""
 
 
+def display_contract(*, target_speed_m_s: float, max_speed_m_s: float) -> dict[str, Any]:
+    """What a display needs besides the payloads, for the display server to serve (so the page
+    holds no copy): the command verbs, the event kinds, the topics, and the go-slow band
+    [m/s] to draw until a roller's ``coach`` payload brings its own (``speed_target_m_s``,
+    ``speed_limit_m_s``). Pass the ``[pipeline]`` settings the display's config names."""
+    return {"command_verbs": dict(COMMAND_VERBS), "event_kinds": list(EVENT_KINDS),
+            "topics": {t.name: {"qos": t.qos, "retain": t.retain} for t in TOPICS},
+            "go_slow": {"target_m_s": target_speed_m_s, "limit_m_s": max_speed_m_s}}
+
+
 # -- documentation --------------------------------------------------------------------------
 
 def _cell(text: str) -> str:

@@ -121,3 +121,26 @@ def test_coach_summary_has_unix_names_and_keeps_the_old_ones() -> None:
 def test_an_unknown_topic_is_refused_with_the_names() -> None:
     with pytest.raises(ValueError, match="expected one of"):
         contract.qos("lunch")
+
+
+def test_the_display_gets_verbs_kinds_and_the_band_from_one_place() -> None:
+    from roller.pipeline import PipelineSettings
+
+    p = PipelineSettings()
+    served = contract.display_contract(target_speed_m_s=p.target_speed_m_s,
+                                       max_speed_m_s=p.max_speed_m_s)
+    assert served["go_slow"] == {"target_m_s": p.target_speed_m_s, "limit_m_s": p.max_speed_m_s}
+    assert list(served["command_verbs"]) == list(contract.COMMAND_VERBS)
+    assert served["topics"]["health"] == {"qos": 1, "retain": True}
+    json.dumps(served)  # servable as is
+
+
+def test_the_coach_draws_the_band_the_pipeline_judges_by(tmp_path) -> None:
+    from firmware_bridge.clock import ManualClock
+    from roller.config import RollerConfig
+    from roller.pipeline import PipelineSettings
+    from roller.wiring import make_coach
+
+    config = RollerConfig(pipeline=PipelineSettings(max_speed_m_s=0.04, target_speed_m_s=0.02))
+    state = make_coach(config, ManualClock()).snapshot(0.0).to_dict()
+    assert (state["speed_target_m_s"], state["speed_limit_m_s"]) == (0.02, 0.04)

@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from firmware_bridge.clock import SystemClock
     from firmware_bridge.imu import DEFAULT_ADDRESSES, detect, scan
     from firmware_bridge.sensor import open_bus, settings_from_args, simulated_bus
+    from roller.pace import TOOL_READ_INTERVAL_S, read_period_s
 
     settings, _config = settings_from_args(args)
     clock = SystemClock()
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         ts, ss = [], []
         deadline = clock.monotonic() + args.seconds
         while clock.monotonic() < deadline:
-            clock.sleep(min(0.05, driver.max_read_interval_s / 2))
+            clock.sleep(read_period_s(TOOL_READ_INTERVAL_S, driver.max_read_interval_s))
             t, s = driver.read()
             ts.append(t)
             ss.append(s)

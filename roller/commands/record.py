@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from firmware_bridge.clock import ManualClock, SystemClock
     from firmware_bridge.sensor import open_sensor, settings_from_args
+    from roller.pace import TOOL_READ_INTERVAL_S, read_period_s
     from roller.recording import RecordingWriter
 
     if args.seconds is not None and not args.seconds > 0:
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     driver = open_sensor(settings, simulate=args.simulate, seed=args.seed, clock=clock)
     progress = Progress(args.out, driver.output_rate_hz)
     start = clock.monotonic()
-    interval = min(0.05, driver.max_read_interval_s / 2)
+    interval = read_period_s(TOOL_READ_INTERVAL_S, driver.max_read_interval_s)
     print(f"recording {driver.describe()} to {args.out}", file=sys.stderr)
     try:
         with RecordingWriter(args.out) as writer:
