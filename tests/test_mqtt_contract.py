@@ -144,3 +144,16 @@ def test_the_coach_draws_the_band_the_pipeline_judges_by(tmp_path) -> None:
     config = RollerConfig(pipeline=PipelineSettings(max_speed_m_s=0.04, target_speed_m_s=0.02))
     state = make_coach(config, ManualClock()).snapshot(0.0).to_dict()
     assert (state["speed_target_m_s"], state["speed_limit_m_s"]) == (0.02, 0.04)
+
+
+def test_home_assistant_reads_only_fields_the_contract_declares() -> None:
+    import re
+
+    from roller.discovery import discovery_config
+
+    topics = contract.Topics("r1")
+    by_topic = {topics.live: "live", topics.coach: "coach", topics.health: "health"}
+    for key, comp in discovery_config(topics, name="Roller one")["cmps"].items():
+        fields = {f.name for f in contract.FIELDS[by_topic[comp["state_topic"]]]}
+        used = set(re.findall(r"value_json\.([a-z_]+)", comp["value_template"]))
+        assert used and used <= fields, (key, used - fields)
