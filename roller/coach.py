@@ -37,6 +37,7 @@ from typing import Any, Literal
 from firmware_bridge.clock import Clock, SystemClock
 from roller.errors import RollerError
 from roller.events import Event, Hold, HoldStarted, LiveState, Stroke, TooFast, TooFastAlert
+from roller.mqtt_contract import coach_payload
 from roller.routine import DEFAULT_ROUTINE, Routine, RoutineStep
 from roller.settings import from_mapping, setting
 from roller.verbs import VERBS
@@ -221,8 +222,9 @@ class CoachState:
     """The session summary once the session is done."""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, numbers rounded to 4 decimals (0.1 ms, 0.1 mm/s): enough for any display."""
-        return _rounded(dataclasses.asdict(self))
+        """The ``coach`` payload, shaped by :func:`roller.mqtt_contract.coach_payload` (numbers
+        rounded to 4 decimals, units in the field names)."""
+        return coach_payload(dataclasses.asdict(self))
 
 
 def _rounded(value: Any) -> Any:

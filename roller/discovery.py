@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from roller import __version__
+from roller.mqtt_contract import Topics
 from roller.settings import setting
-from roller.topics import Topics
 
 ORIGIN_URL = "https://github.com/roller-companion/roller-companion"
 

@@ -1,6 +1,7 @@
 """The MQTT side of the service: one paho-mqtt 2.x client, an on-disk outbox, nothing lost.
 
-What goes where (topics in :mod:`roller.topics`, payloads in docs/mqtt.md):
+What goes where (topics, QoS, retain flags and payload builders in :mod:`roller.mqtt_contract`,
+documented in docs/mqtt.md):
 
 - :meth:`Publisher.publish_event` -- QoS 1 through the SQLite :class:`~roller.outbox.Outbox`,
   numbered with a per-device ``seq``; removed from disk only once the broker acknowledged it.
@@ -34,10 +35,11 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from roller import mqtt_contract as contract
 from roller.errors import ConfigError
+from roller.mqtt_contract import Topics
 from roller.outbox import Message, Outbox
 from roller.settings import setting
-from roller.topics import Topics
 
 log = logging.getLogger("roller.publisher")
 
@@ -184,7 +186,8 @@ class Publisher:
         # messages never exceed max_inflight there (the rest wait on disk); the margin is for
         # error, health, status and discovery messages.
         self.client.max_queued_messages_set(settings.max_inflight + MAX_QUEUED_DIRECT)
-        self.client.will_set(topics.status, b"offline", qos=1, retain=True)
+        self.client.will_set(topics.status, contract.status_payload(False),
+                             qos=contract.qos("status"), retain=contract.retain("status"))
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
@@ -217,7 +220,9 @@ class Publisher:
         try:
             if self.connected:
                 self.flush(self.settings.shutdown_flush_s)
-                info = self.client.publish(self.topics.status, b"offline", qos=1, retain=True)
+                info = self.client.publish(self.topics.status, contract.status_payload(False),
+                                           qos=contract.qos("status"),
+                                           retain=contract.retain("status"))
                 info.wait_for_publish(max(0.5, self.settings.shutdown_flush_s))
         except (RuntimeError, ValueError, OSError) as exc:
             log.warning("could not publish offline on shutdown: %s", exc)
@@ -233,8 +238,8 @@ class Publisher:
         """Store and send one event on ``event/<kind>`` (QoS 1). The payload gains ``seq``
         (per device, persisted), ``device_id``, ``kind`` and ``time_unix_s`` (wall clock when it
         was stored [s])."""
-        body = {"device_id": self.topics.device_id, "kind": kind,
-                "time_unix_s": round(time.time(), 3), **jsonable(dict(payload))}
+        body = contract.event_envelope(self.topics.device_id, kind, time.time(),
+                                       jsonable(dict(payload)))
         msg = self.outbox.add(self.topics.event(kind), body, numbered=True)
         self.pump()
         return msg
@@ -242,7 +247,8 @@ class Publisher:
     def publish_retained(self, name: str, payload: Mapping[str, Any]) -> Message:
         """Store and send retained state ``name`` (``session``, ``coach``), QoS 1. A newer
         value replaces an older one that has not been sent yet."""
-        msg = self.outbox.add(self.topics.retained(name), encode(payload), retain=True,
+        msg = self.outbox.add(self.topics.retained(name), encode(payload),
+                              retain=contract.retain(name),
                               supersede=True)
         self.pump()
         return msg
@@ -252,7 +258,8 @@ class Publisher:
         if not self.connected:
             self.live_skipped += 1
             return False
-        info = self.client.publish(self.topics.live, encode(payload), qos=0)
+        info = self.client.publish(self.topics.live, encode(payload), qos=contract.qos("live"),
+                                   retain=contract.retain("live"))
         ok = info.rc == mqtt.MQTT_ERR_SUCCESS
         if ok:
             self.live_sent += 1
@@ -263,15 +270,17 @@ class Publisher:
     def publish_error(self, code: str, message: str, **details: Any) -> None:
         """A JSON report on ``error`` (QoS 1, not retained, not stored across restarts): what
         went wrong (``code``, ``message``) and whatever helps (``details``)."""
-        body = {"device_id": self.topics.device_id, "error": code, "message": message,
-                "time_unix_s": round(time.time(), 3), **details}
+        body = contract.error_payload(self.topics.device_id, code, message, time.time(),
+                                      **details)
         log.warning("error %s: %s", code, message)
-        self.client.publish(self.topics.error, encode(body), qos=1)
+        self.client.publish(self.topics.error, encode(body), qos=contract.qos("error"),
+                            retain=contract.retain("error"))
 
     def publish_health(self, payload: Mapping[str, Any]) -> None:
         """Retained ``health`` (QoS 1, not stored): sensor and delivery health."""
         if self.connected:
-            self.client.publish(self.topics.health, encode(payload), qos=1, retain=True)
+            self.client.publish(self.topics.health, encode(payload), qos=contract.qos("health"),
+                                retain=contract.retain("health"))
 
     # -- the pump -----------------------------------------------------------------------------
     def pump(self) -> int:
@@ -290,7 +299,8 @@ class Publisher:
         room = self.settings.max_inflight - len(self._inflight)
         if room > 0:
             for msg in self.outbox.claim(room):
-                info = self.client.publish(msg.topic, msg.payload, qos=1, retain=msg.retain)
+                info = self.client.publish(msg.topic, msg.payload, qos=contract.STORED_QOS,
+                                           retain=msg.retain)
                 if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                     # NO_CONN: paho keeps it and sends it when the link is back.
                     self._inflight[info.mid] = msg.id
@@ -348,7 +358,8 @@ class Publisher:
         if self._discovery is None:
             return
         payload = encode(self._discovery) if self._discovery else b""
-        self.client.publish(self.topics.discovery, payload, qos=1, retain=True)
+        self.client.publish(self.topics.discovery, payload, qos=contract.DISCOVERY_QOS,
+                            retain=True)
 
     # -- paho callbacks (network thread) ------------------------------------------------------
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
@@ -359,9 +370,10 @@ class Publisher:
             return
         self.connects += 1
         log.info("connected to %s:%d", self.settings.host, self.settings.port)
-        client.subscribe([(self.topics.commands, 1)]
+        client.subscribe([(self.topics.commands, contract.qos("cmd"))]
                          + ([(self.topics.ha_status, 1)] if self._discovery is not None else []))
-        client.publish(self.topics.status, b"online", qos=1, retain=True)
+        client.publish(self.topics.status, contract.status_payload(True),
+                       qos=contract.qos("status"), retain=contract.retain("status"))
         self._announce()
         self._connected.set()
 

@@ -15,7 +15,7 @@ from firmware_bridge.clock import ManualClock
 from roller.config import DeviceSettings, RollerConfig
 from roller.history import History
 from roller.publisher import MqttSettings
-from roller.service import build_service
+from roller.wiring import build_service
 
 STEP_S = 0.05
 

@@ -28,13 +28,14 @@ from test_mqtt_support import Subscriber, retained
 from firmware_bridge.clock import ManualClock
 from firmware_bridge.sensor import SensorSettings, open_sensor
 from firmware_bridge.simulator import HoldSegment, RestSegment, Scenario, StrokeSegment
+from roller.command_table import CommandError, decode_payload
 from roller.config import DeviceSettings, RollerConfig
+from roller.mqtt_contract import Topics
 from roller.outbox import Outbox
 from roller.pipeline import Pipeline, PipelineSettings
 from roller.publisher import MqttSettings, Publisher
-from roller.service import CommandError, Service, ServiceSettings, decode_payload
+from roller.service import Service, ServiceSettings
 from roller.systemd import Notifier
-from roller.topics import Topics
 
 REPO = Path(__file__).resolve().parent.parent
 FAST_MQTT = {"keepalive_s": 2, "reconnect_min_delay_s": 0.05, "reconnect_max_delay_s": 0.25,
@@ -171,14 +172,14 @@ def test_commands_change_the_session_and_bad_ones_are_reported(broker, tmp_path)
     time.sleep(0.1)  # SUBSCRIBE cmd/+ in flight
     for verb, payload in (("start", b""), ("pause", b"{}"), ("resume", b" "), ("stop", b"")):
         sub.client.publish(f"roller/svc/cmd/{verb}", payload, qos=1).wait_for_publish(5)
-        wait(lambda: not service._inbox.empty(), 5, f"cmd/{verb}")
+        wait(lambda: len(service.inbox) > 0, 5, f"cmd/{verb}")
         advance(service, clock, 0.2)
         assert service.session.state == {"start": "running", "pause": "paused",
                                          "resume": "running", "stop": "finished"}[verb]
     sub.client.publish("roller/svc/cmd/pause", b"", qos=1)  # nothing to pause now
     sub.client.publish("roller/svc/cmd/start", b"[1, 2]", qos=1)  # not an object
     sub.client.publish("roller/svc/cmd/dance", b"", qos=1)  # unknown verb
-    wait(lambda: service._inbox.qsize() >= 3, 5, "three commands")
+    wait(lambda: len(service.inbox) >= 3, 5, "three commands")
     advance(service, clock, 0.1)
     errors = [m.json() for m in sub.wait_topic("roller/svc/error", 3)]
     assert [e["error"] for e in errors] == ["not_possible", "bad_payload", "unknown_command"]
@@ -496,7 +497,7 @@ def test_gpio_buttons_led_and_buzzer(broker, tmp_path):
 
 def test_calibration_is_loaded_at_start_and_saved_when_confident(broker, tmp_path):
     from roller.calibration import Calibration
-    from roller.service import _make_pipeline
+    from roller.wiring import make_pipeline as _make_pipeline
 
     path = tmp_path / "calibration.json"
     Calibration(gyro_bias_rad_s=(0.01, -0.02, 0.03), roll_axis=(0.0, 1.0, 0.0),
@@ -525,7 +526,7 @@ def test_calibration_is_loaded_at_start_and_saved_when_confident(broker, tmp_pat
 
 
 def test_a_command_flood_is_bounded_and_reported(broker, tmp_path):
-    from roller.service import MAX_QUEUED_COMMANDS
+    from roller.command_table import MAX_QUEUED_COMMANDS
 
     sub = Subscriber(broker.host, broker.port, "roller/svc/error")
     clock = ManualClock()

@@ -2,10 +2,11 @@
 
 The recording is streamed through the same pipeline the live service runs
 (:mod:`roller.analysis`), in blocks, so memory stays flat however long the file is and the
-results are what the service would have reported live (``emitted_at`` says when). A readable
+results are what the service would have reported live (``emitted_at_s`` says when). A readable
 summary by default; ``--json`` prints exactly one JSON object (see
-:meth:`roller.summary.SessionSummary.to_dict`). A malformed recording ends with one error line
-naming the file, the line and the problem, and exit status 2.
+:meth:`roller.summary.SessionSummary.to_dict`; events in the MQTT event schema,
+:func:`analysis_json`). A malformed recording ends with one error line naming the file, the
+line and the problem, and exit status 2.
 """
 
 from __future__ import annotations
@@ -94,9 +95,27 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     summary = analyze(args.file, settings, debug=args.debug)
     if args.json:
-        json.dump(summary.to_dict(), sys.stdout, separators=(",", ":"))
+        json.dump(analysis_json(summary), sys.stdout, separators=(",", ":"))
         sys.stdout.write("\n")
     else:
         print(f"{args.file}:")
         print(summary.to_text())
     return 0
+
+
+def analysis_json(summary) -> dict:
+    """The ``--json`` object: :meth:`SessionSummary.to_dict` with each stroke, hold and
+    too-fast excursion in the MQTT event schema (:func:`roller.mqtt_contract.analysis_event`:
+    ``kind``, ``start_s``, ``end_s``, ``emitted_at_s``, ...). The old unitless names (``start``,
+    ``end``, ``emitted_at``, also at the top level) stay for one release; ``deprecated`` lists
+    them with their replacements."""
+    from roller.mqtt_contract import LEGACY_EVENT_NAMES, analysis_event
+
+    body = summary.to_dict()
+    for key, events in (("strokes", summary.strokes), ("holds", summary.holds),
+                        ("too_fast", summary.too_fast)):
+        body[key] = [analysis_event(e) for e in events]
+    body["start_s"], body["end_s"] = body["start"], body["end"]
+    body["deprecated"] = {old: f"use {new}; {old} goes in the next release"
+                          for new, old in LEGACY_EVENT_NAMES.items()}
+    return body

@@ -11,6 +11,7 @@ from firmware_bridge.clock import SystemClock
 from firmware_bridge.detection import DEFAULT_ADDRESSES, detect, scan
 from firmware_bridge.sensor import open_bus, simulated_bus
 from roller.commands.sensor_options import add_sensor_arguments, settings_from_args
+from roller.pace import TOOL_READ_INTERVAL_S, read_period_s
 
 HELP = "find and identify the IMU on the I2C bus, and take a short reading"
 
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         ts, ss = [], []
         deadline = clock.monotonic() + args.seconds
         while clock.monotonic() < deadline:
-            clock.sleep(min(0.05, driver.max_read_interval_s / 2))
+            clock.sleep(read_period_s(TOOL_READ_INTERVAL_S, driver.max_read_interval_s))
             t, s = driver.read()
             ts.append(t)
             ss.append(s)

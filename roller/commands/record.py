@@ -14,6 +14,7 @@ import time
 from firmware_bridge.clock import ManualClock, SystemClock
 from firmware_bridge.sensor import open_sensor
 from roller.commands.sensor_options import add_sensor_arguments, settings_from_args
+from roller.pace import TOOL_READ_INTERVAL_S, read_period_s
 from roller.recording import RecordingWriter
 
 HELP = "record the sensor to a CSV file (t, accel m/s^2, gyro rad/s)"
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     driver = open_sensor(settings, simulate=args.simulate, seed=args.seed, clock=clock)
     progress = Progress(args.out, driver.output_rate_hz)
     start = clock.monotonic()
-    interval = min(0.05, driver.max_read_interval_s / 2)
+    interval = read_period_s(TOOL_READ_INTERVAL_S, driver.max_read_interval_s)
     print(f"recording {driver.describe()} to {args.out}", file=sys.stderr)
     try:
         with RecordingWriter(args.out) as writer:

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from roller.config import load_config, override_broker
-    from roller.service import build_service
+    from roller.wiring import build_service
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     topics = service.publisher.topics
     print(f"roller run: device {config.device_id!r} ({'simulated' if args.simulate else 'sensor'}"
-          f" {getattr(service.driver, 'chip', '?')}), publishing to {config.mqtt.host}:"
+          f" {service.driver.chip}), publishing to {config.mqtt.host}:"
           f"{config.mqtt.port} under {topics.base}/", file=sys.stderr, flush=True)
     service.run()
     return 0

@@ -1,0 +1,661 @@
+"""The MQTT contract of roller companion, in one place: topics, QoS, retain flags and payloads.
+
+Everything another program may rely on is declared here once and used everywhere else:
+
+- :data:`TOPICS`: every topic under ``<prefix>/<device_id>/`` with its QoS, retain flag and
+  direction; :class:`Topics` names them for one roller.
+- :data:`EVENT_KINDS` and :data:`COMMAND_VERBS`: the event kinds (``event/<kind>``) and the
+  command verbs (``cmd/<verb>``).
+- :data:`FIELDS`: a table per topic of every payload field (name, type, unit, meaning). Field
+  names carry their unit (``start_s``, ``speed_m_s``, ``started_unix_s``).
+- One builder per topic (:func:`event_payload`, :func:`live_payload`, :func:`session_payload`,
+  :func:`coach_payload`, :func:`health_payload`, :func:`error_payload`, :func:`status_payload`,
+  :func:`command_payload`): the service, the publisher, the coach's state and ``roller analyze
+  --json`` shape their payloads only through them.
+
+``docs/mqtt.md``'s tables are generated from this module: ``python -m roller.mqtt_contract
+docs/mqtt.md`` rewrites the blocks between ``<!-- contract:NAME -->`` and ``<!-- /contract -->``
+(a test fails when they are stale).
+
+Why ``health`` is QoS 1: it is retained and sent only when something changes (or every
+``service.health_interval_s``), so a lost ``degraded`` would leave a display showing ``ok``
+for minutes; QoS 1 costs one PUBACK per change. ``live`` stays QoS 0: ten a second, each
+worthless a moment later.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+# -- topics ---------------------------------------------------------------------------------
+
+SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""What a device id (and a topic prefix level) may contain: safe in MQTT topics, Home Assistant
+object ids and file names."""
+
+SAFE_PREFIX = re.compile(r"^[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64})*$")
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic of a roller: its name under ``<prefix>/<device_id>/`` and how it is sent."""
+
+    name: str
+    qos: Literal[0, 1]
+    retain: bool
+    direction: Literal["out", "in"]
+    stored: bool
+    """Written to the on-disk outbox before sending, removed once the broker acknowledged it."""
+    what: str
+
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec("status", 1, True, "out", False,
+              "`online` / `offline` (plain text); last will `offline`"),
+    TopicSpec("health", 1, True, "out", False,
+              "JSON: sensor and delivery health, `ok` / `degraded`"),
+    TopicSpec("live", 0, False, "out", False,
+              "JSON, about 10 Hz: current speed, phase, counts"),
+    TopicSpec("event/<kind>", 1, False, "out", True,
+              "JSON, one per pipeline event, numbered `seq`"),
+    TopicSpec("session", 1, True, "out", True,
+              "JSON: summary of the current or last session"),
+    TopicSpec("coach", 1, True, "out", True,
+              "JSON: the coach's current step, prompt and progress"),
+    TopicSpec("error", 1, False, "out", False,
+              "JSON: what went wrong (bad command, sensor fault, ...)"),
+    TopicSpec("cmd/<verb>", 1, False, "in", False, "empty or a JSON object"),
+)
+SPEC = {t.name: t for t in TOPICS}
+"""``TOPICS`` by name (``"event/<kind>"`` and ``"cmd/<verb>"`` for the families)."""
+
+STORED_QOS = 1
+"""The QoS of everything sent from the outbox (QoS 1: the PUBACK is what lets it go)."""
+assert all(t.qos == STORED_QOS for t in TOPICS if t.stored)
+
+DISCOVERY_QOS = 1
+"""Home Assistant's discovery config (retained on ``homeassistant/device/<id>/config``)."""
+
+EVENT_KINDS = ("stroke", "hold_started", "hold", "too_fast_alert", "too_fast")
+"""The pipeline's event kinds (``roller.events``); each is published on ``event/<kind>``."""
+
+RETAINED_NAMES = ("session", "coach")
+"""Retained JSON state topics that go through the outbox (``Publisher.publish_retained``)."""
+
+COMMAND_VERBS: dict[str, str] = {
+    "start": "start a session; optional {\"step\": id} starts the coach's routine at that step",
+    "pause": "pause the running session",
+    "resume": "resume a paused session",
+    "next": "skip to the coach's next step",
+    "stop": "finish the session",
+    "start_pause": "one button: start, pause or resume, whichever fits",
+    "pain": "pain: end the session at once; the coach tells the person to stop, breathe, and "
+            "see a health professional if it persists",
+}
+"""Every command verb the service takes on ``cmd/<verb>`` (and the GPIO buttons), with what it
+does."""
+
+
+def qos(name: str) -> int:
+    """The QoS of topic ``name`` (``event/stroke`` and ``cmd/start`` count as their family)."""
+    return _spec(name).qos
+
+
+def retain(name: str) -> bool:
+    """Whether topic ``name`` is published retained."""
+    return _spec(name).retain
+
+
+def _spec(name: str) -> TopicSpec:
+    head = name.split("/", 1)[0]
+    family = {"event": "event/<kind>", "cmd": "cmd/<verb>"}.get(head, name)
+    if family not in SPEC:
+        raise ValueError(f"no MQTT topic {name!r} in the contract: expected one of "
+                         f"{sorted(SPEC)}")
+    return SPEC[family]
+
+
+def _check_level(name: str, value: str) -> str:
+    if not SAFE_ID.match(value):
+        raise ValueError(
+            f"{name} must be 1-64 letters, digits, '_' or '-' (it becomes an MQTT topic level), "
+            f"got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topic names of one roller (``device_id``) under ``prefix``."""
+
+    device_id: str
+    prefix: str = "roller"
+    discovery_prefix: str = "homeassistant"
+
+    def __post_init__(self) -> None:
+        _check_level("device id", self.device_id)
+        if not SAFE_PREFIX.match(self.prefix):
+            raise ValueError(f"topic prefix must be levels of letters, digits, '_' or '-' "
+                             f"separated by '/', got {self.prefix!r}")
+
+    @property
+    def base(self) -> str:
+        """``<prefix>/<device_id>``: the root of every topic of this roller."""
+        return f"{self.prefix}/{self.device_id}"
+
+    @property
+    def status(self) -> str:
+        return f"{self.base}/status"
+
+    @property
+    def health(self) -> str:
+        return f"{self.base}/health"
+
+    @property
+    def live(self) -> str:
+        return f"{self.base}/live"
+
+    def event(self, kind: str) -> str:
+        """``event/<kind>``; ``kind`` is an event kind (``stroke``, ...) or one a coach adds."""
+        return f"{self.base}/event/{_check_level('event kind', kind)}"
+
+    @property
+    def events(self) -> str:
+        """Wildcard for all events of this roller."""
+        return f"{self.base}/event/+"
+
+    def retained(self, name: str) -> str:
+        """A retained JSON state topic (``session``, ``coach``)."""
+        return f"{self.base}/{_check_level('retained topic name', name)}"
+
+    @property
+    def session(self) -> str:
+        return self.retained("session")
+
+    @property
+    def coach(self) -> str:
+        return self.retained("coach")
+
+    def cmd(self, verb: str) -> str:
+        return f"{self.base}/cmd/{_check_level('command verb', verb)}"
+
+    @property
+    def commands(self) -> str:
+        """What the service subscribes to for commands: ``cmd/+``."""
+        return f"{self.base}/cmd/+"
+
+    def verb_of(self, topic: str) -> str | None:
+        """The verb of a ``cmd/<verb>`` topic of this roller, or None for any other topic."""
+        head = f"{self.base}/cmd/"
+        if topic.startswith(head) and "/" not in topic[len(head):]:
+            return topic[len(head):]
+        return None
+
+    @property
+    def error(self) -> str:
+        return f"{self.base}/error"
+
+    # Home Assistant
+    @property
+    def discovery(self) -> str:
+        """Device-based discovery config topic: ``homeassistant/device/<id>/config``."""
+        return f"{self.discovery_prefix}/device/{self.device_id}/config"
+
+    @property
+    def ha_status(self) -> str:
+        """Home Assistant's birth/last-will topic; ``online`` means announce again."""
+        return f"{self.discovery_prefix}/status"
+
+
+def all_rollers(name: str, prefix: str = "roller") -> str:
+    """A wildcard for one topic of every roller on the broker: ``all_rollers("live")`` ->
+    ``roller/+/live`` (for a display showing a whole clinic)."""
+    return f"{prefix}/+/{name}"
+
+
+# -- payload fields -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Field:
+    """One payload field: its JSON type, unit (``-`` for none) and meaning."""
+
+    name: str
+    type: str
+    unit: str
+    meaning: str
+
+
+def _f(name: str, type_: str, unit: str, meaning: str) -> Field:
+    return Field(name, type_, unit, meaning)
+
+
+MONO = "on the service's monotonic clock (CLOCK_MONOTONIC on the Pi; only differences mean " \
+       "anything)"
+
+EVENT_ENVELOPE: tuple[Field, ...] = (
+    _f("seq", "int", "-", "per-device number, 1, 2, 3, ... persisted across restarts"),
+    _f("device_id", "string", "-", "the roller that sent it"),
+    _f("kind", "string", "-", "the event kind, as in the topic"),
+    _f("time_unix_s", "number", "s", "wall clock when it was stored (Unix time)"),
+    _f("session_id", "string or null", "-", "the running session, or null"),
+)
+
+EVENT_FIELDS: dict[str, tuple[Field, ...]] = {
+    "stroke": (
+        _f("start_s", "number", "s", f"when the travel began, {MONO}"),
+        _f("end_s", "number", "s", "when it reversed or stopped"),
+        _f("distance_m", "number", "m", "distance travelled along the muscle, always positive"),
+        _f("peak_speed_m_s", "number", "m/s", "fastest moment of the stroke"),
+        _f("mean_speed_m_s", "number", "m/s", "distance / duration"),
+        _f("direction", "int", "-", "+1 or -1: the sign of the roll about the roll axis"),
+        _f("emitted_at_s", "number", "s", "when the pipeline was sure (latency = emitted_at_s - "
+                                          "start_s)"),
+    ),
+    "hold_started": (
+        _f("start_s", "number", "s", "when the roller came to rest on the spot"),
+        _f("emitted_at_s", "number", "s", "when it had stayed long enough to count as a hold"),
+    ),
+    "hold": (
+        _f("start_s", "number", "s", "when the hold began"),
+        _f("end_s", "number", "s", "when the roller moved on"),
+        _f("duration_s", "number", "s", "end_s - start_s"),
+        _f("emitted_at_s", "number", "s", "when the pipeline knew the hold had ended"),
+    ),
+    "too_fast_alert": (
+        _f("start_s", "number", "s", "when the speed crossed the limit"),
+        _f("speed_m_s", "number", "m/s", "speed when the alert went out"),
+        _f("limit_m_s", "number", "m/s", "the go-slow limit (`pipeline.max_speed_m_s`)"),
+        _f("emitted_at_s", "number", "s", "when the alert went out (the buzzer pulses then)"),
+    ),
+    "too_fast": (
+        _f("start_s", "number", "s", "when the speed crossed the limit"),
+        _f("end_s", "number", "s", "when it fell below again"),
+        _f("peak_speed_m_s", "number", "m/s", "fastest moment of the excursion"),
+        _f("limit_m_s", "number", "m/s", "the go-slow limit"),
+        _f("emitted_at_s", "number", "s", "when this excursion's alert went out"),
+    ),
+}
+
+LIVE_FIELDS: tuple[Field, ...] = (
+    _f("t_s", "number", "s", f"time of the newest sample, {MONO}"),
+    _f("speed_m_s", "number", "m/s", "current speed along the muscle (roll rate x radius), "
+                                     "unsigned"),
+    _f("velocity_m_s", "number", "m/s", "signed speed (+ along the roll axis' positive "
+                                        "direction)"),
+    _f("phase", "string", "-", "`rolling`, `holding` (still, with someone on it: breathing "
+                               "rocks the roller), or `idle` (nobody on it)"),
+    _f("stroke_count", "int", "-", "strokes since the service started"),
+    _f("hold_time_s", "number", "s", "length of the current hold, 0 when not holding"),
+    _f("too_fast", "bool", "-", "true while the speed is above the go-slow limit "
+                                "(`pipeline.max_speed_m_s`)"),
+    _f("calibrated", "bool", "-", "false until the gyro bias and roll axis are known well "
+                                  "enough to trust the speed"),
+)
+
+SESSION_FIELDS: tuple[Field, ...] = (
+    _f("session_id", "string or null", "-", "date and time of the start and a random suffix"),
+    _f("state", "string", "-", "`idle`, `running`, `paused` or `finished`"),
+    _f("end_reason", "string or null", "-", "`stopped`, `idle`, `shutdown`, `pain`, "
+                                            "`completed`; null while running"),
+    _f("started_unix_s", "number or null", "s", "wall clock at the start (Unix time)"),
+    _f("ended_unix_s", "number or null", "s", "wall clock at the end (Unix time)"),
+    _f("active_s", "number", "s", "time running (pauses excluded)"),
+    _f("strokes", "int", "-", "strokes in this session"),
+    _f("distance_m", "number", "m", "distance rolled in this session"),
+    _f("holds", "int", "-", "finished holds in this session"),
+    _f("hold_time_s", "number", "s", "time spent in those holds"),
+    _f("too_fast_count", "int", "-", "finished too-fast excursions"),
+    _f("mean_stroke_speed_m_s", "number or null", "m/s", "mean of the strokes' mean speeds "
+                                                         "(null without strokes)"),
+    _f("peak_speed_m_s", "number", "m/s", "fastest stroke peak"),
+    _f("routine", "object (optional)", "-", "the coach's summary once a coached session ended "
+                                            "(fields below)"),
+)
+
+COACH_FIELDS: tuple[Field, ...] = (
+    _f("t_s", "number", "s", "the coach's clock (monotonic; only differences mean anything)"),
+    _f("state", "string", "-", "`ready` (before start), `active` (in a step), `transition` "
+                               "(changing position, nothing counts), `paused`, `done`"),
+    _f("routine", "string", "-", "routine name"),
+    _f("routine_title", "string", "-", "routine title for people"),
+    _f("step_index", "int or null", "-", "0-based index of the current step (null before "
+                                         "start / after the end)"),
+    _f("step_count", "int", "-", "steps in the routine"),
+    _f("step", "object or null", "-", "the current step: `id`, `title`, `muscle`, `side` "
+                                      "(`left`/`right`/`none`), `prop` (`roller`/`ball`), "
+                                      "`position`, `caution`, `target_active_s` [s]"),
+    _f("next_step", "object or null", "-", "the next step, same fields"),
+    _f("prompt", "string", "-", "the one sentence to show large (and speak)"),
+    _f("detail", "string", "-", "a second line: the position, a caution, the breathing cue, "
+                                "the time left"),
+    _f("cue", "string", "-", "what kind of prompt it is, for sounds and colours: "
+                             "`calibrating`, `ready`, `position`, `rolling`, `keep_going`, "
+                             "`too_fast`, `hold`, `hold_reached`, `hold_long`, "
+                             "`switch_sides`, `step_done`, `paused`, `routine_done`, "
+                             "`stopped`, `pain_stop`"),
+    _f("step_active_s", "number", "s", "active time (rolling or holding) in this step"),
+    _f("step_target_s", "number", "s", "the step's target active time"),
+    _f("step_progress", "number", "1", "step_active_s / step_target_s, 0..1"),
+    _f("routine_progress", "number", "1", "share of the whole routine's target done, 0..1"),
+    _f("sides_s", "object", "s", "active time so far per side: `left`, `right`, `none`"),
+    _f("side_targets_s", "object", "s", "the routine's target active time per side"),
+    _f("strokes", "int", "-", "strokes counted in this session's steps"),
+    _f("hold", "object or null", "s", "during a hold: `elapsed_s`, the window `min_s`..`max_s` "
+                                      "and `remaining_s` until `min_s`; else null"),
+    _f("breath", "string or null", "-", "during a hold, the breathing rhythm: `in` / `out`"),
+    _f("breath_remaining_s", "number or null", "s", "seconds left in that half breath"),
+    _f("too_fast", "bool", "-", "true while the slow-down prompt is up"),
+    _f("speed_target_m_s", "number or null", "m/s", "the go-slow target speed "
+                                                    "(`pipeline.target_speed_m_s`)"),
+    _f("speed_limit_m_s", "number or null", "m/s", "the go-slow limit "
+                                                   "(`pipeline.max_speed_m_s`): draw the band "
+                                                   "the pipeline judges by"),
+    _f("summary", "object or null", "-", "once `state` is `done`: the session summary "
+                                         "(fields below), else null"),
+)
+
+SUMMARY_FIELDS: tuple[Field, ...] = (
+    _f("routine", "string", "-", "routine name"),
+    _f("routine_title", "string", "-", "routine title"),
+    _f("started_unix_s", "number", "s", "wall clock at the start (Unix time); also as "
+                                        "`started_at` until the next release"),
+    _f("ended_unix_s", "number", "s", "wall clock at the end; also as `ended_at` until the "
+                                      "next release"),
+    _f("duration_s", "number", "s", "start to end, pauses included"),
+    _f("end_reason", "string", "-", "`completed`, `stopped` or `pain`"),
+    _f("active_s", "number", "s", "time rolling or holding"),
+    _f("sides_s", "object", "s", "active time per side: `left`, `right`, `none`"),
+    _f("left_share", "number or null", "1", "left / (left + right); 0.5 is even"),
+    _f("strokes", "int", "-", "strokes"),
+    _f("holds", "int", "-", "holds"),
+    _f("longest_hold_s", "number", "s", "the longest hold"),
+    _f("too_fast_count", "int", "-", "too-fast excursions"),
+    _f("too_fast_s", "number", "s", "time spent too fast"),
+    _f("mean_speed_m_s", "number or null", "m/s", "mean of the strokes' mean speeds"),
+    _f("median_speed_m_s", "number or null", "m/s", "median of the strokes' mean speeds"),
+    _f("peak_speed_m_s", "number or null", "m/s", "fastest stroke peak"),
+    _f("advice", "string", "-", "set after `pain`"),
+    _f("steps", "list", "-", "one object per step: `id`, `title`, `muscle`, `side`, `prop`, "
+                             "`target_s`, `active_s`, `rolling_s`, `holding_s`, `strokes`, "
+                             "`holds_s` (list) and `longest_hold_s` [s], `too_fast_count`, "
+                             "`too_fast_s`, `mean_speed_m_s`, `peak_speed_m_s`, `completed`, "
+                             "`skipped`"),
+)
+
+HEALTH_FIELDS: tuple[Field, ...] = (
+    _f("device_id", "string", "-", "the roller"),
+    _f("state", "string", "-", "`ok`, or `degraded` while the sensor is faulty or after "
+                               "outbox drops"),
+    _f("uptime_s", "number", "s", "time since the service started"),
+    _f("sensor", "object", "-", "`chip`, `output_rate_hz` [Hz], `connected`, the driver's "
+                                "counters (`samples`, `overflows`, `fifo_faults`, `retries`, "
+                                "`reinits`, `disconnects`, `samples_lost_estimate`), "
+                                "`last_error` and `last_sample_age_s` [s]"),
+    _f("mqtt", "object", "-", "`connected`, `connects`, `outbox_pending`, `outbox_dropped`, "
+                              "`last_seq`, `live_sent`, `live_skipped`, "
+                              "`last_disconnect_reason`"),
+    _f("events_published", "int", "-", "events handed to the outbox since the start"),
+    _f("calibrated", "bool", "-", "whether the speed can be trusted"),
+    _f("time_unix_s", "number", "s", "wall clock when it was sent (Unix time)"),
+)
+
+ERROR_FIELDS: tuple[Field, ...] = (
+    _f("device_id", "string", "-", "the roller"),
+    _f("error", "string", "-", "the kind of error (table below)"),
+    _f("message", "string", "-", "what was wrong and what was expected, for people"),
+    _f("time_unix_s", "number", "s", "wall clock (Unix time)"),
+    _f("command", "string (optional)", "-", "for a refused command: its verb"),
+    _f("source", "string (optional)", "-", "for a refused command: `mqtt` or `gpio`"),
+    _f("expected", "any (optional)", "-", "what would have been accepted"),
+    _f("key", "string (optional)", "-", "for a bad payload: the offending key"),
+    _f("actual", "string (optional)", "-", "for a bad payload: the value given"),
+)
+
+ERROR_CODES: dict[str, str] = {
+    "unknown_command": "`cmd/<verb>` with a verb the service does not know (`expected` lists "
+                       "them)",
+    "bad_payload": "the payload is not empty / a JSON object, or fails validation (`key`, "
+                   "`expected`, `actual`)",
+    "not_possible": "the command makes no sense now (`pause` with no running session, ...)",
+    "sensor_fault": "the sensor stopped answering or reports an error",
+    "outbox_full": "events were dropped because the outbox was full (`dropped_total`, "
+                   "`last_dropped_seq`)",
+    "history_failed": "a finished session could not be stored in the history",
+    "too_many_commands": "more than 256 commands arrived between two loop steps; the excess "
+                         "was dropped (`dropped_total`)",
+}
+
+FIELDS: dict[str, tuple[Field, ...]] = {
+    "live": LIVE_FIELDS,
+    "event": EVENT_ENVELOPE,
+    **{f"event/{kind}": fields for kind, fields in EVENT_FIELDS.items()},
+    "session": SESSION_FIELDS,
+    "coach": COACH_FIELDS,
+    "summary": SUMMARY_FIELDS,
+    "health": HEALTH_FIELDS,
+    "error": ERROR_FIELDS,
+}
+"""The field table of every JSON payload (``event`` is the envelope every event carries)."""
+
+LEGACY_EVENT_NAMES = {"start_s": "start", "end_s": "end", "emitted_at_s": "emitted_at"}
+"""Event fields as ``roller analyze --json`` named them before 0.2 (kept for one release)."""
+
+LEGACY_SUMMARY_NAMES = {"started_unix_s": "started_at", "ended_unix_s": "ended_at"}
+"""Summary fields as the coach named them before 0.2 (kept for one release)."""
+
+
+# -- builders -------------------------------------------------------------------------------
+
+def rounded(value: Any, digits: int = 4) -> Any:
+    """Floats (also inside dicts and lists) to ``digits`` decimals: 4 is 0.1 ms, 0.1 mm,
+    0.1 mm/s -- finer is noise, and payloads shrink. NaN and infinities become None."""
+    if isinstance(value, float):
+        return round(value, digits) if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [rounded(v, digits) for v in value]
+    return value
+
+
+def _event_fields(event: Any) -> dict[str, Any]:
+    """The per-kind fields of a pipeline event (``roller.events.Event``), units in the names."""
+    kind = event.kind
+    body = {}
+    for field in EVENT_FIELDS[kind]:
+        if field.name == "duration_s":
+            value = event.duration_s
+        else:
+            source = LEGACY_EVENT_NAMES.get(field.name, field.name)
+            value = getattr(event, source)
+        body[field.name] = value
+    return rounded(body)
+
+
+def event_payload(event: Any, *, session_id: str | None) -> dict[str, Any]:
+    """An event's MQTT payload before the publisher adds ``seq``, ``device_id``, ``kind`` and
+    ``time_unix_s`` (:func:`event_envelope`)."""
+    return {**_event_fields(event), "session_id": session_id}
+
+
+def event_envelope(device_id: str, kind: str, time_unix_s: float,
+                   body: Mapping[str, Any]) -> dict[str, Any]:
+    """What :meth:`roller.publisher.Publisher.publish_event` stores (the outbox adds ``seq``)."""
+    return {"device_id": device_id, "kind": kind, "time_unix_s": round(time_unix_s, 3),
+            **body}
+
+
+def analysis_event(event: Any) -> dict[str, Any]:
+    """An event in ``roller analyze --json``: the MQTT fields plus ``kind`` and, for one
+    release, the old unitless names (``start``, ``end``, ``emitted_at``)."""
+    body = {"kind": event.kind, **_event_fields(event)}
+    for new, old in LEGACY_EVENT_NAMES.items():
+        if new in body:
+            body[old] = round(body[new], 3)
+    return body
+
+
+def live_payload(live: Any) -> dict[str, Any]:
+    """The ``live`` message from the pipeline's ``roller.events.LiveState``."""
+    return rounded({"t_s": live.t, "speed_m_s": live.speed_m_s,
+                    "velocity_m_s": live.velocity_m_s, "phase": live.phase,
+                    "stroke_count": live.stroke_count, "hold_time_s": live.hold_time_s,
+                    "too_fast": bool(live.too_fast), "calibrated": bool(live.calibrated)})
+
+
+def session_payload(*, session_id: str | None, state: str, end_reason: str | None,
+                    started_unix_s: float | None, ended_unix_s: float | None, active_s: float,
+                    strokes: int, distance_m: float, holds: int, hold_time_s: float,
+                    too_fast_count: int, mean_stroke_speed_m_s: float | None,
+                    peak_speed_m_s: float, routine: Mapping[str, Any] | None = None
+                    ) -> dict[str, Any]:
+    """The retained ``session`` summary (see :data:`SESSION_FIELDS`)."""
+    body = {"session_id": session_id, "state": state, "end_reason": end_reason,
+            "started_unix_s": started_unix_s, "ended_unix_s": ended_unix_s,
+            "active_s": round(active_s, 3), "strokes": strokes,
+            "distance_m": round(distance_m, 4), "holds": holds,
+            "hold_time_s": round(hold_time_s, 3), "too_fast_count": too_fast_count,
+            "mean_stroke_speed_m_s": None if mean_stroke_speed_m_s is None
+            else round(mean_stroke_speed_m_s, 4),
+            "peak_speed_m_s": round(peak_speed_m_s, 4)}
+    if routine is not None:
+        body["routine"] = summary_payload(routine)
+    return body
+
+
+def summary_payload(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """A coached session's summary (``roller.coach.SessionSummary.to_dict()``) with units in
+    its names; the old ``started_at`` / ``ended_at`` stay for one release."""
+    body = dict(summary)
+    for new, old in LEGACY_SUMMARY_NAMES.items():
+        if old in body and new not in body:
+            body[new] = body[old]
+    return body
+
+
+def coach_payload(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The retained ``coach`` payload from the coach's state fields (see
+    :data:`COACH_FIELDS`), rounded to 4 decimals."""
+    body = rounded(dict(state))
+    if body.get("summary") is not None:
+        body["summary"] = summary_payload(body["summary"])
+    return body
+
+
+def health_payload(*, device_id: str, degraded: bool, uptime_s: float,
+                   sensor: Mapping[str, Any], mqtt: Mapping[str, Any], events_published: int,
+                   calibrated: bool, time_unix_s: float) -> dict[str, Any]:
+    """The retained ``health`` payload (see :data:`HEALTH_FIELDS`)."""
+    return {"device_id": device_id, "state": "degraded" if degraded else "ok",
+            "uptime_s": round(uptime_s, 1), "sensor": dict(sensor), "mqtt": dict(mqtt),
+            "events_published": events_published, "calibrated": calibrated,
+            "time_unix_s": round(time_unix_s, 3)}
+
+
+def error_payload(device_id: str, code: str, message: str, time_unix_s: float,
+                  **details: Any) -> dict[str, Any]:
+    """An ``error`` report: ``code`` is one of :data:`ERROR_CODES`."""
+    return {"device_id": device_id, "error": code, "message": message,
+            "time_unix_s": round(time_unix_s, 3), **details}
+
+
+def status_payload(online: bool) -> bytes:
+    """``status``: plain text ``online`` or ``offline``."""
+    return b"online" if online else b"offline"
+
+
+def command_payload(payload: Mapping[str, Any] | None = None) -> bytes:
+    """A ``cmd/<verb>`` payload: empty, or a compact JSON object."""
+    return json.dumps(dict(payload), separators=(",", ":")).encode() if payload else b""
+
+
+def display_contract(*, target_speed_m_s: float, max_speed_m_s: float) -> dict[str, Any]:
+    """What a display needs besides the payloads, for the display server to serve (so the page
+    holds no copy): the command verbs, the event kinds, the topics, and the go-slow band
+    [m/s] to draw until a roller's ``coach`` payload brings its own (``speed_target_m_s``,
+    ``speed_limit_m_s``). Pass the ``[pipeline]`` settings the display's config names."""
+    return {"command_verbs": dict(COMMAND_VERBS), "event_kinds": list(EVENT_KINDS),
+            "topics": {t.name: {"qos": t.qos, "retain": t.retain} for t in TOPICS},
+            "go_slow": {"target_m_s": target_speed_m_s, "limit_m_s": max_speed_m_s}}
+
+
+# -- documentation --------------------------------------------------------------------------
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def field_table(fields: tuple[Field, ...]) -> str:
+    rows = ["| field | type | unit | meaning |", "| --- | --- | --- | --- |"]
+    rows += [f"| `{f.name}` | {f.type} | {f.unit} | {_cell(f.meaning)} |" for f in fields]
+    return "\n".join(rows)
+
+
+def topic_table() -> str:
+    rows = ["| topic | QoS | retained | stored | direction | payload |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    rows += [f"| `roller/<id>/{t.name}` | {t.qos} | {'yes' if t.retain else 'no'} | "
+             f"{'yes' if t.stored else 'no'} | {t.direction} | {t.what} |" for t in TOPICS]
+    rows += ["| `homeassistant/device/<id>/config` | 1 | yes | no | out | Home Assistant "
+             "device discovery |",
+             "| `homeassistant/status` | - | - | - | in | `online` from Home Assistant: "
+             "discovery is sent again |"]
+    return "\n".join(rows)
+
+
+def command_table() -> str:
+    rows = ["| verb | effect |", "| --- | --- |"]
+    rows += [f"| `{verb}` | {_cell(doc)} |" for verb, doc in COMMAND_VERBS.items()]
+    return "\n".join(rows)
+
+
+def error_table() -> str:
+    rows = ["| `error` | when |", "| --- | --- |"]
+    rows += [f"| `{code}` | {_cell(doc)} |" for code, doc in ERROR_CODES.items()]
+    return "\n".join(rows)
+
+
+def blocks() -> dict[str, str]:
+    """Every generated block of ``docs/mqtt.md`` by name."""
+    out = {"topics": topic_table(), "commands": command_table(), "errors": error_table()}
+    out.update({name: field_table(fields) for name, fields in FIELDS.items()})
+    return out
+
+
+_BLOCK = re.compile(r"(?P<head><!-- contract:(?P<name>[a-z_/]+) -->\n)"
+                    r"(?P<body>(?:(?!<!-- /?contract).*\n)*?)(?P<tail><!-- /contract -->)")
+
+
+def render_docs(text: str) -> str:
+    """``text`` (docs/mqtt.md) with every ``<!-- contract:NAME -->`` block regenerated."""
+    tables = blocks()
+
+    def replace(m: re.Match[str]) -> str:
+        name = m.group("name")
+        if name not in tables:
+            raise ValueError(f"docs/mqtt.md names an unknown contract block {name!r}: "
+                             f"expected one of {sorted(tables)}")
+        return m.group("head") + tables[name] + "\n" + m.group("tail")
+
+    return _BLOCK.sub(replace, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m roller.mqtt_contract docs/mqtt.md``: regenerate the tables in place."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m roller.mqtt_contract docs/mqtt.md", file=sys.stderr)
+        return 2
+    path = Path(args[0])
+    path.write_text(render_docs(path.read_text(encoding="utf-8")), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

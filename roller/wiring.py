@@ -1,0 +1,107 @@
+"""The composition root: builds the production :class:`~roller.service.Service` from config.
+
+``roller run`` (and through it ``roller demo``) and the end-to-end tests build the service here;
+nothing else opens the sensor, the outbox, the broker connection, the GPIO pins, the coach or
+the history. Each piece is opened by its own small function, so a test can build one alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from firmware_bridge.clock import Clock, SystemClock
+from firmware_bridge.gpio import Controls
+from firmware_bridge.imu.base import ImuDriver
+from firmware_bridge.sensor import open_sensor
+from roller.calibration import FILE_NAME as CALIBRATION_FILE_NAME
+from roller.calibration import Calibration
+from roller.coach import Coach
+from roller.command_table import CommandInbox
+from roller.config import RollerConfig
+from roller.discovery import discovery_config
+from roller.history import History
+from roller.mqtt_contract import Topics
+from roller.outbox import Outbox
+from roller.paths import ensure_dir
+from roller.pipeline import Pipeline
+from roller.publisher import Publisher, resolve_password
+from roller.routine import load_routine
+from roller.service import Service
+from roller.systemd import Notifier
+
+log = logging.getLogger("roller.wiring")
+
+
+def build_service(config: RollerConfig, *, simulate: bool = False, seed: int = 0,
+                  clock: Clock | None = None, notifier: Notifier | None = None) -> Service:
+    """The production service: the sensor (emulated with ``simulate``), the pipeline, the
+    outbox, the publisher, the GPIO controls, the coach and the history from ``config``."""
+    clock = clock or SystemClock()
+    coach = make_coach(config, clock)  # first: a broken routine file stops before anything opens
+    state_dir = ensure_dir(config.state_path)
+    publisher = make_publisher(config, state_dir)
+    driver = open_driver(config, simulate=simulate, seed=seed, clock=clock)
+    # A real sensor starts from its saved calibration (and saves a better one on shutdown);
+    # the simulated chip has its own offsets, so a simulated run neither reads nor writes it.
+    calibration_path = None if simulate else state_dir / CALIBRATION_FILE_NAME
+    inbox = CommandInbox()
+    return Service(config, driver=driver, pipeline=make_pipeline(config, calibration_path),
+                   publisher=publisher, coach=coach, history=open_history(config, state_dir),
+                   controls=open_controls(config, inbox, simulate=simulate), clock=clock,
+                   notifier=notifier, calibration_path=calibration_path, inbox=inbox)
+
+
+def make_publisher(config: RollerConfig, state_dir: Path) -> Publisher:
+    """The MQTT publisher with its on-disk outbox and the Home Assistant announcement."""
+    topics = Topics(config.device_id, config.mqtt.topic_prefix,
+                    config.homeassistant.discovery_prefix)
+    discovery = discovery_config(topics, name=config.device_name) \
+        if config.homeassistant.enabled else {}
+    outbox = Outbox(state_dir / "outbox.sqlite3", max_messages=config.mqtt.outbox_max_messages)
+    return Publisher(config.mqtt, topics, outbox, password=resolve_password(config.mqtt),
+                     discovery=discovery)
+
+
+def open_driver(config: RollerConfig, *, simulate: bool, seed: int, clock: Clock) -> ImuDriver:
+    """The IMU driver (an emulated chip moved by a simulated person with ``simulate``)."""
+    return open_sensor(config.sensor, simulate=simulate, seed=seed, clock=clock)
+
+
+def make_pipeline(config: RollerConfig, calibration_path: Path | None) -> Pipeline:
+    """The pipeline, starting from the saved calibration (``roller calibrate``, or the last
+    run's) unless ``[pipeline]`` pins the offset or axis. A saved calibration only seeds the
+    estimates: the offset is tracked and the axis relearnt, so a sensor that was moved is
+    found again rather than measured about a stale axis."""
+    saved = Calibration.load_or_none(calibration_path) if calibration_path else None
+    if saved is not None:
+        log.info("starting from the calibration in %s", calibration_path)
+    return Pipeline(config.pipeline, calibration=saved)
+
+
+def open_controls(config: RollerConfig, inbox: CommandInbox, *, simulate: bool) -> Controls:
+    """The GPIO buttons, LED and buzzer (nothing opened when no pin is configured). Buttons
+    queue commands (``start_pause``, ``next``) into ``inbox``. With ``simulate`` the pins are
+    gpiozero's mock pins: no GPIO is touched on a laptop."""
+    factory = None
+    if simulate and config.gpio.any_pin:
+        from gpiozero.pins.mock import MockFactory  # gpiozero's test seam, only when simulating
+
+        factory = MockFactory()
+    return Controls(config.gpio, pin_factory=factory,
+                    on_start_pause=lambda: inbox.submit("start_pause", b"", "gpio"),
+                    on_next=lambda: inbox.submit("next", b"", "gpio"))
+
+
+def make_coach(config: RollerConfig, clock: Clock) -> Coach:
+    """The coach with the configured routine; it draws the pipeline's go-slow band."""
+    return Coach(load_routine(config.coach.routine), config.coach, clock,
+                 speed_target_m_s=config.pipeline.target_speed_m_s,
+                 speed_limit_m_s=config.pipeline.max_speed_m_s)
+
+
+def open_history(config: RollerConfig, state_dir: Path) -> History | None:
+    """The session history in the state directory, or None when ``[history] enabled = false``."""
+    if not config.history.enabled:
+        return None
+    return History(config.history.path(state_dir))
