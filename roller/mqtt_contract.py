@@ -240,6 +240,8 @@ MONO = "on the service's monotonic clock (CLOCK_MONOTONIC on the Pi; only differ
 
 EVENT_ENVELOPE: tuple[Field, ...] = (
     _f("seq", "int", "-", "per-device number, 1, 2, 3, ... persisted across restarts"),
+    _f("epoch", "string", "-", "the outbox's epoch: a new one when the outbox was lost, so "
+                               "deduplicate by (epoch, seq)"),
     _f("device_id", "string", "-", "the roller that sent it"),
     _f("kind", "string", "-", "the event kind, as in the topic"),
     _f("time_unix_s", "number", "s", "wall clock when it was stored (Unix time)"),

@@ -57,6 +57,8 @@ WALL_CLOCK_KEYS = frozenset({"time_unix_s", "started_unix_s", "ended_unix_s", "s
                              "ended_at"})
 """Payload fields holding wall-clock times (the run's date): normalised to ``"<wall>"``."""
 SESSION_ID_KEYS = frozenset({"session_id"})
+EPOCH_KEYS = frozenset({"epoch"})
+"""The outbox's epoch (random per outbox file): normalised to ``"<epoch>"``."""
 """Fields holding a session id (a date and random hex): numbered by first appearance."""
 
 
@@ -108,6 +110,8 @@ class Normaliser:
             return [self(v) for v in value]
         if key in WALL_CLOCK_KEYS and value is not None:
             return "<wall>"
+        if key in EPOCH_KEYS and value is not None:
+            return "<epoch>"
         if key in SESSION_ID_KEYS and value is not None:
             return self.sessions.setdefault(value, f"<session {len(self.sessions) + 1}>")
         return value
