@@ -40,6 +40,13 @@ class PipelineSettings:
                                          doc="how long the roller must stay put to be a hold")
     too_fast_min_duration_s: float = setting(0.3, unit="s", minimum=0.0, maximum=10.0,
                                              doc="how long above the limit before alerting")
+    gyro_full_scale_rad_s: float | None = setting(
+        None, unit="rad/s", minimum=0.1, maximum=100.0,
+        doc="the gyro's full scale, if known (the live service takes the driver's range); a "
+            "rate there is clipped. Unset: clipping is recognised from the data")
+    accel_full_scale_m_s2: float | None = setting(
+        None, unit="m/s^2", minimum=5.0, maximum=2000.0,
+        doc="the accelerometer's full scale, if known; unset: recognised from the data")
 
     def __post_init__(self) -> None:
         for name in ("roll_axis", "gyro_bias_rad_s"):
