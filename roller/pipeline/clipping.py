@@ -10,14 +10,16 @@ Where the full scale is known (the driver's configured range; ``gyro_full_scale_
 frame is clipped when a channel's mean over the frame is within ``margin`` of it. Where it is
 not (a recording), it is recognised from the data. A gyro channel at its full scale sits on a
 *plateau*: a rate held within ``plateau_spread`` for ``plateau_s``, at the highest magnitude
-seen on that channel in either sense. Until it is judged, the offset tracker does not learn from
-such a plateau (a suspect). A steady stroke makes plateaus too, so a plateau is only a clip when the accelerometer shows the gyro missing rotation:
-gravity turned more than the gyro says. A gyro offset also makes the two disagree, but one
-sense reads low by what the other reads high, while a clip reads low in both; and a clip sits
-at the same magnitude in both senses. So the full scale is taken as known once two plateaus in
-opposite senses sit at the same magnitude and read low by ``min_deficit`` on average. From then on that level is the channel's full scale,
-and the plateaus that revealed it are marked too (:meth:`ClipDetector.mark`, for the stages
-that learn from frames kept back). Works on frames, so it does not depend on the block size.
+seen on that channel in either sense. Until it is judged, the offset tracker does not learn
+from such a plateau (a suspect; during start-up only if enough else is left to learn from). A
+steady stroke makes plateaus too, so a plateau is only a clip when the accelerometer shows the
+gyro missing rotation: gravity turned more than the gyro says. A gyro offset also makes the two
+disagree, but one sense reads low by what the other reads high, while a clip reads low in both
+and sits at the same magnitude in both senses. So the full scale is taken as known once two
+plateaus in opposite senses sit at the same magnitude and read low by ``min_deficit`` on
+average. From then on that level is the channel's full scale, and the plateaus that revealed
+it are marked too (:meth:`ClipDetector.mark`, for the stages that learn from frames kept back).
+Works on frames, so it does not depend on the block size.
 """
 
 from __future__ import annotations
