@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 
 HELP = "analyse a recording: strokes, holds, speed and too-fast moments"
@@ -43,7 +44,12 @@ def _vector(text: str) -> list[float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE", help="recording (CSV: t,ax,ay,az,gx,gy,gz)")
+    parser.add_argument("file", metavar="FILE",
+                        help="recording (CSV: t,ax,ay,az,gx,gy,gz), or a phyphox or Sensor "
+                             "Logger export (zip, folder or one of its CSV files)")
+    parser.add_argument("--units", metavar="SPEC",
+                        help="the recording's units if not s, m/s^2 and rad/s, e.g. "
+                             "t=ms,gyro=deg/s,accel=g (default: checked against the data)")
     parser.add_argument("--radius", type=_positive("m"), metavar="M",
                         help="roller or ball radius in metres (default 0.075, or the config's)")
     parser.add_argument("--max-speed", type=_positive("m/s"), metavar="M_S",
@@ -56,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gyro-bias", type=_vector, metavar="X,Y,Z",
                         help="starting gyro offset in rad/s, sensor axes (default: found from "
                              "the data)")
+    parser.add_argument("--gyro-range", type=_positive("deg/s"), metavar="DPS",
+                        help="the gyro's full scale in deg/s, if known: rates there are marked "
+                             "clipped (default: recognised from the data)")
     parser.add_argument("--config", metavar="FILE",
                         help="take the [pipeline] settings from this config file")
     parser.add_argument("--json", action="store_true",
@@ -75,22 +84,31 @@ def settings_from_args(args: argparse.Namespace):
 
         base = dataclasses.asdict(load_config(args.config).pipeline)
     overrides = {"radius_m": args.radius, "max_speed_m_s": args.max_speed,
-                 "roll_axis": args.roll_axis, "gyro_bias_rad_s": args.gyro_bias}
+                 "roll_axis": args.roll_axis, "gyro_bias_rad_s": args.gyro_bias,
+                 "gyro_full_scale_rad_s": None if getattr(args, "gyro_range", None) is None
+                 else math.radians(args.gyro_range)}
     base.update({k: v for k, v in overrides.items() if v is not None})
     if args.ball:
         base["body"] = "ball"
     return from_mapping(PipelineSettings, base, where="roller analyze options")
 
 
-def analyze(path: str, settings, *, debug: bool = False):
+def analyze(path: str, settings, *, debug: bool = False, units=None):
     """Stream ``path`` through a pipeline; return the :class:`SessionSummary`.
 
     The file is read in chunks by :func:`roller.recording.read_chunks`, so memory stays flat
     whatever the recording's length; a malformed file raises the
-    :class:`~roller.errors.RecordingError` naming file, line and problem."""
+    :class:`~roller.errors.RecordingError` naming file, line and problem. A phone-app export
+    (:mod:`roller.phone_recording`) is read whole. ``units``: a :class:`roller.units.Units`,
+    or None to check the data against SI units (:class:`~roller.units.UnitsError` if they do
+    not fit)."""
+    from roller import units as units_mod
+    from roller.phone_recording import find_export, read_export
     from roller.recording import read_chunks
 
-    return _analyze(path, settings, read_chunks(path), debug=debug)
+    export = find_export(path)
+    chunks = [read_export(export)] if export is not None else read_chunks(path)
+    return _analyze(path, settings, units_mod.checked(chunks, path, units), debug=debug)
 
 
 def _analyze(path: str, settings, chunks, *, debug: bool):
@@ -111,14 +129,33 @@ def _analyze(path: str, settings, chunks, *, debug: bool):
                            "confident": cal.confident}
     if debug:
         summary.pipeline_state = pipeline.internal_state()
+    summary.clipped_s = pipeline.clipping.clipped_frames * pipeline.frame_s
     return summary
 
 
+def warnings_for(summary) -> list[str]:
+    """What the reader must know about the numbers (clipping)."""
+    clipped_s = getattr(summary, "clipped_s", 0.0)
+    if clipped_s <= 0:
+        return []
+    return [f"the gyro (or accelerometer) was at its full scale for {clipped_s:.1f} s: speeds "
+            "there are lower bounds and strokes there may be shorter than they were; use a "
+            "larger gyro range (e.g. +-1000 deg/s)"]
+
+
 def run(args: argparse.Namespace) -> int:
+    from roller.units import Units
+
     settings = settings_from_args(args)
-    summary = analyze(args.file, settings, debug=args.debug)
+    units = Units.parse(args.units) if args.units else None
+    summary = analyze(args.file, settings, debug=args.debug, units=units)
+    warnings = warnings_for(summary)
+    for line in warnings:
+        print(f"roller analyze: warning: {args.file}: {line}", file=sys.stderr)
     if args.json:
-        json.dump(summary.to_dict(), sys.stdout, separators=(",", ":"))
+        out = summary.to_dict()
+        out["warnings"] = warnings
+        json.dump(out, sys.stdout, separators=(",", ":"))
         sys.stdout.write("\n")
     else:
         print(f"{args.file}:")
