@@ -103,16 +103,18 @@ class SetScore:
     seconds: float = 0.0
 
 
-def run(condition: Condition, seconds: float = 150.0,
+def run(condition: Condition, seconds: float = 150.0, real_noise=None,
         ) -> tuple[list[Event], GroundTruth, float]:
-    """Simulate, record and analyse one session. Returns events, truth, session length."""
+    """Simulate, record and analyse one session. Returns events, truth, session length.
+    ``real_noise``: a :class:`firmware_bridge.real_noise.RealNoise` replayed in place of the
+    simulated gyro offset and noise."""
     scenario = person_scenario(seconds, seed=condition.seed, radius_m=condition.radius_m,
                                body=condition.body,  # type: ignore[arg-type]
                                start_rolling=condition.start_rolling,
                                gyro_noise_rad_s=condition.gyro_noise_rad_s,
                                accel_noise_m_s2=condition.accel_noise_m_s2,
                                gyro_bias_max_rad_s=20 * DEG)
-    sim = SimulatedRoller(scenario, seed=condition.seed)
+    sim = SimulatedRoller(scenario, seed=condition.seed, real_noise=real_noise)
     t, samples = sim.recording(condition.rate_hz, jitter_s=condition.jitter_s,
                                drop_fraction=condition.drop_fraction)
     settings = PipelineSettings(radius_m=condition.radius_m,
@@ -251,10 +253,10 @@ def summarise(scores: list[SetScore]) -> Summary:
 
 
 def evaluate(n_sets: int = 24, seconds: float = 150.0, *, verbose: bool = False,
-             ) -> tuple[Summary, list[SetScore]]:
+             real_noise=None) -> tuple[Summary, list[SetScore]]:
     scores = []
     for cond in conditions(n_sets):
-        events, truth, duration = run(cond, seconds)
+        events, truth, duration = run(cond, seconds, real_noise)
         sc = score(cond, events, truth, duration)
         scores.append(sc)
         if verbose:
@@ -463,6 +465,16 @@ def main(argv: list[str] | None = None) -> int:
         print("simulated sets:")
         for line in summary.lines():
             print(line)
+        static = None if directory is None else directory / "mpu6050_static_10min.csv"
+        if static is not None and static.is_file():
+            from firmware_bridge.real_noise import RealNoise
+
+            n = max(1, args.sets // 3)
+            summary, _ = evaluate(n, args.seconds, verbose=args.verbose,
+                                  real_noise=RealNoise.from_file(static))
+            print(f"simulated sets with a real MPU-6050's noise and offsets ({static.name}):")
+            for line in summary.lines():
+                print(line)
     print(f"({time.perf_counter() - start:.1f} s)")
     return 0
 

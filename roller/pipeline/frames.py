@@ -120,7 +120,10 @@ class Framer:
         if t.size == 0:
             return EMPTY
         if self._origin is None:
-            return self._update(t, x)
+            self._update(t[:1], x[:1])          # the first sample only sets the origin
+            t, x = t[1:], x[1:]
+            if t.size == 0:
+                return EMPTY
         gap = self.settings.max_gap_s
         prev = np.concatenate(([self._last_t], t[:-1]))
         cuts = np.flatnonzero(t - prev > gap)
