@@ -493,3 +493,31 @@ def test_holds_survive_deep_breathing_and_leaning_and_slow_passes_read_true() ->
     slow = of(events, Stroke)[-1]
     assert slow.peak_speed_m_s == pytest.approx(0.01, rel=0.05)
     assert slow.distance_m == pytest.approx(0.1, rel=0.02)
+
+
+def test_each_pipeline_setting_a_stage_uses_is_declared_once() -> None:
+    """Issue 8: PipelineSettings and the stage settings declared the same settings twice with
+    different bounds; now PipelineSettings takes the stage's declaration."""
+    import dataclasses
+
+    from roller.pipeline.clipping import ClipSettings
+    from roller.pipeline.holds import HoldSettings
+    from roller.pipeline.legs import LegSettings
+    from roller.pipeline.strokes import StrokeSettings
+    from roller.pipeline.too_fast import TooFastSettings
+
+    def field(cls, name):
+        return next(f for f in dataclasses.fields(cls) if f.name == name)
+
+    pairs = {"max_speed_m_s": (TooFastSettings, "limit_m_s"),
+             "stroke_min_distance_m": (StrokeSettings, "min_distance_m"),
+             "hold_max_travel_m": (LegSettings, "big_travel_m"),
+             "hold_min_duration_s": (HoldSettings, "min_duration_s"),
+             "too_fast_min_duration_s": (TooFastSettings, "min_duration_s"),
+             "gyro_full_scale_rad_s": (ClipSettings, "gyro_full_scale_rad_s")}
+    for mine, (stage, theirs) in pairs.items():
+        a, b = field(PipelineSettings, mine), field(stage, theirs)
+        assert a.metadata is b.metadata or dict(a.metadata) == dict(b.metadata), mine
+        assert a.default == b.default, mine
+    with pytest.raises(ConfigError, match="hold_min_duration_s"):
+        from_mapping(PipelineSettings, {"hold_min_duration_s": 0.2}, where="test")

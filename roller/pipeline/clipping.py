@@ -35,9 +35,12 @@ from roller.settings import setting
 @dataclass(frozen=True)
 class ClipSettings:
     gyro_full_scale_rad_s: float | None = setting(
-        None, unit="rad/s", doc="gyro full scale if known (else recognised from the data)")
+        None, unit="rad/s", minimum=0.1, maximum=100.0,
+        doc="the gyro's full scale, if known (the live service takes the driver's range); a "
+            "rate there is clipped. Unset: clipping is recognised from the data")
     accel_full_scale_m_s2: float | None = setting(
-        None, unit="m/s^2", doc="accelerometer full scale if known")
+        None, unit="m/s^2", minimum=5.0, maximum=2000.0,
+        doc="the accelerometer's full scale, if known; unset: recognised from the data")
     margin: float = setting(0.03, minimum=0.0, maximum=0.5,
                             doc="a channel within this fraction of its full scale is clipped")
     plateau_s: float = setting(0.5, unit="s", minimum=0.1,

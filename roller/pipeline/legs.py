@@ -66,8 +66,8 @@ class LegSettings:
     stop_wait_s: float = setting(1.2, unit="s", minimum=0.0,
                                  doc="how long under the stop speed ends a leg whose speed "
                                      "does not come down to the low level (breathing)")
-    big_travel_m: float = setting(0.01, unit="m", minimum=0.001,
-                                  doc="travel that ends a hold")
+    big_travel_m: float = setting(0.01, unit="m", minimum=0.002, maximum=0.2,
+                                  doc="travel that ends a hold (breathing stays under it)")
     shake_window_s: float = setting(0.4, unit="s", minimum=0.05,
                                     doc="window over which a shaking stop is judged by travel")
     shake_travel_m: float = setting(0.003, unit="m", minimum=0.0,
