@@ -131,6 +131,7 @@ class LegTracker:
         self.legs_seen = 0
         self._recent: deque[tuple[float, float, int]] = deque()   # (t, position, sign of v)
         self._last_end: float | None = None
+        self._s1 = self._s2 = 0.0      # the two previous frames' speeds
 
     def _onset_time(self, fallback: float) -> float:
         """Where the latest rise began (speed zero), by the square law; until the rise has
@@ -180,6 +181,10 @@ class LegTracker:
             p += vi * di
             s = vi if vi >= 0 else -vi
             recent.append((ti, p, 1 if vi > 0 else -1))
+            # the peak is read from the speed over three frames (0.12 s): a single frame's
+            # speed carries the sensor's vibration and noise, which a person's speed does not
+            sp = (s + self._s1 + self._s2) / 3.0
+            self._s2, self._s1 = self._s1, s
             while recent[0][0] < ti - window:
                 recent.popleft()
             tc = ti - 0.5 * di
@@ -209,8 +214,8 @@ class LegTracker:
                 if s < onset:
                     self._anchor_p = p
                     self._peak = 0.0
-                elif s > self._peak:
-                    self._peak = s
+                elif sp > self._peak:
+                    self._peak = sp
                 moved = p - self._anchor_p
                 if moved >= start_travel or moved <= -start_travel:
                     d = 1 if moved > 0 else -1
@@ -224,13 +229,13 @@ class LegTracker:
                 if (p - self._ext_p) * d >= 0:
                     self._ext_p, self._ext_t = p, ti
                     self._peak_back = 0.0
-                    if s > self._peak:
-                        self._peak = s
+                    if sp > self._peak:
+                        self._peak = sp
                 elif vi * d < 0:
-                    if s > self._peak_back:
-                        self._peak_back = s
-                elif s > self._peak:
-                    self._peak = s
+                    if sp > self._peak_back:
+                        self._peak_back = sp
+                elif sp > self._peak:
+                    self._peak = sp
                 if not self._big and (self._ext_p - self._start_p) * d >= big_travel:
                     self._big = True
                 quiet = self._quiet_t
