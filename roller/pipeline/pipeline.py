@@ -2,7 +2,8 @@
 
 Flow (each stage a small object with its own settings and ``update``)::
 
-    samples -> Framer -> frames (40 ms) -+-> BiasTracker      (gyro offset, from gravity)
+    samples -> Framer -> frames (40 ms) -> ClipDetector (full-scale frames teach nothing)
+                                         -+-> BiasTracker      (gyro offset, from gravity)
                                          +-> RollAxisEstimator (which way the sensor sits)
                                          +-> SpeedEstimator -> velocity along the muscle
                                                 -> LegTracker -> StrokeDetector -> Stroke
