@@ -10,7 +10,7 @@ One concept per module, in the order the data flows:
 * :mod:`~roller.pipeline.legs` -- travel cut into runs in one direction;
 * :mod:`~roller.pipeline.strokes`, :mod:`~roller.pipeline.holds`,
   :mod:`~roller.pipeline.too_fast` -- the events;
-* :mod:`~roller.pipeline.presence` -- is someone on the roller, and the live phase;
+* :mod:`~roller.pipeline.presence` -- is someone on the roller;
 * :mod:`~roller.pipeline.pipeline` -- :class:`Pipeline`, which composes them.
 
 Offline analysis is a loop over :meth:`Pipeline.update` with blocks read from a recording; the
