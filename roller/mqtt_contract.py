@@ -298,6 +298,8 @@ LIVE_FIELDS: tuple[Field, ...] = (
                                 "(`pipeline.max_speed_m_s`)"),
     _f("calibrated", "bool", "-", "false until the gyro bias and roll axis are known well "
                                   "enough to trust the speed"),
+    _f("speed_clipped", "bool", "-", "true while the gyro (or accelerometer) reads at its full "
+                                     "scale: the speed is then a lower bound"),
 )
 
 SESSION_FIELDS: tuple[Field, ...] = (
@@ -508,7 +510,8 @@ def live_payload(live: Any) -> dict[str, Any]:
     return rounded({"t_s": live.t, "speed_m_s": live.speed_m_s,
                     "velocity_m_s": live.velocity_m_s, "phase": live.phase,
                     "stroke_count": live.stroke_count, "hold_time_s": live.hold_time_s,
-                    "too_fast": bool(live.too_fast), "calibrated": bool(live.calibrated)})
+                    "too_fast": bool(live.too_fast), "calibrated": bool(live.calibrated),
+                    "speed_clipped": bool(live.speed_clipped)})
 
 
 def session_payload(*, session_id: str | None, state: str, end_reason: str | None,
