@@ -35,32 +35,20 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from firmware_bridge.clock import Clock, SystemClock
+from roller.cues import CUES
 from roller.errors import RollerError
 from roller.events import Event, Hold, HoldStarted, LiveState, Stroke, TooFast, TooFastAlert
 from roller.routine import DEFAULT_ROUTINE, Routine, RoutineStep
 from roller.settings import from_mapping, setting
 from roller.speech import Announcer, Priority, SpeechSettings
+from roller.verbs import VERBS
 
 CoachPhase = Literal["ready", "active", "transition", "paused", "done"]
 EndReason = Literal["completed", "stopped", "pain"]
 
-VERBS = ("start", "pause", "resume", "next", "stop", "pain", "start_pause")
-"""Commands the coach understands (MQTT ``cmd/<verb>``; ``start_pause`` is the GPIO button)."""
 
 _MAX_HOLD_LAG_S = 10.0
 """Cap on the hold-recognition delay credited as active time (guards against odd timestamps)."""
-
-CUE_PRIORITY: dict[str, Priority] = {
-    "pain_stop": Priority.SAFETY,
-    "too_fast": Priority.SLOW_DOWN,
-    "position": Priority.STEP, "switch_sides": Priority.STEP, "step_done": Priority.STEP,
-    "routine_done": Priority.STEP, "stopped": Priority.STEP, "paused": Priority.STEP,
-    # invitations whose moment ends when the routine starts: the first step may interrupt them
-    "ready": Priority.HOLD, "calibrating": Priority.HOLD,
-    "hold": Priority.HOLD, "hold_reached": Priority.HOLD, "hold_long": Priority.HOLD,
-    "rolling": Priority.ENCOURAGEMENT, "keep_going": Priority.ENCOURAGEMENT,
-}
-"""How much each kind of prompt matters when it is spoken (see roller/speech.py)."""
 
 PAIN_PROMPT = "Stop rolling now. Ease off the roller and breathe slowly."
 PAIN_ADVICE = ("Rest for a while. If the pain was sharp, or it is still there later, see a doctor "
@@ -595,9 +583,9 @@ class Coach:
                     and cue not in ("hold", "hold_reached", "hold_long"):
                 self.announcer.withdraw(("hold", "hold_reached"))
             self._offered_key = key
-            priority = CUE_PRIORITY.get(cue, Priority.ENCOURAGEMENT)
-            if not (self._step_began and cue == "position"):
-                self.announcer.offer(prompt, priority, cue, now)
+            # the position is offered once, when the step begins (below)
+            if cue != "position":
+                self.announcer.offer(prompt, CUES[cue].priority, cue, now)
         if self._step_began and step is not None and self._state == "active":
             words = step.position if self._step_named else f"{step.title}. {step.position}"
             self.announcer.offer(words, Priority.STEP, "position", now)
@@ -715,6 +703,11 @@ class Coach:
             breath, _ = self._breath(elapsed)
             word = "Breathe in slowly" if breath == "in" else "Breathe out and let go"
             return ("Stay on this spot and breathe deeply.", f"{word}.", "hold")
+        said = self.announcer.speaking(now)
+        if said is not None and said.kind == "position":
+            # the step's instructions stay on screen while they are being said
+            return step.position, step.caution or f"{self._left(record)} s to go on this step.", \
+                "position"
         if phase == "rolling":
             cues = step.cues or ["Slow passes, a few inches each way."]
             i = int(record.active_s // self.settings.cue_interval_s) % len(cues)

@@ -24,9 +24,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from roller.coach import VERBS
 from roller.display.bridge import MqttBridge
 from roller.settings import setting
+from roller.verbs import VERBS
 
 log = logging.getLogger(__name__)
 
