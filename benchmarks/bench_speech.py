@@ -94,14 +94,17 @@ VOICE = """
 """
 
 
-def simulate(seed: int, duration_s: float) -> tuple[list[tuple[float, dict[str, Any]]], Coach]:
-    """Coach states as the service would publish them: (coach time [s], payload)."""
+def simulate(seed: int, duration_s: float) -> tuple[list[tuple[float, dict[str, Any]]], Coach,
+                                                    dict[float, tuple[str, float]]]:
+    """Coach states as the service would publish them: (coach time [s], payload), the coach,
+    and the pipeline's live phase at each published time."""
     sim = SimulatedRoller(person_scenario(duration_s, seed=seed), seed=seed)
     t, samples = sim.recording(RATE_HZ)
     pipeline = Pipeline(PipelineSettings())
     clock = ManualClock(float(t[0]))
     coach = Coach(load_routine(), CoachSettings(), clock, wall_clock=lambda: 1.7e9)
     out: list[tuple[float, dict[str, Any]]] = []
+    phases: dict[float, tuple[str, float]] = {}
     last_key: tuple | None = None
     last_pub = -1e9
     for i in range(0, len(t), BLOCK):
@@ -115,10 +118,28 @@ def simulate(seed: int, duration_s: float) -> tuple[list[tuple[float, dict[str, 
         if key != last_key or now - last_pub >= coach.settings.publish_interval_s:
             body = state.to_dict() if hasattr(state, "to_dict") else asdict(state)
             out.append((now, body))
+            live = pipeline.live
+            phases[now] = (live.phase, live.hold_time_s) if live is not None else ("idle", 0.0)
             last_key, last_pub = key, now
         if state.state == "done" and state.summary is not None:
             break
-    return out, coach
+    return out, coach, phases
+
+
+def count_holds_cut(states: list[tuple[float, dict[str, Any]]],
+                    phases: dict[float, tuple[str, float]]) -> int:
+    """Holds still under way (the person still holding, short of the window) when their step
+    ended: the live hold time at the first state after the step is below the hold's min_s."""
+    cut = 0
+    for (_, a), (tb, b) in itertools.pairwise(states):
+        if not (a.get("hold") and a.get("state") == "active"):
+            continue
+        if b.get("state") == "active" and b.get("step_index") == a.get("step_index"):
+            continue
+        phase, hold_s = phases.get(tb, ("idle", 0.0))
+        if phase == "holding" and hold_s < a["hold"]["min_s"]:
+            cut += 1
+    return cut
 
 
 def _plain(value: Any) -> Any:
@@ -126,7 +147,8 @@ def _plain(value: Any) -> Any:
 
 
 def analyse(states: list[tuple[float, dict[str, Any]]], log: list[dict[str, Any]],
-            to_sim: Any, coach: Coach, sound_on_sim: float) -> dict[str, Any]:
+            to_sim: Any, coach: Coach, sound_on_sim: float,
+            phases: dict[float, tuple[str, float]]) -> dict[str, Any]:
     """The figures, in simulated seconds, from the published states and the voice's log."""
     final = states[-1][1]
     summary = final.get("summary") or {}
@@ -172,11 +194,7 @@ def analyse(states: list[tuple[float, dict[str, Any]]], log: list[dict[str, Any]
             not_spoken.append(step.id)
         elif not heard & ended_texts:
             not_full.append(step.id)
-    holds_cut = 0
-    for (_, a), (_, b) in itertools.pairwise(states):
-        if a.get("hold") and a["hold"]["remaining_s"] > 0 and a.get("state") == "active" and (
-                b.get("state") != "active" or b.get("step_index") != a.get("step_index")):
-            holds_cut += 1
+    holds_cut = count_holds_cut(states, phases)
     return {"utterances": len(starts), "active_min": active_min,
             "per_active_min": len(starts) / active_min if active_min else float("nan"),
             "cut_offs": len(cuts), "cut_by_equal_or_lower": bad_cuts, "stale": len(stale),
@@ -197,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
-    states, coach = simulate(args.seed, args.duration_s)
+    states, coach, phases = simulate(args.seed, args.duration_s)
     broker = start_local_broker("mosquitto")
     server = DisplayServer(DisplaySettings(http_host="127.0.0.1", http_port=0),
                            MqttBridge(MqttSettings(host=broker.host, port=broker.port)))
@@ -240,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     def to_sim(ms: float) -> float:
         return t_first + (ms / 1000.0 - wall0) * args.speedup
 
-    figures = analyse(states, log, to_sim, coach, t_first)
+    figures = analyse(states, log, to_sim, coach, t_first, phases)
     if args.json:
         print(json.dumps(figures, default=_plain, indent=1))
         return 0
