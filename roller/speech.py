@@ -53,7 +53,8 @@ class Priority(IntEnum):
 
 @dataclass(frozen=True)
 class SpeechSettings:
-    """Config section ``[speech]``: the speech policy's limits."""
+    """The speech policy's limits. The coach takes them as ``Coach(speech=...)``; they are not
+    a config section yet (the defaults are the policy in docs/coaching.md)."""
 
     words_per_s: float = setting(2.5, unit="words/s", minimum=0.5, maximum=6.0,
                                  doc="speaking rate used to estimate how long a sentence takes")
