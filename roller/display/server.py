@@ -135,7 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- routing -------------------------------------------------------------------------
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        if path in ("/", "/index.html"):
+        if path in ("/", "/index.html", "/static/index.html"):
             page = (STATIC_DIR / "index.html").read_bytes()
             self._bytes(page.replace(CONTRACT_MARK, self.display._contract_tag),
                         CONTENT_TYPES[".html"])
