@@ -199,8 +199,9 @@ class Announcer:
                     self._pending.remove(cand)
                     self.dropped_budget += 1
                     continue
-            elif busy is None and now < self._last_end + s.gap_s:
-                break
+            elif busy is None and now < self._last_end + s.gap_s and \
+                    cand.priority < Priority.SAFETY:
+                break  # safety does not wait for a breath
             return self._say(cand, now)
         return None
 

@@ -64,6 +64,13 @@ def test_higher_priority_interrupts_only_lower_sentences() -> None:
     assert a.update(11.0) is None
     a.offer("Stop rolling now.", Priority.SAFETY, "pain_stop", 12.0)
     assert a.update(12.0).kind == "pain_stop"
+    # safety does not even wait for the breath after a sentence
+    b = Announcer()
+    b.offer("Go.", Priority.ENCOURAGEMENT, "rolling", 0.0)
+    assert b.update(0.0) is not None
+    b.offer("Maybe later.", Priority.HOLD, "hold", 0.9)
+    b.offer("Stop rolling now.", Priority.SAFETY, "pain_stop", 0.9)
+    assert b.update(0.9).kind == "pain_stop"  # 0.1 s after the end of "Go." (0.8 s)
 
 
 def test_no_sentence_more_than_twice_a_minute() -> None:
