@@ -588,7 +588,9 @@ class Coach:
                 self.announcer.offer(prompt, CUES[cue].priority, cue, now)
         if self._step_began and step is not None and self._state == "active":
             words = step.position if self._step_named else f"{step.title}. {step.position}"
-            self.announcer.offer(words, Priority.STEP, "position", now)
+            # a step begun with next makes the skipped step's words obsolete
+            self.announcer.offer(words, Priority.STEP, "position", now,
+                                 replaces=("position", "switch_sides", "step_done"))
         self._step_began = False
         self._step_named = False
         self.announcer.update(now)

@@ -13,7 +13,9 @@ is spoken (``update``). The rules (docs/coaching.md):
   instructions (where to lie, which side) are interrupted only for safety: a person with eyes
   closed cannot follow half a position, and a too-fast pass already has its beep. For the
   same reason a slow-down that arises while step instructions wait or are spoken is dropped
-  rather than pushing them past their freshness.
+  rather than pushing them past their freshness. One exception to "equal priority waits": a
+  candidate may *replace* kinds whose sentence is obsolete -- a step begun by ``next`` replaces
+  the position of the step just skipped (the page then cuts it: ``replaces_id``).
 * **Never stale**: a candidate not spoken within ``stale_s`` of being offered is dropped: it
   described a moment that has passed.
 * **No nagging**: the same sentence at most ``max_repeats`` times in ``repeat_window_s``.
@@ -89,11 +91,13 @@ class Utterance:
     """When it was chosen to be spoken now [s, coach clock]; at most stale_s after asked_s."""
     duration_s: float
     """Estimated speaking time [s]."""
+    replaces_id: int | None = None
+    """The utterance this one cuts because it became obsolete (e.g. skipped with next)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "text": self.text, "priority": int(self.priority),
                 "kind": self.kind, "asked_s": self.asked_s, "decided_s": self.decided_s,
-                "duration_s": self.duration_s}
+                "duration_s": self.duration_s, "replaces_id": self.replaces_id}
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ class _Candidate:
     priority: Priority
     kind: str
     asked_s: float
+    replaces: tuple[str, ...] = ()
 
 
 def _may_interrupt(new: Priority, speaking: Priority) -> bool:
@@ -136,8 +141,10 @@ class Announcer:
         self.dropped_repeat = 0
         self.dropped_budget = 0
 
-    def offer(self, text: str, priority: Priority, kind: str, now: float) -> None:
-        """A prompt that could be spoken from ``now`` [s].
+    def offer(self, text: str, priority: Priority, kind: str, now: float, *,
+              replaces: tuple[str, ...] = ()) -> None:
+        """A prompt that could be spoken from ``now`` [s]; ``replaces``: kinds of sentence it
+        makes obsolete (it may cut one of them, even of equal priority).
 
         A waiting candidate of the same kind, or a waiting hold milestone or encouragement of
         equal or lower priority, is superseded: the newest situation matters. Step prompts and
@@ -148,7 +155,7 @@ class Announcer:
             return
         self._pending = [c for c in self._pending if c.kind != kind and (
             c.priority > priority or c.priority >= Priority.STEP)]
-        self._pending.append(_Candidate(text, Priority(priority), kind, now))
+        self._pending.append(_Candidate(text, Priority(priority), kind, now, replaces))
 
     def withdraw(self, kinds: tuple[str, ...]) -> None:
         """Forget waiting candidates of these kinds (their moment is over: a hold ended)."""
@@ -174,7 +181,9 @@ class Announcer:
         busy = self.speaking(now)
         # highest priority first, newest first among equals
         for cand in sorted(self._pending, key=lambda c: (c.priority, c.asked_s), reverse=True):
-            if busy is not None and not _may_interrupt(cand.priority, busy.priority):
+            obsolete = busy is not None and busy.kind in cand.replaces
+            if busy is not None and not obsolete and \
+                    not _may_interrupt(cand.priority, busy.priority):
                 break  # it waits (or goes stale); nothing lower may go either
             if cand.priority == Priority.SLOW_DOWN and (
                     (busy is not None and busy.priority == Priority.STEP)
@@ -202,19 +211,19 @@ class Announcer:
             elif busy is None and now < self._last_end + s.gap_s and \
                     cand.priority < Priority.SAFETY:
                 break  # safety does not wait for a breath
-            return self._say(cand, now)
+            return self._say(cand, now, busy.id if busy is not None else None)
         return None
 
     def _repeats(self, text: str, now: float) -> int:
         window = self.settings.repeat_window_s
         return sum(1 for u in self._spoken if u.text == text and u.decided_s > now - window)
 
-    def _say(self, cand: _Candidate, now: float) -> Utterance:
+    def _say(self, cand: _Candidate, now: float, cut_id: int | None) -> Utterance:
         self._pending.remove(cand)
         duration = speaking_time_s(cand.text, self.settings.words_per_s)
         utt = Utterance(id=self._next_id, text=cand.text, priority=cand.priority,
                         kind=cand.kind, asked_s=cand.asked_s, decided_s=now,
-                        duration_s=duration)
+                        duration_s=duration, replaces_id=cut_id)
         self._next_id += 1
         self._spoken.append(utt)
         self._speaking = utt

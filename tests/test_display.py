@@ -295,6 +295,16 @@ def test_sound_speaks_what_the_coach_decided_once(display, pub, page) -> None:
     pub.send("mat1", "coach", dict(state, speech=old), retain=True)
     page.wait_for_timeout(300)
     assert "Too late." not in page.evaluate("window.rollerDisplay.spoken")
+    # a step skipped with next: its words are obsolete, the next step's position cuts them
+    skipped = dict(urgent, id=urgent["id"] + 3, priority=3, kind="position",
+                   text="One two three four five six seven eight nine ten.")
+    pub.send("mat1", "coach", dict(state, speech=skipped), retain=True)
+    page.wait_for_function("t => window.rollerDisplay.spoken.includes(t)", arg=skipped["text"],
+                           timeout=5000)
+    instead = dict(skipped, id=skipped["id"] + 1, text="Instead.", replaces_id=skipped["id"])
+    pub.send("mat1", "coach", dict(state, speech=instead), retain=True)
+    page.wait_for_function("window.rollerDisplay.spoken.includes('Instead.')", timeout=2000)
+    assert page.evaluate("window.rollerDisplay.cancels") == 2
 
 
 def test_summary_at_the_end_and_screenshots(display, pub, page, tmp_path) -> None:

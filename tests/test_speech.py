@@ -73,6 +73,26 @@ def test_higher_priority_interrupts_only_lower_sentences() -> None:
     assert b.update(0.9).kind == "pain_stop"  # 0.1 s after the end of "Go." (0.8 s)
 
 
+def test_next_replaces_the_skipped_steps_position() -> None:
+    from firmware_bridge.clock import ManualClock
+    from roller.coach import Coach
+    from roller.events import LiveState
+    from roller.routine import load_routine
+
+    clock = ManualClock(100.0)
+    coach = Coach(load_routine(), clock=clock)
+    rolling = LiveState(t=0, speed_m_s=0.02, velocity_m_s=0.02, phase="rolling",
+                        stroke_count=0, hold_time_s=0, too_fast=False, calibrated=True)
+    for _ in range(10):
+        clock.advance(0.1)
+        first = coach.update([], rolling, clock.monotonic()).speech
+    assert first["kind"] == "position" and first["duration_s"] > 5  # still being said
+    skipped = coach.command("next", now=clock.monotonic()).speech
+    second = coach.routine.steps[1]
+    assert skipped["text"] == f"{second.title}. {second.position}"
+    assert skipped["decided_s"] == clock.monotonic() and skipped["replaces_id"] == first["id"]
+
+
 def test_no_sentence_more_than_twice_a_minute() -> None:
     a = Announcer()
     said = []

@@ -354,19 +354,22 @@
     heardKey = key;
     const lateS = Math.max(0, (c.t_s || 0) - (sp.decided_s || 0)) + ageS;
     if (lateS > SPEECH_STALE_S) return;   // its moment has passed (e.g. a replayed state)
-    say(sp.text, sp.priority || 0, sp.duration_s, Date.now() + (SPEECH_STALE_S - lateS) * 1000);
+    say(sp.text, sp.priority || 0, sp.duration_s, Date.now() + (SPEECH_STALE_S - lateS) * 1000,
+        sp.id, sp.replaces_id);
   }
 
-  let talking = null;          // {priority, until (ms)}: the sentence being spoken
+  let talking = null;          // {priority, until (ms), id}: the sentence being spoken
   let waiting = [];            // sentences waiting for it to end: {text, priority, ...}
 
-  function say(text, priority, durationS, deadlineMs) {
+  function say(text, priority, durationS, deadlineMs, id, replacesId) {
     if (!soundOn || !text) return;
     const now = Date.now();
     if (talking && now < talking.until) {
-      if (priority <= talking.priority) {   // never cut for an equal or lower priority
+      // never cut for an equal or lower priority, unless the coach says it is obsolete
+      const obsolete = replacesId != null && replacesId === talking.id;
+      if (priority <= talking.priority && !obsolete) {
         waiting = waiting.filter((w) => w.priority > priority);
-        waiting.push({ text, priority, durationS, deadlineMs });
+        waiting.push({ text, priority, durationS, deadlineMs, id });
         return;
       }
       record.cancels += 1;
@@ -374,7 +377,7 @@
     }
     const words = text.trim().split(/\s+/).length;
     const estS = Math.max(durationS || 0, words / 2.5, 0.8);
-    const mine = { priority, until: now + (estS + 2) * 1000 };  // +2 s: a slow voice
+    const mine = { priority, until: now + (estS + 2) * 1000, id };  // +2 s: a slow voice
     talking = mine;
     record.spoken.push(text);
     if (!("speechSynthesis" in window)) return;
@@ -395,7 +398,7 @@
     const next = waiting.filter((w) => Date.now() <= w.deadlineMs)
       .sort((a, b) => b.priority - a.priority)[0];
     waiting = [];
-    if (next) say(next.text, next.priority, next.durationS, next.deadlineMs);
+    if (next) say(next.text, next.priority, next.durationS, next.deadlineMs, next.id);
   }
 
   const lastBeepAt = {};
