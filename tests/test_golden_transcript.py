@@ -58,6 +58,9 @@ WALL_CLOCK_KEYS = frozenset({"time_unix_s", "started_unix_s", "ended_unix_s", "s
 """Payload fields holding wall-clock times (the run's date): normalised to ``"<wall>"``."""
 SESSION_ID_KEYS = frozenset({"session_id"})
 EPOCH_KEYS = frozenset({"epoch"})
+DELIVERY_KEYS = frozenset({"outbox_pending"})
+"""Figures that depend on how fast the broker acknowledged (real time, not the manual clock):
+how many messages were still waiting when health was built. Normalised to ``"<delivery>"``."""
 """The outbox's epoch (random per outbox file): normalised to ``"<epoch>"``."""
 """Fields holding a session id (a date and random hex): numbered by first appearance."""
 
@@ -110,6 +113,8 @@ class Normaliser:
             return [self(v) for v in value]
         if key in WALL_CLOCK_KEYS and value is not None:
             return "<wall>"
+        if key in DELIVERY_KEYS and value is not None:
+            return "<delivery>"
         if key in EPOCH_KEYS and value is not None:
             return "<epoch>"
         if key in SESSION_ID_KEYS and value is not None:
