@@ -337,6 +337,7 @@ class HomeAssistantSink:
         self._speed_sum = 0.0
         self._too_fast = False
         self._shown: float | None = None
+        self._coach: dict[str, Any] | None = None
         self._session_id: str | None = None
         self._too_fast_s = 0.0
 
@@ -402,11 +403,11 @@ class HomeAssistantSink:
         session = tick.session
         if session.id != self._session_id:
             self._session_id, self._too_fast_s = session.id, 0.0
-        coach = None
+        coach = self._coach  # the shutdown's tick carries no coach: keep the last one
         if tick.coach is not None:
             c = tick.coach
-            coach = {"state": c.state, "step": c.step, "prompt": c.prompt,
-                     "routine_progress": c.routine_progress}
+            coach = self._coach = {"state": c.state, "step": c.step, "prompt": c.prompt,
+                                   "routine_progress": c.routine_progress}
         speed = None
         if live is not None:
             speed = self._shown_speed(

@@ -15,7 +15,8 @@ we announce (sensor, binary_sensor, button, event) on Home Assistant 2024.11 and
 - ``default_entity_id`` is a full, valid entity id of the component's own platform
   (``sensor.roller_mat_3_speed``), ``object_id`` the part after the dot;
 - templates are Jinja2, rendered in a sandbox with ``value`` and ``value_json``; a rendered
-  ``None`` sets a sensor or binary sensor unknown; an event template must render a JSON object
+  ``None`` sets a numeric sensor or a binary sensor unknown (a text sensor would show the
+  word, an enum sensor refuses it); an event template must render a JSON object
   with ``event_type`` (one of ``event_types``) or nothing (ignored).
 """
 
@@ -299,24 +300,28 @@ def state_of(platform: str, comp: Mapping[str, Any], rendered: str) -> tuple[str
         if kind not in comp["event_types"]:
             raise ValueError(f"event_type {kind!r} not in {comp['event_types']}")
         return "event", (kind, data)
-    if rendered == "None":
-        return "state", None
     if platform == "binary_sensor":
+        if rendered == "None":
+            return "state", None
         on, off = comp.get("payload_on", "ON"), comp.get("payload_off", "OFF")
         if rendered not in (on, off):
             raise ValueError(f"binary sensor got {rendered!r}, not {on!r} / {off!r}")
         return "state", rendered == on
-    if comp.get("options") is not None:
+    if comp.get("options") is not None:  # an enum: only its options (HA raises otherwise)
         if rendered not in comp["options"]:
             raise ValueError(f"{rendered!r} is not one of the options {comp['options']}")
         return "state", rendered
     if comp.get("unit_of_measurement") or comp.get("state_class"):
+        if rendered == "None":  # a numeric sensor: unknown
+            return "state", None
         number = float(rendered)  # ValueError: HA logs "is not a valid number"
         if not math.isfinite(number):
             raise ValueError(f"{rendered!r} is not finite")
         return "state", number
     if len(rendered) > 255:
         raise ValueError(f"a state of {len(rendered)} characters (Home Assistant takes 255)")
+    if rendered == "None":  # a text sensor shows the word: never send it
+        raise ValueError("a text sensor would show the word 'None'")
     return "state", rendered
 
 
