@@ -280,3 +280,11 @@ def test_roller_run_announces_itself_sends_state_at_1_hz_and_obeys_its_buttons(b
     assert len(window) <= 7, f"{len(window)} state messages in 6 s"
     assert min(gaps) >= 0.7, f"state messages {min(gaps):.2f} s apart"
     sub.close()
+
+
+def test_docs_list_every_entity() -> None:
+    text = (REPO / "docs" / "mqtt.md").read_text(encoding="utf-8")
+    section = text[text.index("## Home Assistant"):text.index("### Recorder rows")]
+    listed = re.findall(r"^\| `([a-z_]+)` \| (\w+)", section, flags=re.MULTILINE)
+    assert listed == [(e.key, e.platform) for e in ENTITIES], \
+        "docs/mqtt.md's Home Assistant table is stale"
