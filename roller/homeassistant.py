@@ -322,13 +322,18 @@ class HomeAssistantSink:
     every ``settings.state_interval_s`` [s], when it differs from the last one sent (or
     ``state_heartbeat_s`` passed). Speed is the mean over the last ``speed_average_s`` of
     rolling (0 while holding or idle); ``too_fast`` is true if any moment of the interval
-    was. ``outbox_dropped()`` counts dropped events (health degraded)."""
+    was. ``outbox_dropped()`` counts dropped events (health degraded); when ``connects()``
+    (the broker connections so far) changes, the state goes out again even if unchanged, as a
+    restarted broker may have lost the retained copy."""
 
     def __init__(self, send: StateSender, settings: HomeAssistantSettings, *,
-                 outbox_dropped: Callable[[], int] = lambda: 0) -> None:
+                 outbox_dropped: Callable[[], int] = lambda: 0,
+                 connects: Callable[[], int] = lambda: 0) -> None:
         self.send = send
         self.settings = settings
         self.outbox_dropped = outbox_dropped
+        self.connects = connects
+        self._sent_on_connect = connects()
         self.sent = 0
         self.last: dict[str, Any] | None = None
         self._last_sent_at: float | None = None
@@ -369,7 +374,8 @@ class HomeAssistantSink:
         self._too_fast = False
         heartbeat = self._last_sent_at is not None and \
             tick.now - self._last_sent_at >= self.settings.state_heartbeat_s
-        if payload != self.last or heartbeat:
+        reconnected = self.connects() != self._sent_on_connect
+        if payload != self.last or heartbeat or reconnected:
             self._send(payload, tick.now)
 
     def _average_speed(self, now: float, speed_m_s: float) -> None:
@@ -392,9 +398,11 @@ class HomeAssistantSink:
         return self.last is None and tick.live is not None
 
     def _send(self, payload: dict[str, Any], now: float) -> None:
+        connects = self.connects()
         if self.send(payload):
             self.last = payload
             self._last_sent_at = now
+            self._sent_on_connect = connects
             self.sent += 1
 
     def payload(self, tick: Tick) -> dict[str, Any]:

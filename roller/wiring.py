@@ -69,7 +69,8 @@ def add_home_assistant(service: Service, config: RollerConfig, publisher: Publis
         return
     publisher.set_discovery(home_assistant_discovery(config, publisher.topics, chip=chip))
     sink = HomeAssistantSink(mqtt_state_sender(publisher), config.homeassistant,
-                             outbox_dropped=lambda: publisher.outbox.dropped)
+                             outbox_dropped=lambda: publisher.outbox.dropped,
+                             connects=lambda: publisher.connects)
     at = next((i for i, s in enumerate(service.sinks) if isinstance(s, MqttSink)),
               len(service.sinks))
     service.sinks.insert(at, sink)

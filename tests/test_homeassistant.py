@@ -43,6 +43,7 @@ from roller.homeassistant import (
 )
 from roller.mqtt_contract import Topics
 from roller.session import Session, SessionCommands
+from roller.sinks import Tick
 from roller.wiring import build_service, home_assistant_discovery
 
 REPO = Path(__file__).resolve().parents[1]
@@ -234,6 +235,28 @@ def test_state_is_sent_at_most_once_an_interval_and_only_on_change(tmp_path) -> 
     # Shutdown ends the session and the sink sends its final counts: the session's own.
     assert payloads[-1]["session_state"] == "finished"
     assert payloads[-1]["session_strokes"] == service.session.strokes
+
+
+def test_an_unchanged_state_goes_out_again_after_a_reconnect_and_on_the_heartbeat() -> None:
+    sent: list[dict] = []
+    link = [1]
+    sink = HomeAssistantSink(lambda p: sent.append(dict(p)) or True, HomeAssistantSettings(),
+                             connects=lambda: link[0])
+    session = Session()
+
+    def run(start_s: float, stop_s: float) -> None:
+        for i in range(round((stop_s - start_s) / 0.1)):
+            sink.on_step(Tick(now=start_s + i * 0.1, events=[], live=None, session=session,
+                              session_changed=False, session_touched=False, coach=None,
+                              summary=None, sensor_ok=True, events_published=0))
+
+    run(0.0, 10.0)
+    assert len(sent) == 1 and sent[0]["session_state"] == "idle"  # nothing changes: once
+    link[0] = 2  # the broker restarted: it may have lost the retained copy
+    run(10.0, 20.0)
+    assert len(sent) == 2 and sent[1] == sent[0]
+    run(20.0, 320.0)
+    assert len(sent) == 3  # the heartbeat (300 s)
 
 
 # -- against a real mosquitto ---------------------------------------------------------------
