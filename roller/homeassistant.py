@@ -263,6 +263,8 @@ def component(topics: Topics, entity: Entity) -> dict[str, Any]:
                             "object_id": object_id, topic_key: _topic(topics, entity.topic)}
     if entity.platform == "button":
         body.update(qos=contract.qos("cmd"), retain=False)
+    else:  # subscribe at QoS 1: a lost event is a missed automation, a lost state a stale one
+        body["qos"] = 1
     body.update(entity.options)
     return body
 
@@ -288,7 +290,7 @@ def discovery_config(topics: Topics, *, name: str, model: str = "IMU foam roller
         "availability_topic": topics.status,
         "payload_available": "online",
         "payload_not_available": "offline",
-        "qos": 0,
+        "qos": 1,
         "cmps": components,
     }
 
