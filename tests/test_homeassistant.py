@@ -142,6 +142,18 @@ def test_the_device_links_the_display_and_names_the_chip() -> None:
         check_settings(HomeAssistantSettings(display_url="ftp://mat"), "test")
 
 
+def test_a_bad_display_url_in_the_config_file_is_refused_with_its_key(tmp_path) -> None:
+    from roller.config import load_config
+
+    path = tmp_path / "roller.toml"
+    path.write_text('[device]\nid = "m"\n[homeassistant]\ndisplay_url = "pi.local:8080"\n')
+    with pytest.raises(ConfigError, match=r"homeassistant\.display_url.*http"):
+        load_config(path)
+    path.write_text('[device]\nid = "m"\n[homeassistant]\nstate_interval_s = 0.01\n')
+    with pytest.raises(ConfigError, match="state_interval_s"):
+        load_config(path)
+
+
 # -- templates on the payloads the service publishes ----------------------------------------
 
 def golden_messages() -> list[tuple[str, bytes]]:
