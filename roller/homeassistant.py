@@ -225,7 +225,7 @@ ENTITIES: tuple[Entity, ...] = (
     Entity("hold_event", "event", "Hold", "event/+", {
         "value_template": _HOLD, "event_types": ["hold_started", "hold_ended"],
         "icon": "mdi:hand-back-right"}, rate="two messages per hold (start, end)"),
-    Entity("too_fast_event", "event", "Too fast", "event/+", {
+    Entity("too_fast_event", "event", "Too-fast pass", "event/+", {
         "value_template": _TOO_FAST, "event_types": ["too_fast_started", "too_fast_ended"],
         "icon": "mdi:speedometer-slow"}, rate="two messages per too-fast pass"),
 )

@@ -131,6 +131,7 @@ def check_device_config(config: Mapping[str, Any], *, base: str) -> list[str]:
     components = full.get("components")
     if not isinstance(components, Mapping) or not components:
         return [*problems, "components: missing or empty"]
+    names: dict[str, str] = {}
     unique_ids: dict[str, str] = {}
     entity_ids: dict[str, str] = {}
     for cid, raw in components.items():
@@ -151,6 +152,12 @@ def check_device_config(config: Mapping[str, Any], *, base: str) -> list[str]:
             problems.append(f"{where}: unique_id {uid!r} also used by {unique_ids[uid]}")
         else:
             unique_ids[uid] = cid
+        name = comp.get("name")
+        if name in names:
+            problems.append(f"{where}: the name {name!r} is also {names[name]}'s (two entities "
+                            "of one device would look the same)")
+        elif name:
+            names[name] = cid
         eid = comp.get("default_entity_id")
         if eid in entity_ids:
             problems.append(f"{where}: default_entity_id {eid!r} also used by "
