@@ -216,16 +216,16 @@ ENTITIES: tuple[Entity, ...] = (
     Entity("sensor_ok", "binary_sensor", "Sensor connected", "state", {
         "value_template": _on_off("sensor_connected"), **ON_OFF,
         "device_class": "connectivity", **DIAGNOSTIC}),
-    *(Entity(f"cmd_{verb}", "button", name, f"cmd/{verb}", {
+    *(Entity(verb, "button", name, f"cmd/{verb}", {
         "payload_press": PAYLOAD_PRESS, "icon": icon}, rate="sends when pressed")
       for verb, (name, icon) in BUTTON_NAMES.items()),
-    Entity("stroke_event", "event", "Stroke", "event/stroke", {
+    Entity("stroke", "event", "Stroke", "event/stroke", {
         "value_template": _STROKE, "event_types": ["stroke"], "icon": "mdi:arrow-left-right"},
         rate="one message per stroke"),
-    Entity("hold_event", "event", "Hold", "event/+", {
+    Entity("hold", "event", "Hold", "event/+", {
         "value_template": _HOLD, "event_types": ["hold_started", "hold_ended"],
         "icon": "mdi:hand-back-right"}, rate="two messages per hold (start, end)"),
-    Entity("too_fast_event", "event", "Too-fast pass", "event/+", {
+    Entity("too_fast_pass", "event", "Too-fast pass", "event/+", {
         "value_template": _TOO_FAST, "event_types": ["too_fast_started", "too_fast_ended"],
         "icon": "mdi:speedometer-slow"}, rate="two messages per too-fast pass"),
 )

@@ -292,11 +292,11 @@ def test_roller_run_announces_itself_sends_state_at_1_hz_and_obeys_its_buttons(b
         body = config.json()
         assert check_device_config(body, base="roller/ha-test") == []
         assert body["dev"]["hw"]  # the emulated chip's name
-        press = body["cmps"]["roller_ha-test_cmd_start"]
+        press = body["cmps"]["roller_ha-test_start"]
         sub.client.publish(press["command_topic"], press["payload_press"], qos=1)
         sub.wait_for(lambda ms: any(m.topic == state and m.json()["session_state"] ==
                                     "running" for m in ms), 10, "the session running")
-        pause = body["cmps"]["roller_ha-test_cmd_pause"]
+        pause = body["cmps"]["roller_ha-test_pause"]
         sub.client.publish(pause["command_topic"], pause["payload_press"], qos=1)
         sub.wait_for(lambda ms: any(m.topic == state and m.json()["session_state"] ==
                                     "paused" for m in ms), 10, "the session paused")
