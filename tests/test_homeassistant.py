@@ -313,7 +313,8 @@ def test_roller_run_announces_itself_sends_state_at_1_hz_and_obeys_its_buttons(b
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     print(f"state: {len(window)} messages in 6 s, gaps {min(gaps):.2f}..{max(gaps):.2f} s")
     assert len(window) <= 7, f"{len(window)} state messages in 6 s"
-    assert min(gaps) >= 0.7, f"state messages {min(gaps):.2f} s apart"
+    # The service sends them >= 1 s apart; delivery under load may bunch two a little.
+    assert min(gaps) >= 0.5, f"state messages {min(gaps):.2f} s apart"
     sub.close()
 
 
