@@ -33,10 +33,11 @@ from typing import Any
 from firmware_bridge.gpio import GpioSettings
 from firmware_bridge.sensor import SensorSettings
 from roller.coach import CoachSettings
-from roller.discovery import HomeAssistantSettings
 from roller.display.server import DisplaySettings
 from roller.errors import ConfigError
 from roller.history import HistorySettings
+from roller.homeassistant import HomeAssistantSettings
+from roller.homeassistant import check_settings as check_homeassistant
 from roller.paths import CONFIG_ENV, default_state_dir
 from roller.pipeline import PipelineSettings
 from roller.publisher import MqttSettings, resolve_password
@@ -161,6 +162,7 @@ def _check_and_complete(config: RollerConfig, where: str) -> RollerConfig:
     if not SAFE_PREFIX.fullmatch(config.homeassistant.discovery_prefix):
         raise ConfigError("homeassistant.discovery_prefix", "letters, digits, '_' or '-'",
                           config.homeassistant.discovery_prefix, where)
+    check_homeassistant(config.homeassistant, where)
     if not HOST.fullmatch(mqtt.host):
         raise ConfigError("mqtt.host", "a host name or IP address (1-253 letters, digits, "
                           "'.', '-', '_' or ':')", shown("mqtt.host", mqtt.host), where)

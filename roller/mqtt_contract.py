@@ -73,6 +73,9 @@ TOPICS: tuple[TopicSpec, ...] = (
               "JSON: the coach's current step, prompt and progress"),
     TopicSpec("error", 1, False, "out", False,
               "JSON: what went wrong (bad command, sensor fault, ...)"),
+    TopicSpec("state", 1, True, "out", False,
+              "JSON, at most 1 Hz and only on change: rounded figures for Home Assistant and "
+              "other home dashboards"),
     TopicSpec("cmd/<verb>", 1, False, "in", False, "empty or a JSON object"),
 )
 SPEC = {t.name: t for t in TOPICS}
@@ -193,6 +196,11 @@ class Topics:
     @property
     def error(self) -> str:
         return f"{self.base}/error"
+
+    @property
+    def state(self) -> str:
+        """The rounded, rate-limited summary Home Assistant reads (:func:`state_payload`)."""
+        return f"{self.base}/state"
 
     # Home Assistant
     @property
@@ -435,6 +443,37 @@ ERROR_CODES: dict[str, str] = {
                          "was dropped (`dropped_total`)",
 }
 
+STATE_FIELDS: tuple[Field, ...] = (
+    _f("phase", "string", "-", "`idle`, `rolling` or `holding`, as in `live`, at the end of the "
+                               "interval"),
+    _f("calibrated", "bool", "-", "whether the speed can be trusted"),
+    _f("speed_mm_s", "int or null", "mm/s", "mean speed along the muscle over the last "
+                                            "`homeassistant.speed_average_s`, in steps of "
+                                            "5 mm/s; null until calibrated"),
+    _f("too_fast", "bool", "-", "true if the speed was above the go-slow limit at any moment "
+                                "of the interval"),
+    _f("session_state", "string", "-", "`idle`, `running`, `paused` or `finished`"),
+    _f("session_active_s", "int", "s", "the session's active time, in steps of 10 s"),
+    _f("session_strokes", "int", "-", "strokes in this session"),
+    _f("session_distance_m", "number", "m", "distance rolled in this session, in steps of 0.5 m"),
+    _f("session_holds", "int", "-", "finished holds in this session"),
+    _f("session_hold_time_s", "int", "s", "time spent in those holds, whole seconds"),
+    _f("session_too_fast_count", "int", "-", "finished too-fast excursions in this session"),
+    _f("session_too_fast_s", "number", "s", "time spent too fast in this session, to 0.1 s"),
+    _f("session_mean_speed_mm_s", "int or null", "mm/s", "mean of the strokes' mean speeds, "
+                                                         "whole mm/s (null without strokes)"),
+    _f("coach_state", "string or null", "-", "the coach's `state` (null without a coach)"),
+    _f("step", "string or null", "-", "the current step's title (null outside a step)"),
+    _f("prompt", "string or null", "-", "the coach's prompt, at most 255 characters"),
+    _f("routine_progress_pct", "int or null", "%", "share of the routine done, in steps of 5 %"),
+    _f("health", "string", "-", "`ok` or `degraded`, as in `health`"),
+    _f("sensor_connected", "bool", "-", "the sensor answers and delivers samples"),
+)
+"""The ``state`` payload: what a home-automation system records. Rounded so a value changes
+only when a person would see the difference, sent at most every
+``homeassistant.state_interval_s`` and only when something changed (plus a heartbeat), so a
+recorder writes a few thousand rows per hour of rolling rather than tens of thousands."""
+
 FIELDS: dict[str, tuple[Field, ...]] = {
     "live": LIVE_FIELDS,
     "event": EVENT_ENVELOPE,
@@ -444,6 +483,7 @@ FIELDS: dict[str, tuple[Field, ...]] = {
     "summary": SUMMARY_FIELDS,
     "health": HEALTH_FIELDS,
     "error": ERROR_FIELDS,
+    "state": STATE_FIELDS,
 }
 """The field table of every JSON payload (``event`` is the envelope every event carries)."""
 
@@ -561,6 +601,60 @@ def health_payload(*, device_id: str, degraded: bool, uptime_s: float,
             "uptime_s": round(uptime_s, 1), "sensor": dict(sensor), "mqtt": dict(mqtt),
             "events_published": events_published, "calibrated": calibrated,
             "time_unix_s": round(time_unix_s, 3)}
+
+
+MAX_STATE_TEXT_CHARS = 255
+"""Home Assistant refuses states longer than 255 characters."""
+
+STATE_SPEED_STEP_MM_S = 5
+"""``state`` speeds in steps of 5 mm/s: a tenth of the go-slow limit, what a person can tell
+apart; finer steps change every second while rolling and fill the recorder."""
+
+STATE_PROGRESS_STEP_PCT = 5
+"""``state`` routine progress in steps of 5 %."""
+
+
+def _whole(value: float | None, step: float = 1.0) -> int | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return int(round(value / step) * step)
+
+
+def state_payload(*, phase: str, calibrated: bool, speed_m_s: float | None, too_fast: bool,
+                  session: Mapping[str, Any], too_fast_s: float,
+                  coach: Mapping[str, Any] | None, health_ok: bool,
+                  sensor_connected: bool) -> dict[str, Any]:
+    """The ``state`` payload (see :data:`STATE_FIELDS`). ``speed_m_s`` is the recent mean
+    speed [m/s] (None: no reading); ``session`` is a ``session`` payload
+    (:func:`session_payload`); ``too_fast_s`` the session's time too fast [s]; ``coach`` the
+    coach's state fields (``state``, ``step``, ``prompt``, ``routine_progress``) or None."""
+    mean = session.get("mean_stroke_speed_m_s")
+    step = (coach or {}).get("step")
+    prompt = (coach or {}).get("prompt")
+    progress = (coach or {}).get("routine_progress")
+    return {
+        "phase": phase, "calibrated": bool(calibrated),
+        "speed_mm_s": _whole(speed_m_s * 1000.0, STATE_SPEED_STEP_MM_S)
+        if calibrated and speed_m_s is not None else None,
+        "too_fast": bool(too_fast),
+        "session_state": session["state"],
+        "session_active_s": _whole(session["active_s"], 10.0) or 0,
+        "session_strokes": int(session["strokes"]),
+        "session_distance_m": round(session["distance_m"] * 2.0) / 2.0,
+        "session_holds": int(session["holds"]),
+        "session_hold_time_s": _whole(session["hold_time_s"]) or 0,
+        "session_too_fast_count": int(session["too_fast_count"]),
+        "session_too_fast_s": round(too_fast_s, 1),
+        "session_mean_speed_mm_s": None if mean is None else _whole(mean * 1000.0),
+        "coach_state": None if coach is None else coach.get("state"),
+        "step": step.get("title") if isinstance(step, Mapping) else None,
+        "prompt": prompt[:MAX_STATE_TEXT_CHARS] if isinstance(prompt, str) and prompt
+        else None,
+        "routine_progress_pct": None if progress is None
+        else _whole(progress * 100.0, STATE_PROGRESS_STEP_PCT),
+        "health": "ok" if health_ok else "degraded",
+        "sensor_connected": bool(sensor_connected),
+    }
 
 
 def error_payload(device_id: str, code: str, message: str, time_unix_s: float,

@@ -19,8 +19,13 @@ from roller.calibration import Calibration
 from roller.coach import Coach
 from roller.command_table import CommandInbox
 from roller.config import RollerConfig
-from roller.discovery import discovery_config
 from roller.history import History
+from roller.homeassistant import (
+    HomeAssistantSink,
+    discovery_config,
+    display_url,
+    mqtt_state_sender,
+)
 from roller.mqtt_contract import Topics
 from roller.outbox import Outbox
 from roller.paths import ensure_dir
@@ -28,6 +33,7 @@ from roller.pipeline import Pipeline
 from roller.publisher import Publisher, resolve_password
 from roller.routine import load_routine
 from roller.service import Service
+from roller.sinks import MqttSink
 from roller.systemd import Notifier
 
 log = logging.getLogger("roller.wiring")
@@ -46,18 +52,47 @@ def build_service(config: RollerConfig, *, simulate: bool = False, seed: int = 0
     # the simulated chip has its own offsets, so a simulated run neither reads nor writes it.
     calibration_path = None if simulate else state_dir / CALIBRATION_FILE_NAME
     inbox = CommandInbox()
-    return Service(config, driver=driver, pipeline=make_pipeline(config, calibration_path),
-                   publisher=publisher, coach=coach, history=open_history(config, state_dir),
-                   controls=open_controls(config, inbox, simulate=simulate), clock=clock,
-                   notifier=notifier, calibration_path=calibration_path, inbox=inbox)
+    service = Service(config, driver=driver, pipeline=make_pipeline(config, calibration_path),
+                      publisher=publisher, coach=coach, history=open_history(config, state_dir),
+                      controls=open_controls(config, inbox, simulate=simulate), clock=clock,
+                      notifier=notifier, calibration_path=calibration_path, inbox=inbox)
+    add_home_assistant(service, config, publisher, chip=driver.chip)
+    return service
+
+
+def add_home_assistant(service: Service, config: RollerConfig, publisher: Publisher, *,
+                       chip: str | None) -> None:
+    """Announce the device with its chip and display link, and add the sink that sends the
+    ``state`` topic Home Assistant reads (before the MQTT sink, so the final state goes out
+    before the publisher closes)."""
+    if not config.homeassistant.enabled:
+        return
+    publisher.set_discovery(home_assistant_discovery(config, publisher.topics, chip=chip))
+    sink = HomeAssistantSink(mqtt_state_sender(publisher), config.homeassistant,
+                             outbox_dropped=lambda: publisher.outbox.dropped,
+                             connects=lambda: publisher.connects)
+    at = next((i for i, s in enumerate(service.sinks) if isinstance(s, MqttSink)),
+              len(service.sinks))
+    service.sinks.insert(at, sink)
+
+
+def home_assistant_discovery(config: RollerConfig, topics: Topics, *,
+                             chip: str | None = None) -> dict:
+    """The discovery payload for ``config`` (empty: remove the device)."""
+    if not config.homeassistant.enabled:
+        return {}
+    return discovery_config(
+        topics, name=config.device_name, hw_version=chip,
+        configuration_url=display_url(config.homeassistant, device_id=config.device_id,
+                                      http_host=config.display.http_host,
+                                      http_port=config.display.http_port))
 
 
 def make_publisher(config: RollerConfig, state_dir: Path) -> Publisher:
     """The MQTT publisher with its on-disk outbox and the Home Assistant announcement."""
     topics = Topics(config.device_id, config.mqtt.topic_prefix,
                     config.homeassistant.discovery_prefix)
-    discovery = discovery_config(topics, name=config.device_name) \
-        if config.homeassistant.enabled else {}
+    discovery = home_assistant_discovery(config, topics)
     outbox = Outbox(state_dir / "outbox.sqlite3", max_messages=config.mqtt.outbox_max_messages)
     return Publisher(config.mqtt, topics, outbox, password=resolve_password(config.mqtt),
                      discovery=discovery)

@@ -237,13 +237,14 @@ def test_home_assistant_discovery_and_reannouncement(broker, tmp_path):
     body = first.json()
     assert body["o"]["name"] == "roller-companion" and body["dev"]["ids"] == ["roller_r1"]
     platforms = {c["p"] for c in body["cmps"].values()}
-    assert platforms == {"sensor", "binary_sensor"}
+    assert platforms == {"sensor", "binary_sensor", "button", "event"}
     by_key = {k.removeprefix("roller_r1_"): c for k, c in body["cmps"].items()}
-    assert {"speed", "phase", "strokes", "hold_time", "too_fast", "current_step"} <= set(by_key)
-    assert by_key["speed"]["unit_of_measurement"] == "m/s"
-    assert by_key["speed"]["state_topic"] == "roller/r1/live"
+    assert {"speed", "phase", "strokes", "too_fast", "current_step"} <= set(by_key)
+    assert by_key["hold_time"] == {"p": "sensor"}  # retired: Home Assistant removes it
+    assert by_key["speed"]["unit_of_measurement"] == "mm/s"
+    assert by_key["speed"]["state_topic"] == "roller/r1/state"
     assert by_key["too_fast"]["p"] == "binary_sensor"
-    assert all(c["unique_id"] for c in body["cmps"].values())
+    assert all(c["unique_id"] for c in body["cmps"].values() if len(c) > 1)
     assert body["availability_topic"] == "roller/r1/status"
     stored = retained(broker.host, broker.port, "homeassistant/device/r1/config")
     assert stored is not None and stored.json() == body
