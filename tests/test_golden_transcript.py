@@ -57,6 +57,8 @@ WALL_CLOCK_KEYS = frozenset({"time_unix_s", "started_unix_s", "ended_unix_s", "s
                              "ended_at"})
 """Payload fields holding wall-clock times (the run's date): normalised to ``"<wall>"``."""
 SESSION_ID_KEYS = frozenset({"session_id"})
+INSTANCE_KEYS = frozenset({"instance"})
+"""``health``'s instance (a machine hash and a random id per run): normalised."""
 EPOCH_KEYS = frozenset({"epoch"})
 """The outbox's epoch (random per outbox file): normalised to ``"<epoch>"``."""
 """Fields holding a session id (a date and random hex): numbered by first appearance."""
@@ -112,6 +114,8 @@ class Normaliser:
             return "<wall>"
         if key in EPOCH_KEYS and value is not None:
             return "<epoch>"
+        if key in INSTANCE_KEYS and value:
+            return "<instance>"
         if key in SESSION_ID_KEYS and value is not None:
             return self.sessions.setdefault(value, f"<session {len(self.sessions) + 1}>")
         return value
