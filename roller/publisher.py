@@ -174,11 +174,13 @@ class Publisher:
     to announce (retained) on every connect and whenever Home Assistant says ``online``; None
     leaves discovery alone, ``{}`` removes a previous announcement. ``on_command(verb, payload)``
     is called from the network thread for each ``cmd/<verb>`` message: keep it quick (queue it).
+    ``instance``: this run's ``<machine>-<run>`` id in ``health`` (default: this machine's
+    hash and a random run id; tests pass another machine's).
     """
 
     def __init__(self, settings: MqttSettings, topics: Topics, outbox: Outbox, *,
                  password: str | None = None, discovery: dict[str, Any] | None = None,
-                 on_command: CommandSink | None = None) -> None:
+                 on_command: CommandSink | None = None, instance: str | None = None) -> None:
         self.settings = settings
         self.topics = topics
         self.outbox = outbox
@@ -200,7 +202,7 @@ class Publisher:
         self._retained_reported: set[str] = set()
         self.undeliverable = 0
         """Stored messages dropped because no broker can ever take them."""
-        self.instance = f"{machine_hash()}-{run_token()}"
+        self.instance = instance or f"{machine_hash()}-{run_token()}"
         """This run's id in ``health``: ``<machine>-<run>`` (see :meth:`_check_instance`)."""
         self._duplicate: tuple[str, float] | None = None  # (other instance, monotonic s)
         self._reported_disk_error: str | None = None
