@@ -35,6 +35,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from roller.command_table import MAX_COMMAND_BYTES
 from roller.display.freshness import DEFAULT_STALE_AFTER_S, LiveFreshness
 from roller.mqtt_contract import ID_RULE, MAX_TOPIC_BYTES, Topics, is_safe_id
 from roller.publisher import MqttSettings, make_client, resolve_password
@@ -218,8 +219,6 @@ class MqttBridge:
                 if payload else b""
         except (ValueError, TypeError, RecursionError) as exc:
             raise ValueError(f"a command payload must be plain JSON: {exc}") from None
-        from roller.command_table import MAX_COMMAND_BYTES  # the service's own bound
-
         if len(body) > MAX_COMMAND_BYTES:
             raise ValueError(f"a command payload must be at most {MAX_COMMAND_BYTES} bytes of "
                              f"JSON, got {len(body)}")
