@@ -140,6 +140,9 @@ def test_hostile_messages_on_every_topic_are_dropped_counted_and_the_feed_goes_o
     for device in ("__proto__", "-x", "_constructor", "a" * 65):
         client.publish(f"roller/{device}/live", live(1.0), qos=1).wait_for_publish(5)
         sent += 1
+    for raw in (b'{"__proto__": {"polluted": true}}', b'{"step": {"constructor": 1}}'):
+        client.publish("roller/mat-1/coach", raw, qos=1).wait_for_publish(5)
+        sent += 1
     client.publish("roller/mat-1/cmd/start", b"", qos=1).wait_for_publish(5)  # not shown
     client.publish("roller/mat-1/live", live(2.0), qos=1).wait_for_publish(5)
     got = next_of(sub, lambda m: m.get("topic") == "live")

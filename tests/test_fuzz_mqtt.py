@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from firmware_bridge.clock import ManualClock
 from roller.command_table import CommandError, CommandTable, decode_payload
-from roller.display.bridge import MqttBridge, decode_message
+from roller.display.bridge import MqttBridge, _forbidden_key, decode_message
 from roller.publisher import MqttSettings
 from roller.session import Session, SessionCommands
 from roller.untrusted import PayloadError, nesting_depth
@@ -42,6 +42,7 @@ payloads = st.one_of(
     st.binary(max_size=5000),
     nested(),
     st.builds(lambda v: json.dumps(v).encode(), json_values),
+    st.builds(lambda v: json.dumps({"a": [v, {"__proto__": v}]}).encode(), json_values),
     st.builds(lambda t: t.encode("utf-8", errors="surrogatepass"), st.text(max_size=200)),
     st.builds(lambda n, c: c * n, st.integers(0, 20_000),
               st.sampled_from([b"[", b"{", b'"', b"\\", b" ", b"\0", b"\xff"])),
@@ -100,6 +101,7 @@ def test_the_display_decoder_raises_only_payload_errors(topic, raw):
         assert len(str(exc)) < 400
         return
     assert payload is None or isinstance(payload, dict) or payload in ("online", "offline")
+    assert _forbidden_key(payload) is None  # no __proto__ key reaches the page
     json.dumps(payload)  # the page gets it as JSON
 
 

@@ -351,7 +351,31 @@ def decode_message(topic: str, raw: bytes) -> Any:
     data = decode_json(raw, max_bytes=MAX_PAYLOAD_BYTES, max_depth=MAX_DEPTH)
     if not isinstance(data, dict):
         raise PayloadError(f"expected a JSON object, got {preview(raw)}")
+    key = _forbidden_key(data)
+    if key is not None:
+        raise PayloadError(f"a key named {key!r} is in no payload of the contract, and a "
+                           f"page copying the object would change its prototype")
     return data
+
+
+FORBIDDEN_KEYS = frozenset({"__proto__", "constructor", "prototype"})
+"""Object keys no roller sends and a browser treats specially (prototype pollution)."""
+
+
+def _forbidden_key(data: Any) -> str | None:
+    """The first key of :data:`FORBIDDEN_KEYS` anywhere in ``data`` (no recursion: the depth
+    is bounded, the walk uses its own stack)."""
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            hit = FORBIDDEN_KEYS.intersection(value)
+            if hit:
+                return min(hit)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return None
 
 
 def _short(value: Any, limit: int = 80) -> str:
