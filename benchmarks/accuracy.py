@@ -103,16 +103,18 @@ class SetScore:
     seconds: float = 0.0
 
 
-def run(condition: Condition, seconds: float = 150.0,
+def run(condition: Condition, seconds: float = 150.0, real_noise=None,
         ) -> tuple[list[Event], GroundTruth, float]:
-    """Simulate, record and analyse one session. Returns events, truth, session length."""
+    """Simulate, record and analyse one session. Returns events, truth, session length.
+    ``real_noise``: a :class:`firmware_bridge.real_noise.RealNoise` replayed in place of the
+    simulated gyro offset and noise."""
     scenario = person_scenario(seconds, seed=condition.seed, radius_m=condition.radius_m,
                                body=condition.body,  # type: ignore[arg-type]
                                start_rolling=condition.start_rolling,
                                gyro_noise_rad_s=condition.gyro_noise_rad_s,
                                accel_noise_m_s2=condition.accel_noise_m_s2,
                                gyro_bias_max_rad_s=20 * DEG)
-    sim = SimulatedRoller(scenario, seed=condition.seed)
+    sim = SimulatedRoller(scenario, seed=condition.seed, real_noise=real_noise)
     t, samples = sim.recording(condition.rate_hz, jitter_s=condition.jitter_s,
                                drop_fraction=condition.drop_fraction)
     settings = PipelineSettings(radius_m=condition.radius_m,
@@ -251,10 +253,10 @@ def summarise(scores: list[SetScore]) -> Summary:
 
 
 def evaluate(n_sets: int = 24, seconds: float = 150.0, *, verbose: bool = False,
-             ) -> tuple[Summary, list[SetScore]]:
+             real_noise=None) -> tuple[Summary, list[SetScore]]:
     scores = []
     for cond in conditions(n_sets):
-        events, truth, duration = run(cond, seconds)
+        events, truth, duration = run(cond, seconds, real_noise)
         sc = score(cond, events, truth, duration)
         scores.append(sc)
         if verbose:
@@ -265,17 +267,214 @@ def evaluate(n_sets: int = 24, seconds: float = 150.0, *, verbose: bool = False,
     return summarise(scores), scores
 
 
+
+# -- real recordings ----------------------------------------------------------------------------
+
+REAL_ENV = "ROLLER_REAL_IMU"
+"""Environment variable naming the directory of real recordings (default: ``../shared/real-imu``
+beside the repository, which is where both /work/main and CI's clone find it)."""
+
+
+def real_dir() -> Path | None:
+    """The directory of real recordings, or None when it is not there."""
+    import os
+
+    env = os.environ.get(REAL_ENV)
+    if env:
+        return Path(env).resolve() if Path(env).is_dir() else None
+    # <repo>/../shared/real-imu; a git worktree one level deeper finds it one more level up
+    for parent in Path(__file__).resolve().parents[1].parents[:2]:
+        path = parent / "shared" / "real-imu"
+        if path.is_dir():
+            return path
+    return None
+
+
+def real_names(directory: Path) -> list[str]:
+    return sorted(p.name[:-len(".truth.json")] for p in directory.glob("*.truth.json")
+                  if (directory / (p.name[:-len(".truth.json")] + ".csv")).is_file())
+
+
+@dataclass
+class RealScore:
+    """How the pipeline did on one real recording, against the truth it supports."""
+
+    name: str
+    scored: tuple[str, ...]
+    tolerance_s: float
+    strokes_true: int = 0
+    strokes_found: int = 0
+    strokes_matched: int = 0
+    false_strokes: int = 0
+    edge_errors_s: list[float] = field(default_factory=list)
+    distance_errors: list[float] = field(default_factory=list)
+    peak_errors: list[float] = field(default_factory=list)
+    holds_true: int = 0
+    holds_found: int = 0
+    holds_matched: int = 0
+    too_fast_true: int = 0
+    alerts: int = 0
+    alerts_matched: int = 0
+    false_alarms: int = 0
+    clipped_frames: int = 0
+    events: list[Event] = field(default_factory=list, repr=False)
+
+    def line(self) -> str:
+        def worst(xs: list[float], pct: bool) -> str:
+            if not xs:
+                return "-"
+            return f"{max(xs):.1%}" if pct else f"{max(xs):.2f}s"
+        return (f"{self.name:22s} strokes {self.strokes_matched}/{self.strokes_true} matched "
+                f"(found {self.strokes_found}, false {self.false_strokes}), edge err max "
+                f"{worst(self.edge_errors_s, False)} (tol {self.tolerance_s:.2f}s), distance err"
+                f" max {worst(self.distance_errors, True)}, peak err max "
+                f"{worst(self.peak_errors, True)}; holds {self.holds_matched}/{self.holds_true}"
+                f" (found {self.holds_found}); too-fast {self.alerts_matched}/"
+                f"{self.too_fast_true} (false alarms {self.false_alarms}); clipped frames "
+                f"{self.clipped_frames}; scored: {','.join(self.scored)}")
+
+
+def _inside(t0: float, t1: float, spans: list[dict], margin: float) -> bool:
+    return any(s["start"] - margin <= t0 and t1 <= s["end"] + margin for s in spans)
+
+
+def run_real(directory: Path, name: str, *, block: int = 256,
+             ) -> tuple[list[Event], dict, Pipeline]:
+    """Analyse one real recording as the live service would (blocks of ``block`` samples)."""
+    import json
+
+    from roller.recording import read
+
+    truth = json.loads((directory / f"{name}.truth.json").read_text())
+    t, samples = read(directory / f"{name}.csv")
+    settings = PipelineSettings(radius_m=truth["radius_m"], max_speed_m_s=truth["max_speed_m_s"])
+    pipeline = Pipeline(settings)
+    events: list[Event] = []
+    for i in range(0, t.size, block):
+        events += pipeline.update(t[i:i + block], samples[i:i + block])
+    events += pipeline.finish()
+    return events, truth, pipeline
+
+
+def score_real(name: str, events: list[Event], truth: dict) -> RealScore:
+    """Score against what the truth supports (its ``scored`` list), with the direction sign
+    that fits best (which sense is + depends on how the sensor sits: not the pipeline's to know).
+    """
+    scores = [_score_real(name, events, truth, sign) for sign in (1, -1)]
+    return max(scores, key=lambda sc: (sc.strokes_matched, -sc.false_strokes))
+
+
+def _score_real(name: str, events: list[Event], truth: dict, sign: int) -> RealScore:
+    """Score against what the truth supports (its ``scored`` list).
+
+    A found stroke matches a true one in the same direction when both edges are within the
+    truth's timing tolerance (an ``open`` stroke's edge at the recording's start or end is not
+    compared: the window cut it). A found stroke that matches nothing and is not inside an
+    ``ignore`` span is false. Holds match at half their union, as on the simulated sets. An
+    alert matches a true excursion as on the simulated sets; an alert that matches none is false
+    unless it is inside a ``fast_tolerated`` span (true speed within ~20 % of the limit).
+    """
+    tol = float(truth.get("timing_tolerance_s", 0.3))
+    duration = float(truth["duration_s"])
+    sc = RealScore(name, tuple(truth["scored"]), tol, events=events)
+    strokes = [e for e in events if isinstance(e, Stroke)]
+    true_strokes = truth["strokes"]
+    sc.strokes_true, sc.strokes_found = len(true_strokes), len(strokes)
+    used: set[int] = set()
+    for ts in true_strokes:
+        best, best_err = None, None
+        for i, s in enumerate(strokes):
+            if i in used or s.direction * sign != ts["direction"]:
+                continue
+            errs = []
+            if not (ts.get("open") and ts["start"] <= 0.05):
+                errs.append(abs(s.start - ts["start"]))
+            if not (ts.get("open") and ts["end"] >= duration - 0.05):
+                errs.append(abs(s.end - ts["end"]))
+            if ts.get("open") and not errs:
+                errs.append(0.0)
+            err = max(errs)
+            if err <= tol and (best_err is None or err < best_err):
+                best, best_err = i, err
+        if best is None:
+            continue
+        used.add(best)
+        sc.strokes_matched += 1
+        sc.edge_errors_s.append(float(best_err))
+        s = strokes[best]
+        sc.distance_errors.append(abs(s.distance_m - ts["distance_m"]) / ts["distance_m"])
+        if ts.get("peak_speed_m_s"):
+            sc.peak_errors.append(abs(s.peak_speed_m_s - ts["peak_speed_m_s"])
+                                  / ts["peak_speed_m_s"])
+    ignore = truth.get("ignore", [])
+    sc.false_strokes = sum(1 for i, s in enumerate(strokes)
+                           if i not in used and not _inside(s.start, s.end, ignore, tol))
+    holds = [e for e in events if isinstance(e, Hold)]
+    sc.holds_true, sc.holds_found = len(truth["holds"]), len(holds)
+    sc.holds_matched = len(_match([(h.start, h.end) for h in holds],
+                                  [(h["start"], h["end"]) for h in truth["holds"]]))
+    alerts = [e for e in events if isinstance(e, TooFastAlert)]
+    sc.too_fast_true, sc.alerts = len(truth["too_fast"]), len(alerts)
+    taken: set[int] = set()
+    tolerated = truth.get("fast_tolerated", [])
+    for alert in alerts:
+        hit = None
+        for j, tf in enumerate(truth["too_fast"]):
+            if j not in taken and tf["start"] - 0.3 <= alert.emitted_at and \
+                    alert.start <= tf["end"] + 0.3:
+                hit = j
+                break
+        if hit is not None:
+            taken.add(hit)
+            sc.alerts_matched += 1
+        elif not _inside(alert.start, alert.start, tolerated, tol):
+            sc.false_alarms += 1
+    return sc
+
+
+def evaluate_real(directory: Path, *, block: int = 256) -> list[RealScore]:
+    out = []
+    for name in real_names(directory):
+        events, truth, pipeline = run_real(directory, name, block=block)
+        sc = score_real(name, events, truth)
+        clipping = getattr(pipeline, "clipping", None)
+        sc.clipped_frames = 0 if clipping is None else int(clipping.clipped_frames)
+        out.append(sc)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", type=int, default=24)
     parser.add_argument("--seconds", type=float, default=150.0,
                         help="length of each simulated session [s]")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per set")
+    parser.add_argument("--real-only", action="store_true",
+                        help="only the real recordings (skip the simulated sets)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    summary, _ = evaluate(args.sets, args.seconds, verbose=args.verbose)
-    for line in summary.lines():
-        print(line)
+    directory = real_dir()
+    if directory is None:
+        print(f"real recordings: not found (set {REAL_ENV} or put them in ../shared/real-imu)")
+    else:
+        print(f"real recordings ({directory}):")
+        for sc in evaluate_real(directory):
+            print("  " + sc.line())
+    if not args.real_only:
+        summary, _ = evaluate(args.sets, args.seconds, verbose=args.verbose)
+        print("simulated sets:")
+        for line in summary.lines():
+            print(line)
+        static = None if directory is None else directory / "mpu6050_static_10min.csv"
+        if static is not None and static.is_file():
+            from firmware_bridge.real_noise import RealNoise
+
+            n = max(1, args.sets // 3)
+            summary, _ = evaluate(n, args.seconds, verbose=args.verbose,
+                                  real_noise=RealNoise.from_file(static))
+            print(f"simulated sets with a real MPU-6050's noise and offsets ({static.name}):")
+            for line in summary.lines():
+                print(line)
     print(f"({time.perf_counter() - start:.1f} s)")
     return 0
 

@@ -11,18 +11,26 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from roller import units as units_mod
+from roller.phone_recording import find_export, read_export
 from roller.pipeline import Pipeline, PipelineSettings
 from roller.recording import read_chunks
 from roller.summary import SessionSummary
 
 
-def analyze(path: str, settings: PipelineSettings, *, debug: bool = False) -> SessionSummary:
+def analyze(path: str, settings: PipelineSettings, *, debug: bool = False,
+            units: units_mod.Units | None = None) -> SessionSummary:
     """Stream ``path`` through a pipeline; return the :class:`SessionSummary`.
 
     The file is read in chunks by :func:`roller.recording.read_chunks`, so memory stays flat
     whatever the recording's length; a malformed file raises the
-    :class:`~roller.errors.RecordingError` naming file, line and problem."""
-    return analyze_chunks(read_chunks(path), settings, debug=debug)
+    :class:`~roller.errors.RecordingError` naming file, line and problem. A phone-app export
+    (:mod:`roller.phone_recording`) is read whole. ``units``: a :class:`roller.units.Units`,
+    or None to check the data against SI units (:class:`~roller.units.UnitsError` if they do
+    not fit)."""
+    export = find_export(path)
+    chunks = [read_export(export)] if export is not None else read_chunks(path)
+    return analyze_chunks(units_mod.checked(chunks, path, units), settings, debug=debug)
 
 
 def analyze_chunks(chunks: Iterable[tuple[np.ndarray, np.ndarray]], settings: PipelineSettings,
@@ -44,4 +52,15 @@ def analyze_chunks(chunks: Iterable[tuple[np.ndarray, np.ndarray]], settings: Pi
                            "confident": cal.confident}
     if debug:
         summary.pipeline_state = pipeline.internal_state()
+    summary.clipped_s = pipeline.clipping.clipped_frames * pipeline.frame_s
     return summary
+
+
+def warnings_for(summary: SessionSummary) -> list[str]:
+    """What the reader must know about the numbers (clipping)."""
+    clipped_s = getattr(summary, "clipped_s", 0.0)
+    if clipped_s <= 0:
+        return []
+    return [f"the gyro (or accelerometer) was at its full scale for {clipped_s:.1f} s: speeds "
+            "there are lower bounds and strokes there may be shorter than they were; use a "
+            "larger gyro range (e.g. +-1000 deg/s)"]

@@ -35,11 +35,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from firmware_bridge.clock import Clock, SystemClock
+from roller.cues import CUES
 from roller.errors import RollerError
 from roller.events import Event, Hold, HoldStarted, LiveState, Stroke, TooFast, TooFastAlert
 from roller.mqtt_contract import coach_payload
 from roller.routine import DEFAULT_ROUTINE, Routine, RoutineStep
 from roller.settings import from_mapping, setting
+from roller.speech import Announcer, Priority, SpeechSettings
 from roller.verbs import VERBS
 
 CoachPhase = Literal["ready", "active", "transition", "paused", "done"]
@@ -87,6 +89,10 @@ class CoachSettings:
     publish_interval_s: float = setting(1.0, unit="s", minimum=0.1, maximum=60.0,
                                         doc="republish the coach state at least this often "
                                             "while it changes (prompt changes go out at once)")
+    idle_prompt_after_s: float = setting(5.0, unit="s", minimum=0.0, maximum=60.0,
+                                         doc="a pause in rolling shorter than this (a reversal, "
+                                             "a breath, the stillness before a hold is "
+                                             "recognised) keeps the rolling prompt")
 
 
 class CoachCommandError(RollerError, ValueError):
@@ -220,6 +226,9 @@ class CoachState:
     speed_limit_m_s: float | None
     summary: dict[str, Any] | None
     """The session summary once the session is done."""
+    speech: dict[str, Any] | None = None
+    """The last sentence decided to be spoken (:class:`roller.speech.Utterance`: id, text,
+    priority, kind, asked_s, decided_s, duration_s); a page speaks each id once, while fresh."""
 
     def to_dict(self) -> dict[str, Any]:
         """The ``coach`` payload, shaped by :func:`roller.mqtt_contract.coach_payload` (numbers
@@ -256,7 +265,8 @@ class Coach:
     def __init__(self, routine: Routine, settings: CoachSettings | None = None,
                  clock: Clock | None = None, *, speed_target_m_s: float | None = 0.025,
                  speed_limit_m_s: float | None = 0.05,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time,
+                 speech: SpeechSettings | None = None) -> None:
         self.routine = routine
         self.settings = settings or CoachSettings()
         self.clock = clock or SystemClock()
@@ -285,6 +295,16 @@ class Coach:
         self._summary: SessionSummary | None = None
         self._summary_dict: dict[str, Any] | None = None  # built once: snapshots are frequent
         self._pending_summary: SessionSummary | None = None
+        # holds: the step a hold in progress belongs to (None: no hold, or not in any step)
+        self._hold_owner: int | None = None
+        self._holding = False
+        self._prev_phase = "idle"
+        self._last_moving_phase = "rolling"
+        # speech: what is said aloud is decided here, once, for every display
+        self.announcer = Announcer(speech)
+        self._offered_key: tuple[str, str] | None = None
+        self._step_began = False
+        self._step_named = False
 
     # ---------------------------------------------------------------- inputs
 
@@ -306,6 +326,8 @@ class Coach:
         self._live = live
         phase = live.phase if live is not None else "idle"
         moving = phase in ("rolling", "holding")
+        if phase in ("rolling", "holding"):
+            self._last_moving_phase = phase
 
         if moving and self._should_auto_start(now):
             self._start(now, 0)
@@ -318,11 +340,21 @@ class Coach:
         # paused is not part of any step.
         record = self._records[self._index] if self._index is not None and \
             self._state == "active" else None
+        if phase == "holding" and self._prev_phase != "holding":
+            self._hold_started()
+        self._prev_phase = phase
         for event in events:
-            if record is not None:
+            if isinstance(event, Hold) and self._hold_owner is not None:
+                # a hold belongs to the step it started in, even if it ends after that step
+                self._records[self._hold_owner].holds_s.append(event.duration_s)
+                self._hold_owner = None
+            elif record is not None:
                 self._account_event(record, event, now)
+        # A hold carried over from an earlier step is that step's: it does not count here.
+        foreign_hold = phase == "holding" and self._hold_owner != self._index
+        self._holding = phase == "holding" and not foreign_hold
 
-        if record is not None and moving:
+        if record is not None and moving and not foreign_hold:
             record.active_s += dt
             if phase == "rolling":
                 record.rolling_s += dt
@@ -332,7 +364,7 @@ class Coach:
             if live is not None and live.speed_m_s > record.peak_speed_m_s:
                 record.peak_speed_m_s = live.speed_m_s
         if self._state == "active" and record is not None and \
-                record.active_s >= record.target_s:
+                record.active_s >= record.target_s and not self._hold_too_short():
             record.completed = True
             if self._index == len(self.routine.steps) - 1:
                 self._finish(now, "completed")
@@ -341,7 +373,9 @@ class Coach:
                 self._transition_since = now
         if self._state == "transition" and self.settings.auto_advance and \
                 now - self._transition_since >= self.settings.transition_s:
-            self._advance(now)
+            self._advance(now, announced=True)
+        self._holding = phase == "holding" and self._hold_owner == self._index
+        self._speak(now)
         return self.snapshot(now)
 
     def command(self, verb: str, payload: Mapping[str, Any] | None = None,
@@ -399,6 +433,7 @@ class Coach:
         elif verb == "pain":
             self._finish(now, "pain")
         self._last_now = now if self._last_now is None else max(self._last_now, now)
+        self._speak(now)
         return self.snapshot(now)
 
     def pop_summary(self) -> SessionSummary | None:
@@ -431,6 +466,27 @@ class Coach:
         self._ended_at = None
         self._summary = None
         self._too_fast_until = -math.inf
+        self._step_began = True
+        self._step_named = False
+        holding = self._live is not None and self._live.phase == "holding"
+        self._hold_owner = index if holding else None
+
+    def _hold_started(self) -> None:
+        """The pipeline recognised a hold: it belongs to the active step, or, when it started
+        while changing position between steps, to the step that follows."""
+        if self._index is None or self._state in ("ready", "done"):
+            self._hold_owner = None
+        elif self._state == "transition":
+            self._hold_owner = self._index + 1
+        else:
+            self._hold_owner = self._index
+
+    def _hold_too_short(self) -> bool:
+        """A hold of this step is under way and has not reached its window: the step waits."""
+        step = self.current_step
+        live = self._live
+        return (self._holding and step is not None and live is not None
+                and live.hold_time_s < step.hold_min_s)
 
     def _resume(self, now: float) -> None:
         if self._resume_to == "transition" and self._paused_at is not None:
@@ -438,7 +494,8 @@ class Coach:
         self._state = self._resume_to
         self._paused_at = None
 
-    def _advance(self, now: float) -> None:
+    def _advance(self, now: float, *, announced: bool = False) -> None:
+        """Begin the next step; ``announced``: the transition prompt already named it."""
         assert self._index is not None
         if self._index + 1 >= len(self.routine.steps):
             self._finish(now, "completed")
@@ -446,9 +503,12 @@ class Coach:
         self._index += 1
         self._state = "active"
         self._too_fast_until = -math.inf
+        self._step_began = True
+        self._step_named = announced
 
     def _finish(self, now: float, reason: EndReason) -> None:
         self._state = "done"
+        self.announcer.reset()
         self._end_reason = reason
         self._ended_at = now
         if self._session_started is None:  # "pain" before any session: advice only
@@ -465,14 +525,14 @@ class Coach:
             record.strokes += 1
             record.stroke_speeds_m_s.append(event.mean_speed_m_s)
             record.peak_speed_m_s = max(record.peak_speed_m_s, event.peak_speed_m_s)
-        elif isinstance(event, HoldStarted):
+        elif isinstance(event, HoldStarted) and self._hold_owner == self._index:
             # The pipeline recognises a hold only after the roller has stayed put for a few
             # seconds; those seconds were holding, so count them once it is known.
             lag = min(max(event.emitted_at - event.start, 0.0), _MAX_HOLD_LAG_S)
             record.active_s += lag
             record.holding_s += lag
             self._sides[record.side] += lag
-        elif isinstance(event, Hold):
+        elif isinstance(event, Hold):  # a hold whose start the coach did not see
             record.holds_s.append(event.duration_s)
         elif isinstance(event, TooFastAlert):
             record.too_fast_count += 1
@@ -503,6 +563,40 @@ class Coach:
             steps=tuple(r.to_dict() for r in self._records),
             advice=PAIN_ADVICE if reason == "pain" else "")
 
+    # ---------------------------------------------------------------- speech
+
+    def _speak(self, now: float) -> None:
+        """Offer what changed to the announcer and let it decide what is said now.
+
+        A new prompt is offered at its cue's priority; when a step begins its title and
+        position are offered as well (at step priority, so they win over the step's first cue).
+        """
+        step = self.current_step
+        record = self._records[self._index] if step is not None and self._index is not None \
+            else None
+        nxt = None
+        if self._index is not None and self._state != "done" and \
+                self._index + 1 < len(self.routine.steps):
+            nxt = self.routine.steps[self._index + 1]
+        prompt, _, cue = self._prompt(now, step, record, nxt)
+        key = (cue, prompt)
+        if key != self._offered_key:
+            if self._offered_key is not None and self._offered_key[0] in ("hold", "hold_reached") \
+                    and cue not in ("hold", "hold_reached", "hold_long"):
+                self.announcer.withdraw(("hold", "hold_reached"))
+            self._offered_key = key
+            # the position is offered once, when the step begins (below)
+            if cue != "position":
+                self.announcer.offer(prompt, CUES[cue].priority, cue, now)
+        if self._step_began and step is not None and self._state == "active":
+            words = step.position if self._step_named else f"{step.title}. {step.position}"
+            # a step begun with next makes the skipped step's words obsolete
+            self.announcer.offer(words, Priority.STEP, "position", now,
+                                 replaces=("position", "switch_sides", "step_done"))
+        self._step_began = False
+        self._step_named = False
+        self.announcer.update(now)
+
     # ---------------------------------------------------------------- output
 
     def snapshot(self, now: float | None = None) -> CoachState:
@@ -521,7 +615,7 @@ class Coach:
         breath = None
         breath_left = None
         if step is not None and self._state == "active" and live is not None and \
-                live.phase == "holding":
+                self._holding:
             elapsed = live.hold_time_s
             hold = {"elapsed_s": elapsed, "min_s": step.hold_min_s, "max_s": step.hold_max_s,
                     "remaining_s": max(step.hold_min_s - elapsed, 0.0)}
@@ -544,7 +638,8 @@ class Coach:
             too_fast=self._state == "active" and self._too_fast_now(now),
             speed_target_m_s=self.speed_target_m_s, speed_limit_m_s=self.speed_limit_m_s,
             summary=self._summary_dict if self._summary and self._state == "done"
-            else None)
+            else None,
+            speech=self.announcer.current.to_dict() if self.announcer.current else None)
 
     def _too_fast_now(self, now: float) -> bool:
         return now < self._too_fast_until or bool(self._live and self._live.too_fast)
@@ -589,6 +684,12 @@ class Coach:
             return f"{step.title} done. Next: {nxt.title}.", nxt.position, "step_done"
         live = self._live
         phase = live.phase if live is not None else "idle"
+        if phase == "holding" and not self._holding:
+            phase = "idle"  # still on the last step's spot: the position prompt says move
+        elif phase == "idle" and record.active_s > 0 and self._idle_since is not None and \
+                now - self._idle_since < self.settings.idle_prompt_after_s and \
+                self._last_moving_phase == "rolling":
+            phase = "rolling"  # a reversal or a breath is not a stop: keep the prompt steady
         if self._too_fast_now(now):
             speed = max(self._last_too_fast_speed, live.speed_m_s if live else 0.0)
             target = self.speed_target_m_s or 0.025
@@ -606,6 +707,11 @@ class Coach:
             breath, _ = self._breath(elapsed)
             word = "Breathe in slowly" if breath == "in" else "Breathe out and let go"
             return ("Stay on this spot and breathe deeply.", f"{word}.", "hold")
+        said = self.announcer.speaking(now)
+        if said is not None and said.kind == "position":
+            # the step's instructions stay on screen while they are being said
+            return step.position, step.caution or f"{self._left(record)} s to go on this step.", \
+                "position"
         if phase == "rolling":
             cues = step.cues or ["Slow passes, a few inches each way."]
             i = int(record.active_s // self.settings.cue_interval_s) % len(cues)

@@ -114,6 +114,9 @@ class LiveState:
     too_fast: bool
     calibrated: bool
     """False until the gyro bias and roll axis are known well enough to trust the speed."""
+    speed_clipped: bool = False
+    """True when the newest frame had the gyro (or accelerometer) at its full scale: the
+    speed shown is then a lower bound, the true one is higher."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

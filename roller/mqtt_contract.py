@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from roller.verbs import VERB_DOCS
+
 # -- topics ---------------------------------------------------------------------------------
 
 SAFE_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
@@ -120,18 +122,9 @@ EVENT_KINDS = ("stroke", "hold_started", "hold", "too_fast_alert", "too_fast")
 RETAINED_NAMES = ("session", "coach")
 """Retained JSON state topics that go through the outbox (``Publisher.publish_retained``)."""
 
-COMMAND_VERBS: dict[str, str] = {
-    "start": "start a session; optional {\"step\": id} starts the coach's routine at that step",
-    "pause": "pause the running session",
-    "resume": "resume a paused session",
-    "next": "skip to the coach's next step",
-    "stop": "finish the session",
-    "start_pause": "one button: start, pause or resume, whichever fits",
-    "pain": "pain: end the session at once; the coach tells the person to stop, breathe, and "
-            "see a health professional if it persists",
-}
+COMMAND_VERBS = VERB_DOCS
 """Every command verb the service takes on ``cmd/<verb>`` (and the GPIO buttons), with what it
-does."""
+does: declared in :mod:`roller.verbs`."""
 
 
 def qos(name: str) -> int:
@@ -334,6 +327,8 @@ LIVE_FIELDS: tuple[Field, ...] = (
                                 "(`pipeline.max_speed_m_s`)"),
     _f("calibrated", "bool", "-", "false until the gyro bias and roll axis are known well "
                                   "enough to trust the speed"),
+    _f("speed_clipped", "bool", "-", "true while the gyro (or accelerometer) reads at its full "
+                                     "scale: the speed is then a lower bound"),
 )
 
 SESSION_FIELDS: tuple[Field, ...] = (
@@ -396,6 +391,13 @@ COACH_FIELDS: tuple[Field, ...] = (
                                                    "the pipeline judges by"),
     _f("summary", "object or null", "-", "once `state` is `done`: the session summary "
                                          "(fields below), else null"),
+    _f("speech", "object or null", "-", "the last sentence the coach decided to say aloud "
+       "(`roller/speech.py`, policy in [coaching.md](coaching.md)): `id` (increasing), `text`, "
+       "`priority` (1 encouragement .. 5 safety), `kind` (a cue), `asked_s` (when the "
+       "situation arose), `decided_s` (when it was chosen, at most 3 s later), `duration_s` "
+       "(estimated speaking time), `replaces_id` (the obsolete sentence it may cut, after "
+       "`next`; else null). A display speaks each id once, only while fresh, and interrupts "
+       "only for a higher priority; null before anything was said"),
 )
 
 SUMMARY_FIELDS: tuple[Field, ...] = (
@@ -560,7 +562,8 @@ def live_payload(live: Any) -> dict[str, Any]:
     return rounded({"t_s": live.t, "speed_m_s": live.speed_m_s,
                     "velocity_m_s": live.velocity_m_s, "phase": live.phase,
                     "stroke_count": live.stroke_count, "hold_time_s": live.hold_time_s,
-                    "too_fast": bool(live.too_fast), "calibrated": bool(live.calibrated)})
+                    "too_fast": bool(live.too_fast), "calibrated": bool(live.calibrated),
+                    "speed_clipped": bool(live.speed_clipped)})
 
 
 def session_payload(*, session_id: str | None, state: str, end_reason: str | None,
@@ -630,14 +633,19 @@ def command_payload(payload: Mapping[str, Any] | None = None) -> bytes:
     return json.dumps(dict(payload), separators=(",", ":")).encode() if payload else b""
 
 
-def display_contract(*, target_speed_m_s: float, max_speed_m_s: float) -> dict[str, Any]:
+def display_contract(*, target_speed_m_s: float | None = None,
+                     max_speed_m_s: float | None = None) -> dict[str, Any]:
     """What a display needs besides the payloads, for the display server to serve (so the page
-    holds no copy): the command verbs, the event kinds, the topics, and the go-slow band
-    [m/s] to draw until a roller's ``coach`` payload brings its own (``speed_target_m_s``,
-    ``speed_limit_m_s``). Pass the ``[pipeline]`` settings the display's config names."""
-    return {"command_verbs": dict(COMMAND_VERBS), "event_kinds": list(EVENT_KINDS),
+    holds no copy): the command verbs (a list, and with what each does), the event kinds, the
+    topics, and the go-slow ``band`` [m/s] to draw until a roller's ``coach`` payload brings its
+    own (``speed_target_m_s``, ``speed_limit_m_s``); None when the display was given none. Pass
+    the ``[pipeline]`` settings the display's config names."""
+    band = None if target_speed_m_s is None or max_speed_m_s is None else \
+        {"target_m_s": target_speed_m_s, "limit_m_s": max_speed_m_s}
+    return {"verbs": list(COMMAND_VERBS), "command_verbs": dict(COMMAND_VERBS),
+            "event_kinds": list(EVENT_KINDS),
             "topics": {t.name: {"qos": t.qos, "retain": t.retain} for t in TOPICS},
-            "go_slow": {"target_m_s": target_speed_m_s, "limit_m_s": max_speed_m_s}}
+            "band": band}
 
 
 # -- documentation --------------------------------------------------------------------------

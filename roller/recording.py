@@ -40,12 +40,14 @@ hundred): a file with no line breaks is refused after this many bytes, not read 
 READ_BYTES = 1 << 20
 """Bytes read from the file at a time."""
 
-LIMITS = (("t", 1e10, "s"),
+LIMITS = (("t", 1e19, "s"),
           ("ax", 1000.0, "m/s^2"), ("ay", 1000.0, "m/s^2"), ("az", 1000.0, "m/s^2"),
-          ("gx", 100.0, "rad/s"), ("gy", 100.0, "rad/s"), ("gz", 100.0, "rad/s"))
+          ("gx", 5000.0, "rad/s"), ("gy", 5000.0, "rad/s"), ("gz", 5000.0, "rad/s"))
 """Largest magnitude accepted per column. Far beyond any sensor we support (16 g is 157 m/s^2,
-2000 deg/s is 35 rad/s; 1e10 s is three centuries of Unix time), so a value beyond it is a
-broken file, not a fast roller, and would otherwise overflow the pipeline's arithmetic."""
+2000 deg/s is 35 rad/s), so a value beyond it is a broken file, not a fast roller, and would
+otherwise overflow the pipeline's arithmetic. The limits leave room for a recording in the
+wrong units, which :mod:`roller.units` then recognises and names: Unix time in ns is 1.8e18,
+a gyro in deg/s reads up to 2000 (and an accelerometer in g stays small anyway)."""
 
 _LIMIT = np.array([limit for _name, limit, _unit in LIMITS])
 

@@ -307,3 +307,58 @@ def test_a_stall_between_updates_counts_at_most_the_gap_limit(clock) -> None:
     clock.advance(30)  # the service loop stalled
     state = s.tick("rolling")
     assert state.step_active_s == pytest.approx(2 - TICK_S + 1.0, abs=0.11)
+
+
+def test_a_step_waits_for_a_hold_to_reach_its_window(clock) -> None:
+    s = make(clock, transition_s=4.0)
+    s.roll(5)
+    start = clock.monotonic()
+    state = s.tick("holding", [HoldStarted(start=start, emitted_at=start + TICK_S)])
+    holding = [s.tick("holding") for _ in range(150)]  # 15 s more: the target (10 s) passes
+    assert all(st.state == "active" and st.hold is not None for st in holding)
+    assert holding[-1].step_active_s > 15
+    assert holding[-1].cue == "hold"
+    state = s.run(5.1, "holding")  # the hold reaches 20 s: now the step may end
+    assert state.state == "transition" and state.cue == "switch_sides"
+    assert state.hold is None  # no countdown between steps
+    ended_at = max(st.t_s for st in s.states if st.state == "active")
+    first = next(st for st in s.states if st.hold is not None)
+    assert ended_at - first.t_s >= 19.9
+    # the hold goes on into the next step: it is still the first step's
+    s.run(6, "holding")
+    late = s.run(2, "holding")
+    assert late.state == "active" and late.step["id"] == "g_l"
+    assert late.hold is None and late.step_active_s == 0.0
+    assert late.cue == "position"
+    end = clock.monotonic()
+    state = s.tick("idle", [Hold(start=start, end=end, emitted_at=end)])
+    s.roll(11)
+    summary = s.coach.snapshot().summary
+    assert summary is not None
+    steps = {st["id"]: st for st in summary["steps"]}
+    assert steps["g_r"]["holds_s"] == [pytest.approx(end - start)]
+    assert steps["g_l"]["holds_s"] == []
+
+
+def test_a_short_hold_does_not_hold_the_step_back_once_it_ends(clock) -> None:
+    s = make(clock)
+    s.roll(8)
+    start = clock.monotonic()
+    s.tick("holding", [HoldStarted(start=start, emitted_at=start + TICK_S)])
+    state = s.run(4, "holding")  # target reached during the hold: the step waits
+    assert state.state == "active" and state.step_active_s > 10
+    end = clock.monotonic()
+    state = s.tick("rolling", [Hold(start=start, end=end, emitted_at=end)])
+    assert state.state == "transition"  # the hold ended: the step ends at once
+    records = s.coach._records
+    assert records[0].holds_s == [pytest.approx(end - start)]
+
+
+def test_next_speaks_the_next_steps_position(clock) -> None:
+    s = make(clock)
+    s.roll(3)
+    state = s.coach.command("next", now=clock.monotonic())
+    assert state.step["id"] == "g_l"
+    assert state.speech is not None and state.speech["kind"] == "position"
+    assert state.speech["text"] == "Glutes left. sit left"
+    assert state.speech["decided_s"] == pytest.approx(clock.monotonic())

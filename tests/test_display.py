@@ -26,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from firmware_bridge.clock import ManualClock
 from roller.coach import Coach, CoachSettings
 from roller.display import DisplayServer, DisplaySettings, MqttBridge
-from roller.events import HoldStarted, LiveState
+from roller.events import HoldStarted, LiveState, TooFastAlert
 from roller.publisher import MqttSettings
 from roller.routine import load_routine
 
@@ -234,28 +234,77 @@ def test_command_endpoint_validates(display) -> None:
         assert info.value.code == 404
 
 
-def test_sound_speaks_prompts_and_beeps(display, pub, page) -> None:
+VOICE = """
+(() => {  // a voice that takes its time: words at 2.5 a second; cancel() ends the current one
+  let current = null;
+  window.speechSynthesis.cancel = () => { if (current) { clearTimeout(current.timer);
+                                                          current = null; } };
+  window.speechSynthesis.speak = (u) => {
+    const ms = u.text.split(/\\s+/).length / 2.5 * 1000;
+    current = { timer: setTimeout(() => { current = null; u.onend && u.onend({}); }, ms) };
+  };
+})();
+"""
+
+
+def test_sound_speaks_what_the_coach_decided_once(display, pub, page) -> None:
+    page.add_init_script(VOICE)
     pub.send("mat1", "coach", coach_holding(), retain=True)
     page.goto(display.url())
     page.wait_for_selector("#conn[data-level=ok]", timeout=5000)
     assert page.evaluate("window.rollerDisplay.spoken.length") == 0  # silent until asked
     page.click("#sound")
     assert page.get_attribute("#sound", "aria-pressed") == "true"
+    # "Sound on" says the current prompt, once, even when the next state repeats it
+    assert page.evaluate("window.rollerDisplay.spoken") == [
+        "Stay on this spot and breathe deeply."]
+    pub.send("mat1", "coach", coach_holding(), retain=True)
+    page.wait_for_timeout(500)
     assert page.evaluate("window.rollerDisplay.spoken") == [
         "Stay on this spot and breathe deeply."]
     state = dict(coach_holding(25.0))
-    assert state["cue"] == "hold_reached"
+    assert state["cue"] == "hold_reached" and state["speech"]["kind"] == "hold_reached"
     pub.send("mat1", "coach", state, retain=True)
     page.wait_for_function("window.rollerDisplay.beeps.includes('hold_end')", timeout=5000)
-    assert page.evaluate("window.rollerDisplay.spoken")[-1] == state["prompt"]
+    page.wait_for_function("p => window.rollerDisplay.spoken.at(-1) === p", arg=state["prompt"],
+                           timeout=5000)
     pub.send("mat1", "live", live(speed=0.1, too_fast=True))
     page.wait_for_function("window.rollerDisplay.beeps.includes('too_fast')", timeout=5000)
-    # the coach's slow-down prompt follows at once: spoken, but no second beep
-    pub.send("mat1", "coach", dict(state, cue="too_fast", prompt="Slow down: test."),
-             retain=True)
+    # a prompt change the coach did not decide to say is shown, not spoken
+    pub.send("mat1", "coach", dict(state, prompt="Shown only."), retain=True)
+    page.wait_for_function("document.getElementById('prompt').textContent === 'Shown only.'",
+                           timeout=5000)
+    # a more urgent sentence cuts the one being said; no second too-fast beep
+    urgent = dict(state["speech"], id=state["speech"]["id"] + 1, text="Slow down: test.",
+                  priority=4, kind="too_fast")
+    pub.send("mat1", "coach", dict(state, cue="too_fast", prompt="Slow down: test.",
+                                   speech=urgent), retain=True)
     page.wait_for_function("window.rollerDisplay.spoken.includes('Slow down: test.')",
                            timeout=5000)
+    assert "Shown only." not in page.evaluate("window.rollerDisplay.spoken")
+    assert page.evaluate("window.rollerDisplay.cancels") == 1
     assert page.evaluate("window.rollerDisplay.beeps.filter(b => b === 'too_fast').length") == 1
+    # an equal priority waits for the end; a stale decision (> 3 s old) is never said
+    calm = dict(urgent, id=urgent["id"] + 1, text="Same level.", priority=4)
+    old = dict(urgent, id=urgent["id"] + 2, text="Too late.", decided_s=state["t_s"] - 5)
+    pub.send("mat1", "coach", dict(state, speech=calm), retain=True)
+    page.wait_for_timeout(300)
+    assert "Same level." not in page.evaluate("window.rollerDisplay.spoken")
+    page.wait_for_function("window.rollerDisplay.spoken.includes('Same level.')", timeout=5000)
+    assert page.evaluate("window.rollerDisplay.cancels") == 1
+    pub.send("mat1", "coach", dict(state, speech=old), retain=True)
+    page.wait_for_timeout(300)
+    assert "Too late." not in page.evaluate("window.rollerDisplay.spoken")
+    # a step skipped with next: its words are obsolete, the next step's position cuts them
+    skipped = dict(urgent, id=urgent["id"] + 3, priority=3, kind="position",
+                   text="One two three four five six seven eight nine ten.")
+    pub.send("mat1", "coach", dict(state, speech=skipped), retain=True)
+    page.wait_for_function("t => window.rollerDisplay.spoken.includes(t)", arg=skipped["text"],
+                           timeout=5000)
+    instead = dict(skipped, id=skipped["id"] + 1, text="Instead.", replaces_id=skipped["id"])
+    pub.send("mat1", "coach", dict(state, speech=instead), retain=True)
+    page.wait_for_function("window.rollerDisplay.spoken.includes('Instead.')", timeout=2000)
+    assert page.evaluate("window.rollerDisplay.cancels") == 2
 
 
 def test_summary_at_the_end_and_screenshots(display, pub, page, tmp_path) -> None:
@@ -404,3 +453,150 @@ def test_configured_device_is_shown_first(broker, pub, page) -> None:
         assert page.eval_on_selector("#device", "s => s.value") == "bravo"
     finally:
         server.close()
+
+
+# ---------------------------------------------------------------- layout on real screens
+
+SCREENS = {"pi-800x480": (800, 480), "pi-1024x600": (1024, 600), "phone-390x844": (390, 844)}
+"""The official Raspberry Pi touchscreen, the common 7" 1024x600 panels, a phone upright."""
+
+INFO = ("#step-line", "#step-title", "#prompt-box", "#hold-ring", "#breath", "#hold-label",
+        "#step-time", "#step-bar", "#left-time", "#left-bar", "#right-time", "#right-bar",
+        "#speed", "#strokes", "#phase", "#trace", "#band-legend", "#summary")
+"""Everything on the page that carries information (checked when it is displayed)."""
+
+
+def coach_moments() -> dict[str, dict]:
+    """Real coach states at the moments the layout must hold: a step's position being said,
+    rolling, a hold, switching sides, too fast, and each way a session ends."""
+    clock = ManualClock()
+    coach = Coach(load_routine(), CoachSettings(), clock, wall_clock=lambda: 1.7e9)
+    hold_start = None
+
+    def run(seconds, phase="rolling", speed=0.025, events=()):
+        nonlocal hold_start
+        state = None
+        for i in range(round(seconds * 10)):
+            clock.advance(0.1)
+            now = clock.monotonic()
+            if phase == "holding" and hold_start is None:
+                hold_start = now
+            elif phase != "holding":
+                hold_start = None
+            state = coach.update(list(events) if i == 0 else [], LiveState(
+                t=now, speed_m_s=speed, velocity_m_s=speed, phase=phase,
+                stroke_count=int(now), hold_time_s=now - hold_start if hold_start else 0.0,
+                too_fast=speed > 0.05, calibrated=True), now)
+        return state.to_dict()
+
+    moments = {"position": run(0.5)}
+    moments["rolling"] = run(15)
+    now = clock.monotonic()
+    moments["hold"] = run(8, "holding", 0.0, [HoldStarted(start=now, emitted_at=now)])
+    moments["too_fast"] = run(1, speed=0.09, events=[TooFastAlert(
+        start=clock.monotonic(), speed_m_s=0.09, limit_m_s=0.05, emitted_at=clock.monotonic())])
+    state = run(1)
+    while state["state"] != "transition":
+        state = run(1)
+    moments["switch_sides"] = state
+    while state["state"] != "done":
+        state = run(2)
+    moments["completed"] = state
+    coach.command("start", now=clock.monotonic())
+    run(15)
+    moments["pain"] = coach.command("pain", now=clock.monotonic()).to_dict()
+    return moments
+
+
+def test_every_screen_shows_everything_without_scrolling(display, pub, page) -> None:
+    """At each screen size and moment, every displayed information element lies inside the
+    viewport, clear of the header and the button bar, and the prompt is not clipped.
+    Set ROLLER_SCREENSHOTS=docs/screenshots to keep the pictures."""
+    out = os.environ.get("ROLLER_SCREENSHOTS")
+    moments = coach_moments()
+    pub.send("mat1", "status", b"online", retain=True)
+    pub.send("mat1", "coach", moments["rolling"], retain=True)
+    page.goto(display.url())
+    page.wait_for_selector("#conn[data-level=ok]", timeout=5000)
+    for i in range(30):  # a trace to draw
+        pub.send("mat1", "live", live(speed=0.02 + 0.002 * (i % 10), strokes=20 + i))
+    problems = []
+    for screen, (w, h) in SCREENS.items():
+        page.set_viewport_size({"width": w, "height": h})
+        for name, state in moments.items():
+            pub.send("mat1", "coach", state, retain=True)
+            page.wait_for_function(
+                "p => document.getElementById('prompt').textContent === p", arg=state["prompt"],
+                timeout=5000)
+            page.wait_for_timeout(150)
+            report = page.evaluate("""(ids) => {
+                const box = (el) => el.getBoundingClientRect();
+                const bars = ["#bar", "#controls"].map((s) => box(document.querySelector(s)));
+                const shown = (el) => el && el.getClientRects().length > 0;
+                const out = [];
+                for (const id of ids) {
+                  const el = document.querySelector(id);
+                  if (!shown(el)) continue;
+                  const r = box(el);
+                  if (r.left < -0.5 || r.top < -0.5 || r.right > innerWidth + 0.5 ||
+                      r.bottom > innerHeight + 0.5) out.push(id + " off-screen");
+                  for (const b of bars) {
+                    if (r.top < b.bottom - 0.5 && r.bottom > b.top + 0.5 &&
+                        r.left < b.right && r.right > b.left) out.push(id + " under a bar");
+                  }
+                  if (el.scrollHeight > el.clientHeight + 1 &&
+                      getComputedStyle(el).overflow !== "visible") out.push(id + " clipped");
+                }
+                const doc = document.scrollingElement;
+                if (doc.scrollHeight > innerHeight + 1) out.push("the page scrolls");
+                return out;
+            }""", list(INFO))
+            problems += [f"{screen} {name}: {p}" for p in report]
+            if out:
+                page.screenshot(path=str(Path(out) / f"layout-{screen}-{name}.png"))
+    assert problems == [], "\n".join(problems)
+
+
+def test_speed_colour_follows_the_number_and_titles_and_buttons(display, pub, page) -> None:
+    moments = coach_moments()
+    pub.send("mat1", "status", b"online", retain=True)
+    pub.send("mat1", "coach", moments["rolling"], retain=True)
+    page.goto(display.url())
+    page.wait_for_selector("#conn[data-level=ok]", timeout=5000)
+    # above the limit but before the (delayed) alert: red already
+    pub.send("mat1", "live", live(speed=0.062, too_fast=False))
+    page.wait_for_selector("#speed-box[data-band=over]", timeout=5000)
+    red = page.eval_on_selector("#speed", "e => getComputedStyle(e).color")
+    pub.send("mat1", "live", live(speed=0.03, too_fast=True))  # the alert lags: green again
+    page.wait_for_selector("#speed-box[data-band=in]", timeout=5000)
+    green = page.eval_on_selector("#speed", "e => getComputedStyle(e).color")
+    assert red == "rgb(255, 69, 69)" and green == "rgb(39, 211, 102)"
+    assert page.is_enabled("#pause-btn")
+    for name, colour in (("pain", "rgb(255, 69, 69)"), ("completed", "rgb(39, 211, 102)")):
+        pub.send("mat1", "coach", moments[name], retain=True)
+        page.wait_for_selector(f"#summary[data-reason={name}]", timeout=5000)
+        assert page.eval_on_selector("#summary-title", "e => getComputedStyle(e).color") == \
+            colour
+        assert not page.is_enabled("#pause-btn")  # nothing to pause after the end
+
+
+def test_contract_comes_from_the_python_declarations(display, page) -> None:
+    from roller.cues import CUES
+    from roller.verbs import VERBS
+
+    with urllib.request.urlopen(display.url() + "api/contract", timeout=5) as res:
+        contract = json.loads(res.read())
+    assert contract["verbs"] == list(VERBS)
+    assert contract["cues"]["too_fast"] == {"priority": 4, "look": "alarm", "tone": "too_fast"}
+    assert set(contract["cues"]) == set(CUES)
+    page.goto(display.url())
+    embedded = page.evaluate("JSON.parse(document.getElementById('contract').textContent)")
+    assert embedded == contract
+    # the page's own files hold no copy of the cues, the verbs or the band
+    static = Path(__file__).resolve().parents[1] / "roller" / "display" / "static"
+    text = (static / "app.js").read_text() + (static / "style.css").read_text()
+    for cue in ("too_fast", "hold_reached", "pain_stop", "routine_done", "switch_sides"):
+        assert f'"{cue}"' not in text and f"'{cue}'" not in text, cue
+    html = (static / "index.html").read_text()
+    assert not re.search(r"\|\|\s*0\.0", text) and "0.025" not in text  # no band fallback
+    assert "2.5" not in html and "<!--contract-->" in html

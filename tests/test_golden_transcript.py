@@ -60,6 +60,9 @@ SESSION_ID_KEYS = frozenset({"session_id"})
 INSTANCE_KEYS = frozenset({"instance"})
 """``health``'s instance (a machine hash and a random id per run): normalised."""
 EPOCH_KEYS = frozenset({"epoch"})
+DELIVERY_KEYS = frozenset({"outbox_pending"})
+"""Figures that depend on how fast the broker acknowledged (real time, not the manual clock):
+how many messages were still waiting when health was built. Normalised to ``"<delivery>"``."""
 """The outbox's epoch (random per outbox file): normalised to ``"<epoch>"``."""
 """Fields holding a session id (a date and random hex): numbered by first appearance."""
 
@@ -112,6 +115,8 @@ class Normaliser:
             return [self(v) for v in value]
         if key in WALL_CLOCK_KEYS and value is not None:
             return "<wall>"
+        if key in DELIVERY_KEYS and value is not None:
+            return "<delivery>"
         if key in EPOCH_KEYS and value is not None:
             return "<epoch>"
         if key in INSTANCE_KEYS and value:

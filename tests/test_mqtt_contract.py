@@ -129,7 +129,8 @@ def test_the_display_gets_verbs_kinds_and_the_band_from_one_place() -> None:
     p = PipelineSettings()
     served = contract.display_contract(target_speed_m_s=p.target_speed_m_s,
                                        max_speed_m_s=p.max_speed_m_s)
-    assert served["go_slow"] == {"target_m_s": p.target_speed_m_s, "limit_m_s": p.max_speed_m_s}
+    assert served["band"] == {"target_m_s": p.target_speed_m_s, "limit_m_s": p.max_speed_m_s}
+    assert served["verbs"] == list(contract.COMMAND_VERBS)
     assert list(served["command_verbs"]) == list(contract.COMMAND_VERBS)
     assert served["topics"]["health"] == {"qos": 1, "retain": True}
     json.dumps(served)  # servable as is

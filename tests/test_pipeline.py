@@ -417,3 +417,107 @@ def test_block_independence_through_a_lagged_start_up(body) -> None:
         events, _ = run(t, samples, settings, block=block)
         assert _key(events) == _key(reference)
     assert len(of(reference, Stroke)) == 6
+
+
+def test_a_day_long_gap_costs_neither_time_nor_memory() -> None:
+    """Issue 12 item 5: a gap of a day is not bridged by a frame per 40 ms."""
+    import time
+
+    rate = 200.0
+    t1 = np.arange(0, 20.0, 1 / rate)
+    t2 = 86400.0 + np.arange(0, 20.0, 1 / rate)
+    t = np.concatenate([t1, t2])
+    samples = np.tile([0.0, 0.0, 9.80665, 0.01, -0.02, 0.005], (t.size, 1))
+    for block in (t.size, 333):
+        p = Pipeline()
+        start = time.perf_counter()
+        frames = 0
+        for i in range(0, t.size, block):
+            out = p.framer.update(t[i:i + block], samples[i:i + block])
+            frames += len(out)
+            assert len(out) <= block // 8 + 2     # never a frame per missing 40 ms
+        assert time.perf_counter() - start < 2.0
+        assert frames < 1100                       # 2 x 20 s of frames (+ the closed one)
+    p = Pipeline()
+    events = p.update(t, samples) + p.finish()
+    assert not of(events, Stroke)
+
+
+def test_a_known_gyro_full_scale_marks_the_speed_clipped() -> None:
+    segs = (RestSegment(3.0), StrokeSegment(0.3, 0.12), RestSegment(3.0))
+    sc = Scenario(segs, radius_m=0.05, gyro_noise_rad_s=0.002)
+    t, samples = SimulatedRoller(sc, seed=5).recording(200.0)
+    full_scale = 1.5                                   # rad/s: the stroke turns at up to 2.4
+    samples[:, 3:] = np.clip(samples[:, 3:], -full_scale, full_scale)
+    p = Pipeline(PipelineSettings(radius_m=0.05, roll_axis=[1.0, 0.0, 0.0],
+                                  gyro_full_scale_rad_s=full_scale))
+    clipped_live = []
+    for i in range(0, t.size, 20):
+        p.update(t[i:i + 20], samples[i:i + 20])
+        clipped_live.append(p.live.speed_clipped)
+    p.finish()
+    assert any(clipped_live) and not clipped_live[-1] and not clipped_live[0]
+    assert p.clipping.clipped_frames > 10
+    # the missing rotation was not learnt as an offset
+    assert abs(p.bias.bias[0]) < 0.01
+
+
+def test_stroke_ends_under_a_shaking_hand() -> None:
+    """Issue 10 item 2: +-1 mm of shake at ~+-10 mm/s after a stroke must not keep it going."""
+    from roller.pipeline.legs import LegTracker
+
+    frame = 0.04
+    t = np.arange(1, 200) * frame
+    v = np.where(t < 3.0, 0.03 * np.sin(np.pi * t / 3.0) ** 2, 0.0)
+    shake = np.where(t >= 3.0, 0.010 * np.sin(2 * np.pi * 1.6 * t), 0.0)   # 1 mm amplitude
+    legs, *_ = LegTracker().update(t.tolist(), t.tolist(), (v + shake).tolist(),
+                                   [frame] * t.size)
+    assert len(legs) >= 1
+    assert abs(legs[0].end - 3.0) < 0.3
+    assert abs(legs[0].distance_m - 0.045) < 0.004
+
+
+def test_holds_survive_deep_breathing_and_leaning_and_slow_passes_read_true() -> None:
+    """Issue 10 item 2: 5 mm of breathing with 20 degrees of lean is one hold; a 1 cm/s pass
+    reads within 5 %."""
+    segs = (RestSegment(2.0), StrokeSegment(0.1, 0.03),
+            HoldSegment(30.0, breathing_m=0.005, lean_rad=20 * DEG, yaw_rad=10 * DEG),
+            StrokeSegment(-0.1, 0.01, ramp_s=1.0), RestSegment(2.0))
+    sc = Scenario(segs, gyro_bias_rad_s=(0.05, -0.03, 0.02), gyro_noise_rad_s=0.003,
+                  accel_noise_m_s2=0.05, mounting_rotvec=(0.3, 0.5, -0.2))
+    sim = SimulatedRoller(sc, seed=3)
+    t, samples = sim.recording(200.0)
+    events, _ = run(t, samples)
+    holds = of(events, Hold)
+    assert len(holds) == 1 and holds[0].end - holds[0].start > 29.0
+    slow = of(events, Stroke)[-1]
+    assert slow.peak_speed_m_s == pytest.approx(0.01, rel=0.05)
+    assert slow.distance_m == pytest.approx(0.1, rel=0.02)
+
+
+def test_each_pipeline_setting_a_stage_uses_is_declared_once() -> None:
+    """Issue 8: PipelineSettings and the stage settings declared the same settings twice with
+    different bounds; now PipelineSettings takes the stage's declaration."""
+    import dataclasses
+
+    from roller.pipeline.clipping import ClipSettings
+    from roller.pipeline.holds import HoldSettings
+    from roller.pipeline.legs import LegSettings
+    from roller.pipeline.strokes import StrokeSettings
+    from roller.pipeline.too_fast import TooFastSettings
+
+    def field(cls, name):
+        return next(f for f in dataclasses.fields(cls) if f.name == name)
+
+    pairs = {"max_speed_m_s": (TooFastSettings, "limit_m_s"),
+             "stroke_min_distance_m": (StrokeSettings, "min_distance_m"),
+             "hold_max_travel_m": (LegSettings, "big_travel_m"),
+             "hold_min_duration_s": (HoldSettings, "min_duration_s"),
+             "too_fast_min_duration_s": (TooFastSettings, "min_duration_s"),
+             "gyro_full_scale_rad_s": (ClipSettings, "gyro_full_scale_rad_s")}
+    for mine, (stage, theirs) in pairs.items():
+        a, b = field(PipelineSettings, mine), field(stage, theirs)
+        assert a.metadata is b.metadata or dict(a.metadata) == dict(b.metadata), mine
+        assert a.default == b.default, mine
+    with pytest.raises(ConfigError, match="hold_min_duration_s"):
+        from_mapping(PipelineSettings, {"hold_min_duration_s": 0.2}, where="test")

@@ -3,7 +3,8 @@
     .venv/bin/roller demo --port 8080 &
     .venv/bin/python docs/screenshots/take_screenshots.py http://127.0.0.1:8080/
 
-Watches the page in headless chromium and saves each picture when the coach first shows that
+Watches the page in headless chromium at 1024x600 (a 7" Pi panel) and saves each picture
+when the coach first shows that
 moment (after at least ``--trace-s`` seconds on the page, so the speed trace is filled):
 ``demo-rolling.png``, ``demo-too-fast.png``, ``demo-hold.png``, ``demo-switch-sides.png``,
 ``demo-phone.png`` (390x844) and, at the end of the routine, ``demo-summary.png``.
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(
             profile, executable_path="/usr/bin/chromium", headless=True, args=ARGS,
-            viewport={"width": 1024, "height": 768})
+            viewport={"width": 1024, "height": 600})
         page = ctx.new_page()
         page.goto(args.url)
         opened = time.monotonic()
@@ -51,15 +52,17 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             cue = page.get_attribute("#prompt-box", "data-cue")
             if cue in wanted:
-                name = wanted.pop(cue)
                 page.wait_for_timeout(300)
+                if page.get_attribute("#prompt-box", "data-cue") != cue:
+                    continue  # a moment too short to show: wait for the next one
+                name = wanted.pop(cue)
                 page.screenshot(path=str(HERE / name))
                 print(f"saved {name} ({cue}: {page.text_content('#prompt')})", flush=True)
             if not phone_done and cue == "rolling":
                 page.set_viewport_size({"width": 390, "height": 844})
                 page.wait_for_timeout(500)
                 page.screenshot(path=str(HERE / "demo-phone.png"))
-                page.set_viewport_size({"width": 1024, "height": 768})
+                page.set_viewport_size({"width": 1024, "height": 600})
                 phone_done = True
                 print("saved demo-phone.png", flush=True)
         ctx.close()

@@ -4,7 +4,9 @@ Same method names, arguments and limits as smbus2 (``read_i2c_block_data`` refus
 bytes, ``i2c_rdwr`` takes real ``smbus2.i2c_msg`` objects and fills the read buffers), and the
 same failures as Linux's i2c-dev: a transfer to an address where nothing answers raises
 ``OSError(121, 'Remote I/O error')``. :meth:`fail_next` injects NACK (121) or EIO (5) on the next
-transfers, to exercise the drivers' retry and recovery paths.
+transfers, to exercise the drivers' retry and recovery paths: before any byte moves (an address
+NACK: the chip sees nothing), or, with ``after_bytes``, part-way through a read (the chip has
+sent -- and its FIFO has given up -- that many bytes when the transfer fails).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ class EmulatedBus:
         self._fail_remaining = 0
         self._fail_errno = errno.EREMOTEIO
         self._fail_address: int | None = None
+        self._fail_after_bytes: int | None = None
+        self._fail_min_read: int | None = None
+        self.failures_injected = 0
 
     def attach(self, chip: EmulatedImu) -> EmulatedImu:
         if chip.address in self.chips:
@@ -50,26 +55,35 @@ class EmulatedBus:
         self.chips.pop(address, None)
 
     def fail_next(self, count: int, *, error: int = errno.EREMOTEIO,
-                  address: int | None = None) -> None:
-        """The next ``count`` transfers (to ``address``, or any) fail with ``error``."""
+                  address: int | None = None, after_bytes: int | None = None,
+                  reads_longer_than: int | None = None) -> None:
+        """The next ``count`` transfers (to ``address``, or any) fail with ``error``, before
+        any byte moves (nothing reaches the chip).
+
+        ``reads_longer_than``: only reads of more than that many bytes fail (a FIFO burst, not
+        the status reads before it); writes and short reads go through. ``after_bytes``: such
+        a read fails after the chip has sent that many bytes (a burst cut short: what was
+        sent is consumed from a FIFO); implies ``reads_longer_than=after_bytes``."""
         self._fail_remaining = count
         self._fail_errno = error
         self._fail_address = address
+        self._fail_after_bytes = after_bytes
+        self._fail_min_read = after_bytes if reads_longer_than is None else reads_longer_than
 
     # ----- smbus2.SMBus interface ------------------------------------------------------------
 
     def read_byte_data(self, i2c_addr: int, register: int, force: bool | None = None) -> int:
-        return self._chip(i2c_addr).read(register, 1)[0]
+        return self._chip(i2c_addr, reading=(register, 1)).read(register, 1)[0]
 
     def write_byte_data(self, i2c_addr: int, register: int, value: int,
                         force: bool | None = None) -> None:
-        self._chip(i2c_addr).write(register, bytes([value & 0xFF]))
+        self._chip(i2c_addr, reading=None).write(register, bytes([value & 0xFF]))
 
     def read_i2c_block_data(self, i2c_addr: int, register: int, length: int,
                             force: bool | None = None) -> list[int]:
         if length > I2C_SMBUS_BLOCK_MAX:
             raise ValueError(f"Desired block length over {I2C_SMBUS_BLOCK_MAX} bytes")
-        data = self._chip(i2c_addr).read(register, length)
+        data = self._chip(i2c_addr, reading=(register, length)).read(register, length)
         self.bytes_read += len(data)
         return list(data)
 
@@ -77,16 +91,25 @@ class EmulatedBus:
                              force: bool | None = None) -> None:
         if len(data) > I2C_SMBUS_BLOCK_MAX:
             raise ValueError(f"Data length cannot exceed {I2C_SMBUS_BLOCK_MAX} bytes")
-        self._chip(i2c_addr).write(register, bytes(data))
+        self._chip(i2c_addr, reading=None).write(register, bytes(data))
 
     def i2c_rdwr(self, *i2c_msgs: object) -> None:
         """Combined transaction: a write sets the register pointer (and writes what follows
         it), a read continues from the pointer, as a register-based chip does."""
         if self.closed:
             raise _os_error(errno.EBADF)
-        self._maybe_fail(min((m.addr for m in i2c_msgs), default=None))  # type: ignore[attr-defined]
-        self.transfers += 1
         pointer: dict[int, int] = {}
+        if self._fail_min_read is None:
+            self._maybe_fail(min((m.addr for m in i2c_msgs), default=None))  # type: ignore[attr-defined]
+        else:
+            for msg in i2c_msgs:
+                if not msg.flags & I2C_M_RD and bytes(msg):  # type: ignore[attr-defined]
+                    pointer[msg.addr] = bytes(msg)[0]  # type: ignore[attr-defined, call-overload]
+                elif msg.flags & I2C_M_RD and msg.addr in pointer:  # type: ignore[attr-defined]
+                    self._maybe_fail(msg.addr,  # type: ignore[attr-defined]
+                                     reading=(pointer[msg.addr], msg.len))  # type: ignore[attr-defined]
+            pointer = {}
+        self.transfers += 1
         for msg in i2c_msgs:
             addr = msg.addr  # type: ignore[attr-defined]
             chip = self._present(addr)
@@ -116,10 +139,11 @@ class EmulatedBus:
 
     # ----- internals -------------------------------------------------------------------------
 
-    def _chip(self, address: int) -> EmulatedImu:
+    def _chip(self, address: int, *, reading: tuple[int, int] | None) -> EmulatedImu:
+        """The chip for a transfer; ``reading``: (register, length) if it reads."""
         if self.closed:
             raise _os_error(errno.EBADF)
-        self._maybe_fail(address)
+        self._maybe_fail(address, reading=reading)
         self.transfers += 1
         return self._present(address)
 
@@ -129,11 +153,21 @@ class EmulatedBus:
             raise _os_error(errno.EREMOTEIO)
         return chip
 
-    def _maybe_fail(self, address: int | None) -> None:
+    def _maybe_fail(self, address: int | None, *,
+                    reading: tuple[int, int] | None = None) -> None:
         if self._fail_remaining <= 0:
             return
         if self._fail_address is not None and address != self._fail_address:
             return
+        if self._fail_min_read is not None:
+            if reading is None or reading[1] <= self._fail_min_read:
+                return               # a write, or a read too short: goes through
+            after = self._fail_after_bytes or 0
+            chip = self.chips.get(address) if address is not None else None
+            if chip is not None and chip.plugged and after > 0:
+                chip.read(reading[0], after)     # sent before the failure: consumed
+                self.bytes_read += after
         self._fail_remaining -= 1
+        self.failures_injected += 1
         self.transfers += 1
         raise _os_error(self._fail_errno)

@@ -8,8 +8,13 @@ the chip, how to empty its FIFO, how to read the FIFO's fill level and how to de
   accelerometer [m/s^2] then gyro [rad/s] in the chip's axes and monotonic timestamps [s];
 * idempotent transfers (register reads and writes) that fail with errno 121 (remote I/O, the
   chip did not acknowledge) or 5 (EIO) are retried with exponential backoff;
-* a failed FIFO burst is never retried: part of it may have been consumed, so the FIFO is reset
-  and the timestamps re-anchored instead (samples are lost, frames are never misaligned);
+* a failed FIFO burst is never retried blindly (part of it may have been consumed). The FIFO
+  count read after it tells what was consumed: a failure before any byte consumed nothing, and
+  nothing is lost (the next read gets those frames); a failure mid-burst consumed whole frames
+  plus ``count mod frame_bytes`` bytes of one more, which are read and dropped to realign. Only
+  the frames the failed burst consumed are lost (``health.burst_frames_lost``), the frames read
+  before the failure are returned, and the timestamps skip the lost frames' periods. A chip
+  without a byte-exact count (the tagged LSM6DSO FIFO) resets the FIFO instead;
 * a FIFO overflow, a fill level that is not a whole number of frames, or a fill level that
   time cannot explain (a stuck counter, a chip that stopped sampling) resets the FIFO; repeated
   FIFO faults or repeated failed reads re-initialise the chip;
@@ -99,6 +104,10 @@ class DriverHealth:
     reinits: int = 0
     disconnects: int = 0
     samples_lost_estimate: int = 0
+    burst_failures: int = 0
+    """FIFO bursts that failed part-way or before any byte (recovered without a FIFO reset)."""
+    burst_frames_lost: int = 0
+    """Frames consumed by failed bursts, counted from the FIFO level (also in the estimate)."""
     last_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -189,6 +198,31 @@ class FifoImuDriver(ABC):
         """Burst-read ``frames`` whole frames and decode them to (n, 6) SI units. May return
         fewer rows if some words could not be paired (counted as a FIFO fault by the caller)."""
 
+    max_burst_frames: int = 84
+    """Frames per I2C burst transfer."""
+    recovers_bursts: bool = False
+    """Whether the chip implements :meth:`_read_chunk`, :meth:`_decode`, :meth:`_fifo_fill`
+    and :meth:`_discard`, so that a failed burst is recovered without a FIFO reset."""
+
+    def _read_chunk(self, frames: int) -> bytes:
+        """One burst transfer of ``frames`` whole frames' raw FIFO bytes (raises OSError).
+        Chips that can recover a failed burst implement this with :meth:`_decode`,
+        :meth:`_fifo_fill` and :meth:`_discard`."""
+        raise NotImplementedError
+
+    def _decode(self, data: bytes) -> np.ndarray:
+        """Raw FIFO bytes of whole frames -> (n, 6) SI units."""
+        raise NotImplementedError
+
+    def _fifo_fill(self) -> tuple[int, int] | None:
+        """(bytes in the FIFO, bytes to drop so the next byte starts a frame), each transfer
+        retried; None if the chip cannot tell (then a failed burst resets the FIFO)."""
+        return None
+
+    def _discard(self, nbytes: int) -> None:
+        """Read ``nbytes`` from the FIFO and drop them (one transfer)."""
+        raise NotImplementedError
+
     def _read_register(self, register: Register) -> int:
         """Read one register (a banked chip selects the bank first)."""
         return self.dev.read(register)
@@ -278,10 +312,16 @@ class FifoImuDriver(ABC):
             return empty()
         if level.frames == 0:
             return empty()
+        if not self.recovers_bursts:
+            return self._read_resetting(level, t_before, t_after)
+        return self._read_recovering(level, t_before, t_after)
+
+    def _read_resetting(self, level: FifoLevel, t_before: float,
+                        t_after: float) -> tuple[np.ndarray, np.ndarray]:
+        """Read the frames; a failed burst resets the FIFO (its state cannot be known)."""
         try:
             samples = self._read_frames(level.frames)
         except OSError as exc:
-            # part of the burst may have been consumed: resynchronise rather than guess
             self._note(f"FIFO burst failed ({exc}); FIFO reset")
             self.health.samples_lost_estimate += level.frames
             self._fifo_fault(f"burst read failed: {exc}", count_streak=False)
@@ -293,6 +333,80 @@ class FifoImuDriver(ABC):
         self._drained_at_s = t_after
         t = self._timestamps.stamp(samples.shape[0], t_before, t_after)
         return t, samples
+
+    def _read_recovering(self, level: FifoLevel, t_before: float,
+                         t_after: float) -> tuple[np.ndarray, np.ndarray]:
+        """Read the frames burst by burst. After a failed burst, work out from the FIFO count
+        what it consumed, drop the rest of a part-read frame, and read on once more (a FIFO
+        left full would overflow before the next read)."""
+        segments: list[tuple[bytes, int]] = []    # raw frames read, then frames lost
+        chunks: list[bytes] = []
+        todo = level.frames
+        failures = 0
+        drained = True
+        while todo > 0:
+            n = min(todo, self.max_burst_frames)
+            try:
+                chunks.append(self._read_chunk(n))
+                todo -= n
+                continue
+            except OSError as exc:
+                failures += 1
+                recovered = self._recover_burst(exc, todo, t_after)
+            segments.append((b"".join(chunks), 0 if recovered is None else recovered[0]))
+            chunks = []
+            if recovered is None or failures > 1:
+                drained = False     # frames may be left: the recovery set where we are
+                break
+            todo = recovered[1]
+        if chunks or not segments:
+            segments.append((b"".join(chunks), 0))
+        self._fifo_fault_streak = 0
+        if drained:
+            self._drained_at_s = t_after
+        ts, ss = [], []
+        for data, lost in segments:
+            samples = self._decode(data) if data else np.empty((0, 6))
+            ts.append(self._timestamps.stamp(samples.shape[0], t_before, t_after))
+            ss.append(samples)
+            self._timestamps.skip(lost)
+        return np.concatenate(ts), np.concatenate(ss)
+
+    def _recover_burst(self, exc: OSError, unread: int,
+                       t_count: float) -> tuple[int, int] | None:
+        """After a failed burst: how many frames did it consume? Realign the FIFO; return
+        (frames lost, frames left that were sampled by ``t_count``), or None if the FIFO had to
+        be reset. ``unread``: frames of the level read at ``t_count`` not yet read when the
+        burst started. Exact when no sample is taken while recovering; otherwise the samples
+        taken meanwhile are counted from the time at the nominal rate."""
+        self.health.burst_failures += 1
+        self.health.last_error = f"I2C error: {exc}"
+        try:
+            fill = self._fifo_fill()
+            assert fill is not None
+            fill_bytes, partial = fill
+            if partial:
+                self._retrying(lambda: self._discard(partial))
+        except TransferError:
+            # the count cannot be read: the FIFO's state is unknown, start it again
+            self.health.samples_lost_estimate += unread
+            self._fifo_fault(f"burst read failed ({exc}) and the FIFO count could not be "
+                             "read", count_streak=False)
+            return None
+        # frames present had nothing been consumed: the unread ones plus those sampled since
+        # the count was read (the clock may have moved during the failed transfer)
+        sampled = round((self.clock.monotonic() - t_count) * self.output_rate_hz)
+        present = (fill_bytes - partial) // self.frame_bytes
+        lost = max(0, unread + sampled - present)
+        left = max(0, present - sampled)
+        # the frames left were sampled before the count: as if drained that much earlier, so
+        # that the next level is judged plausible by the time it covers
+        self._drained_at_s = t_count - left / self.output_rate_hz
+        self.health.burst_frames_lost += lost
+        self.health.samples_lost_estimate += lost
+        self._note(f"FIFO burst failed ({exc}): {lost} frame(s) consumed and lost, "
+                   f"{partial} byte(s) dropped to realign")
+        return lost, left
 
     def _expected_frames(self, now: float) -> int:
         return int((now - self._drained_at_s) * self.output_rate_hz)

@@ -105,6 +105,7 @@ class Icm20948Driver(FifoImuDriver):
     family = "icm20948"
     frame_bytes = FRAME_BYTES
     max_burst_frames = 42
+    recovers_bursts = True
 
     def __init__(self, *args, **kwargs) -> None:
         self._bank: int | None = None
@@ -184,10 +185,24 @@ class Icm20948Driver(FifoImuDriver):
         remaining = frames
         while remaining > 0:
             n = min(remaining, self.max_burst_frames)
-            chunks.append(self._block(I.FIFO_R_W, n * FRAME_BYTES))
+            chunks.append(self._read_chunk(n))
             remaining -= n
-        raw = np.frombuffer(b"".join(chunks), dtype=">i2").reshape(-1, 6)
+        return self._decode(b"".join(chunks))
+
+    def _read_chunk(self, frames: int) -> bytes:
+        return self._block(I.FIFO_R_W, frames * FRAME_BYTES)
+
+    def _decode(self, data: bytes) -> np.ndarray:
+        raw = np.frombuffer(data, dtype=">i2").reshape(-1, 6)
         return to_si(raw, self._accel_lsb, self._gyro_lsb)
+
+    def _fifo_fill(self) -> tuple[int, int]:
+        high, low = self._xfer(self._block, I.FIFO_COUNTH, 2)
+        count = ((high & 0x1F) << 8) | low
+        return count, count % FRAME_BYTES
+
+    def _discard(self, nbytes: int) -> None:
+        self._block(I.FIFO_R_W, nbytes)
 
     def _initialise(self) -> None:
         self._bank = None

@@ -197,8 +197,29 @@ class Lsm6ds3Driver(_Lsm6dsDriver):
                                       "the start of a sample (misaligned)")
         return FifoLevel(frames)
 
+    max_burst_frames = 84
+    recovers_bursts = True
+
     def _read_frames(self, frames: int) -> np.ndarray:
         data = self._burst(Lsm6ds3Map.FIFO_DATA_OUT_L, frames * self.frame_bytes, 2)
+        return self._decode(data)
+
+    def _read_chunk(self, frames: int) -> bytes:
+        return self.dev.read_block(Lsm6ds3Map.FIFO_DATA_OUT_L, frames * self.frame_bytes)
+
+    def _fifo_fill(self) -> tuple[int, int]:
+        m = Lsm6ds3Map
+        s1, s2, s3, s4 = self._xfer(self.dev.read_block, m.FIFO_STATUS1, 4)
+        words = s1 | (m.DIFF_FIFO_HIGH.get(s2) << 8)
+        pattern = s3 | (m.FIFO_PATTERN_HIGH.get(s4) << 8)
+        # ``pattern`` is the position of the next word in its sample: drop to the next start
+        partial_words = (self.WORDS_PER_FRAME - pattern) % self.WORDS_PER_FRAME
+        return 2 * words, 2 * min(partial_words, words)
+
+    def _discard(self, nbytes: int) -> None:
+        self.dev.read_block(Lsm6ds3Map.FIFO_DATA_OUT_L, nbytes)
+
+    def _decode(self, data: bytes) -> np.ndarray:
         words = np.frombuffer(data, dtype="<i2").reshape(-1, 6)
         raw = np.concatenate([words[:, 3:], words[:, :3]], axis=1)    # accel first, then gyro
         return to_si(raw, self._accel_lsb, self._gyro_lsb)

@@ -101,6 +101,7 @@ class Mpu6050Driver(FifoImuDriver):
     frame_bytes = FRAME_BYTES
     max_burst_frames = 84
     """Frames per I2C burst (1008 bytes): one FIFO's worth, within every adapter's limit."""
+    recovers_bursts = True
 
     def _configure(self) -> float:
         d, s = self.dev, self.settings
@@ -151,7 +152,21 @@ class Mpu6050Driver(FifoImuDriver):
         remaining = frames
         while remaining > 0:
             n = min(remaining, self.max_burst_frames)
-            chunks.append(self.dev.read_block(M.FIFO_R_W, n * FRAME_BYTES))
+            chunks.append(self._read_chunk(n))
             remaining -= n
-        raw = np.frombuffer(b"".join(chunks), dtype=">i2").reshape(-1, 6)
+        return self._decode(b"".join(chunks))
+
+    def _read_chunk(self, frames: int) -> bytes:
+        return self.dev.read_block(M.FIFO_R_W, frames * FRAME_BYTES)
+
+    def _decode(self, data: bytes) -> np.ndarray:
+        raw = np.frombuffer(data, dtype=">i2").reshape(-1, 6)
         return to_si(raw, self._accel_lsb, self._gyro_lsb)
+
+    def _fifo_fill(self) -> tuple[int, int]:
+        high, low = self._xfer(self.dev.read_block, M.FIFO_COUNTH, 2)
+        count = (high << 8) | low
+        return count, count % FRAME_BYTES
+
+    def _discard(self, nbytes: int) -> None:
+        self.dev.read_block(M.FIFO_R_W, nbytes)

@@ -52,6 +52,16 @@ class FifoTimestamper:
     def rate_hz(self) -> float:
         return 1.0 / self.period_s
 
+    def skip(self, n: int) -> None:
+        """``n`` samples were taken but lost (consumed by a failed read): the next samples
+        come ``n`` periods later."""
+        if n <= 0:
+            return
+        self._count += n
+        period = self.period_s
+        prev = self._last if self._last is not None else self._t0 - 0.5 * period
+        self._last = prev + n * period
+
     def stamp(self, n: int, t_before: float, t_after: float) -> np.ndarray:
         """Times of ``n`` new samples whose FIFO count was read between ``t_before`` and
         ``t_after`` [s]."""

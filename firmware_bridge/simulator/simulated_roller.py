@@ -32,7 +32,10 @@ class SimulatedRoller:
     noise comes from a generator seeded by ``seed`` and the first time asked for.
     """
 
-    def __init__(self, scenario: Scenario, *, seed: int = 0) -> None:
+    def __init__(self, scenario: Scenario, *, seed: int = 0, real_noise=None) -> None:
+        """``real_noise``: a :class:`firmware_bridge.real_noise.RealNoise` (any callable
+        t -> (N, 6) residual) to replay in place of the scenario's gyro offset and noise."""
+        self.real_noise = real_noise
         if not scenario.segments:
             raise ValueError("a scenario needs at least one segment")
         self.scenario = scenario
@@ -130,6 +133,9 @@ class SimulatedRoller:
         if t.size == 0:
             return out
         sc = self.scenario
+        if self.real_noise is not None:
+            out[:, 3:] *= np.asarray(sc.gyro_scale)
+            return out + self.real_noise(t)
         key = round(float(t[0]) * 1e6) & 0xFFFFFFFF
         rng = np.random.default_rng([self.seed, key, t.size])
         out[:, :3] += np.asarray(sc.accel_bias_m_s2)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 
 from roller.settings import from_mapping
@@ -47,7 +48,12 @@ def _vector(text: str) -> list[float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE", help="recording (CSV: t,ax,ay,az,gx,gy,gz)")
+    parser.add_argument("file", metavar="FILE",
+                        help="recording (CSV: t,ax,ay,az,gx,gy,gz), or a phyphox or Sensor "
+                             "Logger export (zip, folder or one of its CSV files)")
+    parser.add_argument("--units", metavar="SPEC",
+                        help="the recording's units if not s, m/s^2 and rad/s, e.g. "
+                             "t=ms,gyro=deg/s,accel=g (default: checked against the data)")
     parser.add_argument("--radius", type=_positive("m"), metavar="M",
                         help="roller or ball radius in metres (default 0.075, or the config's)")
     parser.add_argument("--max-speed", type=_positive("m/s"), metavar="M_S",
@@ -60,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gyro-bias", type=_vector, metavar="X,Y,Z",
                         help="starting gyro offset in rad/s, sensor axes (default: found from "
                              "the data)")
+    parser.add_argument("--gyro-range", type=_positive("deg/s"), metavar="DPS",
+                        help="the gyro's full scale in deg/s, if known: rates there are marked "
+                             "clipped (default: recognised from the data)")
     parser.add_argument("--config", metavar="FILE",
                         help="take the [pipeline] settings from this config file")
     parser.add_argument("--json", action="store_true",
@@ -81,7 +90,9 @@ def settings_from_args(args: argparse.Namespace):
 
         base = dataclasses.asdict(load_config(args.config).pipeline)
     overrides = {"radius_m": args.radius, "max_speed_m_s": args.max_speed,
-                 "roll_axis": args.roll_axis, "gyro_bias_rad_s": args.gyro_bias}
+                 "roll_axis": args.roll_axis, "gyro_bias_rad_s": args.gyro_bias,
+                 "gyro_full_scale_rad_s": None if getattr(args, "gyro_range", None) is None
+                 else math.radians(args.gyro_range)}
     base.update({k: v for k, v in overrides.items() if v is not None})
     if args.ball:
         base["body"] = "ball"
@@ -90,12 +101,19 @@ def settings_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     # Lazy: `roller --help` imports every command module; the pipeline waits for run().
-    from roller.analysis import analyze
+    from roller.analysis import analyze, warnings_for
+    from roller.units import Units
 
     settings = settings_from_args(args)
-    summary = analyze(args.file, settings, debug=args.debug)
+    units = Units.parse(args.units) if args.units else None
+    summary = analyze(args.file, settings, debug=args.debug, units=units)
+    warnings = warnings_for(summary)
+    for line in warnings:
+        print(f"roller analyze: warning: {args.file}: {line}", file=sys.stderr)
     if args.json:
-        json.dump(analysis_json(summary), sys.stdout, separators=(",", ":"))
+        out = analysis_json(summary)
+        out["warnings"] = warnings
+        json.dump(out, sys.stdout, separators=(",", ":"))
         sys.stdout.write("\n")
     else:
         print(f"{args.file}:")

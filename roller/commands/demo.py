@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
                 f'[device]\nid = "{DEMO_DEVICE_ID}"\nname = "Demo roller"\n')
         config = override_broker(load_config(config_file), address)
 
-        display = _start_display(config.mqtt, args.host, args.port)
+        display = _start_display(config.mqtt, args.host, args.port,
+                                 (config.pipeline.target_speed_m_s, config.pipeline.max_speed_m_s))
         cmd = [sys.executable, "-m", "roller.cli", "run", "--simulate", "--seed", str(args.seed),
                "--broker", address, "--config", str(config_file), "--log-level", "warning"]
         service = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True,
@@ -118,18 +119,21 @@ def run(args: argparse.Namespace) -> int:
                       flush=True)
 
 
-def _start_display(mqtt: MqttSettings, host: str, port: int) -> DisplayServer:
-    """The display on ``host:port``; when that port is taken, on any free one."""
+def _start_display(mqtt: MqttSettings, host: str, port: int,
+                   band: tuple[float, float] | None = None) -> DisplayServer:
+    """The display on ``host:port``; when that port is taken, on any free one. ``band``: the
+    pipeline's go-slow (target, limit) [m/s]."""
     from roller.display import DisplayServer, DisplaySettings, MqttBridge
 
     settings = DisplaySettings(http_host=host, http_port=port)
     try:
-        server = DisplayServer(settings, MqttBridge(mqtt))
+        server = DisplayServer(settings, MqttBridge(mqtt), speed_band_m_s=band)
     except OSError:
         if port == 0:
             raise
         print(f"roller demo: port {port} is taken; using a free one", flush=True)
-        server = DisplayServer(dataclasses.replace(settings, http_port=0), MqttBridge(mqtt))
+        server = DisplayServer(dataclasses.replace(settings, http_port=0), MqttBridge(mqtt),
+                               speed_band_m_s=band)
     server.start()
     return server
 

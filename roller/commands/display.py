@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     if args.http_host:
         settings = dataclasses.replace(settings, http_host=args.http_host)
     try:
-        server = DisplayServer(settings, MqttBridge(config.mqtt))
+        band = (config.pipeline.target_speed_m_s, config.pipeline.max_speed_m_s)
+        server = DisplayServer(settings, MqttBridge(config.mqtt), speed_band_m_s=band)
     except OSError as exc:
         print(f"roller display: cannot serve on {settings.http_host}:{settings.http_port}: "
               f"{exc.strerror or exc}", file=sys.stderr)

@@ -10,6 +10,11 @@
   ``cmd/<verb>`` to that roller. Only ``application/json`` bodies are taken, so a page from another
   site cannot post here without a CORS preflight, which this server never grants.
 * ``GET /api/state``: the broker link and every device's latest messages as JSON.
+* ``GET /api/contract``: what the page must agree on with the roller, built from the Python
+  declarations: the command verbs (:mod:`roller.verbs`), the cues with their speech priority,
+  look and tone (:mod:`roller.cues`), the go-slow band (the pipeline's settings, given by the
+  command that starts the display) and the speech freshness limit. The same JSON is embedded in
+  the page when it is served, so the page has no copies of its own.
 """
 
 from __future__ import annotations
@@ -24,8 +29,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from roller.cues import CUES
 from roller.display.bridge import MqttBridge
+from roller.mqtt_contract import display_contract
 from roller.settings import setting
+from roller.speech import SpeechSettings
 from roller.verbs import VERBS
 
 log = logging.getLogger(__name__)
@@ -35,6 +43,16 @@ CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; c
                  ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml",
                  ".png": "image/png", ".ico": "image/x-icon"}
 MAX_BODY_BYTES = 4096
+CONTRACT_MARK = b"<!--contract-->"
+
+
+def contract(speed_band_m_s: tuple[float, float] | None = None) -> dict[str, Any]:
+    """The page's contract: :func:`roller.mqtt_contract.display_contract` (verbs, event kinds,
+    topics, the go-slow band (target, limit) [m/s]) plus the cues and the speech freshness."""
+    target, limit = speed_band_m_s if speed_band_m_s is not None else (None, None)
+    return display_contract(target_speed_m_s=target, max_speed_m_s=limit) | {
+        "cues": {name: cue.to_dict() for name, cue in CUES.items()},
+        "speech": {"stale_s": SpeechSettings().stale_s}}
 
 
 @dataclass(frozen=True)
@@ -53,11 +71,20 @@ class DisplaySettings:
 
 
 class DisplayServer:
-    """Serves the page and streams ``bridge``'s messages; ``start()`` runs it in a thread."""
+    """Serves the page and streams ``bridge``'s messages; ``start()`` runs it in a thread.
 
-    def __init__(self, settings: DisplaySettings, bridge: MqttBridge) -> None:
+    ``speed_band_m_s``: the pipeline's (target, limit) speeds [m/s], drawn until a roller's
+    coach state brings its own; None draws no band until then.
+    """
+
+    def __init__(self, settings: DisplaySettings, bridge: MqttBridge, *,
+                 speed_band_m_s: tuple[float, float] | None = None) -> None:
         self.settings = settings
         self.bridge = bridge
+        self.contract = contract(speed_band_m_s)
+        embedded = json.dumps(self.contract, separators=(",", ":")).replace("</", "<\\/")
+        self._contract_tag = (f'<script id="contract" type="application/json">{embedded}'
+                              "</script>").encode()
         handler = type("Handler", (_Handler,), {"display": self})
         self.httpd = ThreadingHTTPServer((settings.http_host, settings.http_port), handler)
         self.httpd.daemon_threads = True
@@ -108,8 +135,10 @@ class _Handler(BaseHTTPRequestHandler):
     # -- routing -------------------------------------------------------------------------
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        if path in ("/", "/index.html"):
-            self._file(STATIC_DIR / "index.html")
+        if path in ("/", "/index.html", "/static/index.html"):
+            page = (STATIC_DIR / "index.html").read_bytes()
+            self._bytes(page.replace(CONTRACT_MARK, self.display._contract_tag),
+                        CONTENT_TYPES[".html"])
         elif path.startswith("/static/"):
             name = path[len("/static/"):]
             target = (STATIC_DIR / name).resolve()
@@ -119,6 +148,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._file(target)
         elif path == "/events":
             self._events()
+        elif path == "/api/contract":
+            self._json(HTTPStatus.OK, self.display.contract)
         elif path == "/api/state":
             self._json(HTTPStatus.OK, self.display.bridge.snapshot())
         elif path == "/favicon.ico":
@@ -175,9 +206,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- responses -----------------------------------------------------------------------
     def _file(self, path: Path) -> None:
-        data = path.read_bytes()
+        self._bytes(path.read_bytes(),
+                    CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
+
+    def _bytes(self, data: bytes, content_type: str) -> None:
         self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Type", CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-cache")
         self.end_headers()

@@ -157,6 +157,8 @@ class BiasTracker:
         self._hist_dur = np.zeros(0)
         self._hist_g = np.zeros((0, 3))
         self._hist_ok = np.zeros(0, dtype=bool)
+        self._hist_idx = np.zeros(0, dtype=np.int64)
+        self._hist_clip = np.zeros(0, dtype=bool)
 
     def _with_history(self, frames: Frames) -> tuple[np.ndarray, ...]:
         """The frames, preceded by the last ``lag`` frames seen (which they pair with)."""
@@ -168,18 +170,22 @@ class BiasTracker:
         dur = np.concatenate([self._hist_dur, frames.duration_s])
         gg = np.concatenate([self._hist_g, g])
         okk = np.concatenate([self._hist_ok, ok])
+        clip = np.concatenate([self._hist_clip, frames.clipped])
+        idx = np.concatenate([self._hist_idx, frames.index])
         keep = min(self.lag, rot.shape[0])
         self._hist_rot = rot[-keep:]
         self._hist_dur = dur[-keep:]
         self._hist_g = gg[-keep:]
         self._hist_ok = okk[-keep:]
-        return rot, dur, gg, okk
+        self._hist_idx = idx[-keep:]
+        self._hist_clip = clip[-keep:]
+        return rot, dur, gg, okk, idx, clip
 
     def _evidence(self, data: tuple[np.ndarray, ...], bias: np.ndarray, sizes: np.ndarray,
                   ) -> list[tuple[np.ndarray, np.ndarray, int]]:
         """Normal equations (H, z with H b = z) of the frame pairs, linearised at ``bias``,
         summed per epoch (``sizes``: frames per epoch; a pair belongs to its later frame's)."""
-        rot, dur, gg, okk = data
+        rot, dur, gg, okk, idx, clip = data
         lag = self.lag
         n_ep = sizes.size
         sums = np.zeros((n_ep, 12))
@@ -190,7 +196,17 @@ class BiasTracker:
             cdur = np.cumsum(dur) - dur * 0.5
             theta = cum[lag:] - cum[:-lag]
             dt = cdur[lag:] - cdur[:-lag]
-            use = okk[lag:] & okk[:-lag] & (dt > 0)
+            # pairs across a long gap in the samples (frames missing) say nothing
+            use = okk[lag:] & okk[:-lag] & (dt > 0) & (idx[lag:] - idx[:-lag] == lag)
+            if clip.any():
+                # the gyro misses rotation in a clipped frame (and in the part-clipped frame
+                # after it): a pair spanning one would teach that as an offset. (Not the frame
+                # before it: that one may be the last of a block, and results must not depend
+                # on the blocks.)
+                near = clip.copy()
+                near[1:] |= clip[:-1]
+                c = np.concatenate(([0], np.cumsum(near)))
+                use &= (c[lag + 1:] - c[:-lag - 1]) == 0
             # epoch of each pair's later frame (the new frames are the last sum(sizes) rows)
             first_new = rot.shape[0] - int(sizes.sum())
             epoch = np.searchsorted(np.cumsum(sizes), np.arange(lag, rot.shape[0]) - first_new,

@@ -11,6 +11,11 @@ stateful stages (bias, axis, strokes, holds, too fast) run at a fixed 25 Hz what
 rate. The frame grid depends only on the sample times, so results are the same however the
 samples are split into blocks: a frame is complete once a sample at or after its end has
 arrived, and :attr:`Frames.known_at` records that sample's time (when a live system knows it).
+
+A gap longer than ``max_gap_s`` (the sensor unplugged, the Pi suspended for a day) is not bridged
+by a straight line through thousands of empty frames: the frame before it is closed short and
+framing resumes at the frame holding the next sample, on the same grid. Time and memory stay
+bounded by the number of samples, whatever the gap.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from roller.settings import setting
 class FrameSettings:
     frame_s: float = setting(0.04, unit="s", minimum=0.005, maximum=0.5,
                              doc="frame length: the time resolution of every later stage")
+    max_gap_s: float = setting(1.0, unit="s", minimum=0.05, maximum=3600.0,
+                               doc="a longer gap between samples is not bridged: the frame "
+                                   "before it is closed and framing resumes at the next sample")
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,9 @@ class Frames:
     """(M, 3) mean specific force over the frame, sensor axes [m/s^2]."""
     samples: np.ndarray
     """How many samples fell in each frame."""
+    clipped: np.ndarray
+    """Whether a sensor was at its full scale in the frame (bool; set by
+    :class:`~roller.pipeline.clipping.ClipDetector`, all False from the framer)."""
 
     def __len__(self) -> int:
         return int(self.index.size)
@@ -53,7 +64,7 @@ class Frames:
     def select(self, lo: int, hi: int) -> Frames:
         return Frames(self.index[lo:hi], self.t_end[lo:hi], self.known_at[lo:hi],
                       self.duration_s[lo:hi], self.rotation_rad[lo:hi],
-                      self.accel_m_s2[lo:hi], self.samples[lo:hi])
+                      self.accel_m_s2[lo:hi], self.samples[lo:hi], self.clipped[lo:hi])
 
     @staticmethod
     def concat(parts: list[Frames]) -> Frames:
@@ -61,7 +72,7 @@ class Frames:
             return EMPTY
         return Frames(*(np.concatenate([getattr(p, f) for p in parts])
                         for f in ("index", "t_end", "known_at", "duration_s", "rotation_rad",
-                                  "accel_m_s2", "samples")))
+                                  "accel_m_s2", "samples", "clipped")))
 
 
 def sum_by_group(rows: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
@@ -75,7 +86,8 @@ def sum_by_group(rows: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarr
 
 
 EMPTY = Frames(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0), np.zeros(0),
-               np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, dtype=np.int64))
+               np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, dtype=np.int64),
+               np.zeros(0, dtype=bool))
 
 
 class Framer:
@@ -105,6 +117,44 @@ class Framer:
         this completes. Samples not later than the previous one are ignored."""
         t = np.asarray(t, dtype=np.float64).reshape(-1)
         x = np.asarray(samples, dtype=np.float64).reshape(-1, 6)
+        if t.size == 0:
+            return EMPTY
+        if self._origin is None:
+            self._update(t[:1], x[:1])          # the first sample only sets the origin
+            t, x = t[1:], x[1:]
+            if t.size == 0:
+                return EMPTY
+        gap = self.settings.max_gap_s
+        prev = np.concatenate(([self._last_t], t[:-1]))
+        cuts = np.flatnonzero(t - prev > gap)
+        if cuts.size == 0:
+            return self._update(t, x)
+        parts = []
+        lo = 0
+        for c in cuts.tolist():
+            parts.append(self._update(t[lo:c], x[lo:c]))
+            parts.append(self._resume(float(t[c]), x[c]))
+            lo = c + 1
+        parts.append(self._update(t[lo:], x[lo:]))
+        return Frames.concat([p for p in parts if len(p)])
+
+    def _resume(self, t: float, x: np.ndarray) -> Frames:
+        """After a long gap: close the open frame where its samples end (known at ``t``) and
+        start the frame that holds ``t``, with ``t`` as its first sample."""
+        closed = EMPTY
+        if self._acc[0] > 0:
+            index = np.array([self._open], dtype=np.int64)
+            closed = self._frames(index, np.array([self._last_t]), np.array([t]),
+                                  self._acc[None, :].copy(), np.array([self._count]))
+        assert self._origin is not None
+        self._open = max(self._open + 1, int(np.floor((t - self._origin) / self._frame_s)))
+        self._acc = np.zeros(7)
+        self._count = 1
+        self._last_t = t
+        self._last_x = np.asarray(x, dtype=np.float64).copy()
+        return closed
+
+    def _update(self, t: np.ndarray, x: np.ndarray) -> Frames:
         if t.size == 0:
             return EMPTY
         if self._origin is None:
@@ -189,4 +239,5 @@ class Framer:
         safe = np.where(duration > 0, duration, 1.0)
         return Frames(index=index, t_end=t_end, known_at=known_at, duration_s=duration,
                       rotation_rad=sums[:, 1:4].copy(), accel_m_s2=sums[:, 4:7] / safe[:, None],
-                      samples=counts.astype(np.int64))
+                      samples=counts.astype(np.int64),
+                      clipped=np.zeros(index.size, dtype=bool))

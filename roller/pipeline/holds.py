@@ -22,8 +22,8 @@ from roller.settings import setting
 
 @dataclass(frozen=True)
 class HoldSettings:
-    min_duration_s: float = setting(3.0, unit="s", minimum=0.1,
-                                    doc="how long the roller must stay put")
+    min_duration_s: float = setting(3.0, unit="s", minimum=0.5, maximum=600.0,
+                                    doc="how long the roller must stay put to be a hold")
 
 
 class HoldDetector:

@@ -7,7 +7,12 @@ roller last stood (speed below ``onset_speed_m_s``), and it ends
 * at a reversal: once the roller has come back ``reversal_m`` from its farthest point, the leg
   ends at that farthest point and the next leg starts there; or
 * at a stop: once the speed has stayed below ``stop_speed_m_s`` for ``stop_s`` and has come down
-  to ``low_speed_m_s``.
+  to ``low_speed_m_s``; or, under a shaking hand, by travel: once the position has stayed within
+  ``shake_travel_m`` for ``shake_window_s`` while the velocity changed sign at least
+  ``shake_reversals`` times. A real hand on a stopped roller shakes it by about +-1 mm at
+  +-10 mm/s, which keeps the speed above any sensible stop speed although the roller goes
+  nowhere; a smooth stop or a slow pass never turns back and forth like that, so it is judged
+  by speed as before.
 
 Working on position with these small hysteresis distances makes the cut immune to noise and to
 breathing (a few mm of rocking never travels ``start_travel_m`` from a still point before the
@@ -32,7 +37,9 @@ the last big leg) for the hold detector.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections import deque
 from dataclasses import dataclass
 
 from roller.settings import setting
@@ -59,8 +66,16 @@ class LegSettings:
     stop_wait_s: float = setting(1.2, unit="s", minimum=0.0,
                                  doc="how long under the stop speed ends a leg whose speed "
                                      "does not come down to the low level (breathing)")
-    big_travel_m: float = setting(0.01, unit="m", minimum=0.001,
-                                  doc="travel that ends a hold")
+    big_travel_m: float = setting(0.01, unit="m", minimum=0.002, maximum=0.2,
+                                  doc="travel that ends a hold (breathing stays under it)")
+    shake_window_s: float = setting(0.4, unit="s", minimum=0.05,
+                                    doc="window over which a shaking stop is judged by travel")
+    shake_travel_m: float = setting(0.003, unit="m", minimum=0.0,
+                                    doc="the most the position may spread over that window "
+                                        "for the roller to count as stopped")
+    shake_reversals: int = setting(2, minimum=1,
+                                   doc="sign changes of the velocity in the window that show "
+                                       "shaking (a smooth stop has none)")
     hold_lookback_s: float = setting(0.25, unit="s", minimum=0.0,
                                      doc="margin before announcing a hold, for a motion noticed "
                                          "later being dated back")
@@ -114,6 +129,8 @@ class LegTracker:
         self._last_fast_t = start_t   # last frame moving forward faster than the onset level
         self.still_since = start_t
         self.legs_seen = 0
+        self._recent: deque[tuple[float, float, int]] = deque()   # (t, position, sign of v)
+        self._s1 = self._s2 = 0.0      # the two previous frames' speeds
 
     def _onset_time(self, fallback: float) -> float:
         """Where the latest rise began (speed zero), by the square law; until the rise has
@@ -157,9 +174,18 @@ class LegTracker:
         stills: list[float] = []
         p = self.position_m
         d = self.direction
+        window, shake_m, shake_n = s_.shake_window_s, s_.shake_travel_m, s_.shake_reversals
+        recent = self._recent
         for ti, ki, vi, di in zip(t, known_at, v, dt, strict=True):
             p += vi * di
             s = vi if vi >= 0 else -vi
+            recent.append((ti, p, 1 if vi > 0 else -1))
+            # the peak is read from the speed over three frames (0.12 s): a single frame's
+            # speed carries the sensor's vibration and noise, which a person's speed does not
+            sp = (s + self._s1 + self._s2) / 3.0
+            self._s2, self._s1 = self._s1, s
+            while recent[0][0] < ti - window:
+                recent.popleft()
             tc = ti - 0.5 * di
             ps, pt = self._prev_s, self._prev_tc
             # level crossings, interpolated between frame centres
@@ -187,8 +213,8 @@ class LegTracker:
                 if s < onset:
                     self._anchor_p = p
                     self._peak = 0.0
-                elif s > self._peak:
-                    self._peak = s
+                elif sp > self._peak:
+                    self._peak = sp
                 moved = p - self._anchor_p
                 if moved >= start_travel or moved <= -start_travel:
                     d = 1 if moved > 0 else -1
@@ -202,13 +228,13 @@ class LegTracker:
                 if (p - self._ext_p) * d >= 0:
                     self._ext_p, self._ext_t = p, ti
                     self._peak_back = 0.0
-                    if s > self._peak:
-                        self._peak = s
+                    if sp > self._peak:
+                        self._peak = sp
                 elif vi * d < 0:
-                    if s > self._peak_back:
-                        self._peak_back = s
-                elif s > self._peak:
-                    self._peak = s
+                    if sp > self._peak_back:
+                        self._peak_back = sp
+                elif sp > self._peak:
+                    self._peak = sp
                 if not self._big and (self._ext_p - self._start_p) * d >= big_travel:
                     self._big = True
                 quiet = self._quiet_t
@@ -227,12 +253,16 @@ class LegTracker:
                     self._ext_p, self._ext_t = p, ti
                     self._peak, self._peak_back = self._peak_back, 0.0
                     self._big = (self._ext_p - self._start_p) * d >= big_travel
-                elif quiet is not None and ti - quiet >= stop_s and (
+                elif (quiet is not None and ti - quiet >= stop_s and (
                         ti >= self._stop_time(ti) if self._fall_ended_leg()
-                        else ti - quiet >= stop_wait):
+                        else ti - quiet >= stop_wait)) or \
+                        self._shaking(recent, ti - window, shake_m, shake_n):
                     # stopped: wait until the time it came to rest has passed, so that it is
-                    # known whether the roller set off again before (then it is a reversal)
-                    end = min(ti, self._stop_time(self._ext_t))
+                    # known whether the roller set off again before (then it is a reversal).
+                    # Shaking: it stopped where it got farthest (its speed crossings are the
+                    # shake's, not the stop's)
+                    end = min(ti, self._stop_time(self._ext_t)) if quiet is not None and \
+                        ti - quiet >= stop_s else self._ext_t
                     legs.append(self._leg(end, ki, d))
                     d = 0
                     self._anchor_p = p
@@ -252,6 +282,18 @@ class LegTracker:
         self.position_m = p
         self.legs_seen += len(legs)
         return legs, moving, bigs, stills
+
+    @staticmethod
+    def _shaking(recent: deque, since: float, spread_m: float, reversals: int) -> bool:
+        """Has the position stayed within ``spread_m`` over a full window while the
+        velocity turned back and forth (a shaking hand on a roller that has stopped)?"""
+        if len(recent) < 3 or recent[0][0] > since + 0.5 * (recent[1][0] - recent[0][0]) + 1e-9:
+            return False
+        ps = [r[1] for r in recent]
+        if max(ps) - min(ps) > spread_m:
+            return False
+        flips = sum(1 for a, b in itertools.pairwise(recent) if a[2] != b[2])
+        return flips >= reversals
 
     def _leg(self, end: float, emitted_at: float, direction: int) -> Leg:
         """Close the leg in progress at ``end``."""

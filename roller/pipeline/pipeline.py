@@ -2,7 +2,8 @@
 
 Flow (each stage a small object with its own settings and ``update``)::
 
-    samples -> Framer -> frames (40 ms) -+-> BiasTracker      (gyro offset, from gravity)
+    samples -> Framer -> frames (40 ms) -> ClipDetector (full-scale frames teach nothing)
+                                         -+-> BiasTracker      (gyro offset, from gravity)
                                          +-> RollAxisEstimator (which way the sensor sits)
                                          +-> SpeedEstimator -> velocity along the muscle
                                                 -> LegTracker -> StrokeDetector -> Stroke
@@ -31,6 +32,7 @@ import numpy as np
 from roller.calibration import Calibration
 from roller.events import Event, LiveState, Phase
 from roller.pipeline.bias import BiasSettings, BiasTracker
+from roller.pipeline.clipping import ClipDetector, ClipSettings
 from roller.pipeline.frames import Framer, Frames, FrameSettings
 from roller.pipeline.holds import HoldDetector, HoldSettings
 from roller.pipeline.legs import LegSettings, LegTracker
@@ -49,6 +51,10 @@ class StartupSettings:
                              doc="how often the offset and axis estimates are refreshed")
     max_warmup_s: float = setting(60.0, unit="s", minimum=0.0,
                                   doc="longest start-up before measuring with what is known")
+    min_plateau_free_s: float = setting(
+        0.3, unit="s", minimum=0.0,
+        doc="during start-up the offset is learnt without the frames of steady fast turning "
+            "(which may be a clipping gyro) if that leaves this much evidence")
 
 
 class Pipeline:
@@ -67,6 +73,9 @@ class Pipeline:
         self.settings = s = settings or PipelineSettings()
         self.framer = Framer(frame_settings)
         self.frame_s = self.framer.settings.frame_s
+        self.clipping = ClipDetector(ClipSettings(
+            gyro_full_scale_rad_s=s.gyro_full_scale_rad_s,
+            accel_full_scale_m_s2=s.accel_full_scale_m_s2), frame_s=self.frame_s)
         self.startup = startup or StartupSettings()
         self.epoch_frames = max(1, round(self.startup.epoch_s / self.frame_s))
         self.epoch_s = self.epoch_frames * self.frame_s
@@ -137,6 +146,7 @@ class Pipeline:
         n = len(frames)
         if n == 0:
             return []
+        frames = self.clipping.update(frames)
         if self.legs is None:
             self.legs = LegTracker(self._leg_settings,
                                    start_t=float(frames.t_end[0] - frames.duration_s[0]))
@@ -185,7 +195,10 @@ class Pipeline:
         axis = np.zeros(3) if self.axis.axis is None else self.axis.axis.copy()
         if not completed:
             return self._detect(frames, bias, axis)
-        biases = self.bias.learn_epochs(completed, self.epoch_s)
+        biases = self.bias.learn_epochs([self.clipping.for_bias(c) for c in completed],
+                                        self.epoch_s)
+        self.clipping.forget_before(int(completed[-1].index[-1]) - 2 * self.epoch_frames)
+        completed = [self.clipping.mark(c) for c in completed]
         axes = self.axis.learn_epochs(completed, biases, self.epoch_s)
         acc = completed[-1].accel_m_s2[-1]
         self._last_g = acc / (np.linalg.norm(acc) or 1.0)
@@ -202,10 +215,15 @@ class Pipeline:
         acc = frames.accel_m_s2[-1]
         self._last_g = acc / (np.linalg.norm(acc) or 1.0)
         if self._mode == "warm":
-            self.bias.relearn(Frames.concat(self._buffer))
+            held = Frames.concat(self._buffer)
+            self.bias.relearn(self.clipping.for_bias(held))
+            if self.bias.pairs_used * self.frame_s < self.startup.min_plateau_free_s:
+                # the session began with steady rolling: too little else to learn from yet
+                self.bias.relearn(self.clipping.mark(held))
             biases = [self.bias.bias.copy()]
         else:
-            biases = self.bias.learn_epochs([frames], self.epoch_s)
+            biases = self.bias.learn_epochs([self.clipping.for_bias(frames)], self.epoch_s)
+        frames = self.clipping.mark(frames)
         self.axis.learn_epochs([frames], biases, self.epoch_s)
 
     def _confident(self) -> bool:
@@ -268,7 +286,8 @@ class Pipeline:
         return LiveState(t=0.0 if math.isnan(self._last_t) else self._last_t,
                          speed_m_s=abs(self._last_v), velocity_m_s=self._last_v, phase=phase,
                          stroke_count=self.strokes.count, hold_time_s=hold_time,
-                         too_fast=self.too_fast.alerting, calibrated=self._mode == "live")
+                         too_fast=self.too_fast.alerting, calibrated=self._mode == "live",
+                         speed_clipped=self.clipping.last_clipped)
 
     @property
     def calibration(self) -> Calibration:
@@ -284,7 +303,7 @@ class Pipeline:
         return {"mode": self._mode, "frames_seen": self._frames_seen,
                 "frames_waiting": sum(len(f) for f in self._buffer),
                 "bias": self.bias.state(), "axis": self.axis.state(),
-                "presence": self.presence.state(),
+                "presence": self.presence.state(), "clipping": self.clipping.state(),
                 "bias_evidence_along_axis_s": None if self.axis.axis is None
                 else self.bias.evidence_s(self.axis.axis),
                 "legs": None if self.legs is None else self.legs.state(),

@@ -80,7 +80,7 @@ class RollAxisEstimator:
         sizes = np.array([len(f) for f in epochs])
         epoch = np.repeat(np.arange(sizes.size), sizes)
         dur = frames.duration_s
-        ok = dur > 0
+        ok = (dur > 0) & ~frames.clipped   # a clipped rate points the wrong way
         d, epoch = dur[ok], epoch[ok]
         w = frames.rotation_rad[ok] / d[:, None]
         acc = frames.accel_m_s2[ok]

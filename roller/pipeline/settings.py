@@ -2,16 +2,30 @@
 
 Everything here is in SI units. The stages' finer tuning (frame length, thresholds) lives in
 each stage's own settings class beside its code; :class:`PipelineSettings` only carries what
-depends on the person, the roller and the routine.
+depends on the person, the roller and the routine. A setting that a stage uses is declared
+once, in the stage's class (default, unit, bounds, documentation), and taken from there with
+:func:`same_as`, so the two can never disagree.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from roller.errors import ConfigError
+from roller.pipeline.clipping import ClipSettings
+from roller.pipeline.holds import HoldSettings
+from roller.pipeline.legs import LegSettings
+from roller.pipeline.strokes import StrokeSettings
+from roller.pipeline.too_fast import TooFastSettings
 from roller.settings import setting
+
+
+def same_as(stage: type, name: str) -> Any:
+    """A field declared like ``stage``'s ``name`` (default, unit, bounds, documentation)."""
+    f = next(f for f in dataclasses.fields(stage) if f.name == name)
+    return dataclasses.field(default=f.default, metadata=f.metadata)
 
 
 @dataclass(frozen=True)
@@ -22,8 +36,7 @@ class PipelineSettings:
                               doc="radius of the roller or ball: speed = roll rate x radius")
     body: Literal["roller", "ball"] = setting(
         "roller", doc="'roller' (rolls about its long axis) or 'ball' (rolls any way)")
-    max_speed_m_s: float = setting(0.05, unit="m/s", minimum=0.001, maximum=2.0,
-                                   doc="go-slow limit: faster than this is 'too fast'")
+    max_speed_m_s: float = same_as(TooFastSettings, "limit_m_s")
     target_speed_m_s: float = setting(0.025, unit="m/s", minimum=0.001, maximum=2.0,
                                       doc="the speed to aim for (shown on displays)")
     roll_axis: list[float] | None = setting(
@@ -31,15 +44,12 @@ class PipelineSettings:
     gyro_bias_rad_s: list[float] | None = setting(
         None, unit="rad/s", doc="starting gyro offset, sensor axes (e.g. from roller calibrate);"
                                 " tracked from the data either way")
-    stroke_min_distance_m: float = setting(0.02, unit="m", minimum=0.002, maximum=1.0,
-                                           doc="shortest travel in one direction that counts "
-                                               "as a stroke")
-    hold_max_travel_m: float = setting(0.01, unit="m", minimum=0.002, maximum=0.2,
-                                       doc="travel that ends a hold (breathing stays under it)")
-    hold_min_duration_s: float = setting(3.0, unit="s", minimum=0.5, maximum=600.0,
-                                         doc="how long the roller must stay put to be a hold")
-    too_fast_min_duration_s: float = setting(0.3, unit="s", minimum=0.0, maximum=10.0,
-                                             doc="how long above the limit before alerting")
+    stroke_min_distance_m: float = same_as(StrokeSettings, "min_distance_m")
+    hold_max_travel_m: float = same_as(LegSettings, "big_travel_m")
+    hold_min_duration_s: float = same_as(HoldSettings, "min_duration_s")
+    too_fast_min_duration_s: float = same_as(TooFastSettings, "min_duration_s")
+    gyro_full_scale_rad_s: float | None = same_as(ClipSettings, "gyro_full_scale_rad_s")
+    accel_full_scale_m_s2: float | None = same_as(ClipSettings, "accel_full_scale_m_s2")
 
     def __post_init__(self) -> None:
         for name in ("roll_axis", "gyro_bias_rad_s"):

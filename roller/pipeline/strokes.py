@@ -17,8 +17,9 @@ from roller.settings import setting
 
 @dataclass(frozen=True)
 class StrokeSettings:
-    min_distance_m: float = setting(0.02, unit="m", minimum=0.001,
-                                    doc="shortest travel in one direction that is a stroke")
+    min_distance_m: float = setting(0.02, unit="m", minimum=0.002, maximum=1.0,
+                                    doc="shortest travel in one direction that counts "
+                                        "as a stroke")
 
 
 class StrokeDetector:

@@ -18,9 +18,10 @@ from roller.settings import setting
 
 @dataclass(frozen=True)
 class TooFastSettings:
-    limit_m_s: float = setting(0.05, unit="m/s", minimum=0.001, doc="the go-slow limit")
-    min_duration_s: float = setting(0.3, unit="s", minimum=0.0,
-                                    doc="time above the limit before alerting")
+    limit_m_s: float = setting(0.05, unit="m/s", minimum=0.001, maximum=2.0,
+                               doc="go-slow limit: faster than this is 'too fast'")
+    min_duration_s: float = setting(0.3, unit="s", minimum=0.0, maximum=10.0,
+                                    doc="how long above the limit before alerting")
     hysteresis_m_s: float = setting(0.002, unit="m/s", minimum=0.0,
                                     doc="how far under the limit the speed must fall to end it")
 

@@ -7,19 +7,28 @@
   const LIVE_STALE_S = 3;      // no live message for this long: the speed is unknown
   const $ = (id) => document.getElementById(id);
 
+  // What the page must agree on with the roller, embedded by the display server from the
+  // Python declarations (roller/verbs.py, roller/cues.py, the pipeline's band): no copies here.
+  const CONTRACT = JSON.parse(($("contract") || {}).textContent || "{}");
+  const VERBS = CONTRACT.verbs || [];
+  const CUES = CONTRACT.cues || {};
+  const BAND = CONTRACT.band || null;                 // {target_m_s, limit_m_s} or null
+  const SPEECH_STALE_S = (CONTRACT.speech && CONTRACT.speech.stale_s) || 3;
+
   const devices = {};          // id -> {status, coach, live, session, liveAt, trace: [[t, cm/s]]}
   let current = null;          // the device shown
   let streamOpen = false;
   let brokerConnected = false;
   let soundOn = false;
   let audio = null;            // AudioContext, created on the "sound on" click
-  let lastSpokenKey = "";
+  let heardKey = "";           // the coach's last utterance this page has dealt with
   let lastCue = "";
   let lastTooFast = false;
 
   // What the page did, for people debugging it and for the end-to-end tests.
   // liveShown: [stroke_count, Date.now()] when a live message was drawn (the last 200).
-  const record = { spoken: [], beeps: [], messages: 0, liveShown: [] };
+  // spoken: sentences started; cancels: sentences cut for a more urgent one.
+  const record = { spoken: [], beeps: [], messages: 0, liveShown: [], cancels: 0 };
   window.rollerDisplay = record;
 
   const query = new URLSearchParams(location.search);
@@ -62,6 +71,7 @@
       while (d.trace.length && d.trace[0][0] < now - TRACE_WINDOW_S) d.trace.shift();
     } else if (msg.topic === "coach") {
       d.coach = msg.payload && typeof msg.payload === "object" ? msg.payload : null;
+      d.coachAge = msg.received_at ? Math.max(0, Date.now() / 1000 - msg.received_at) : 0;
     } else if (msg.topic === "status") {
       d.status = msg.payload;
     } else if (msg.topic === "session") {
@@ -95,8 +105,10 @@
     if (id === null) return;
     current = id;
     $("device").value = id;
-    lastSpokenKey = "";
-    lastCue = "";
+    // another roller: what it said before is not news (it is too old to speak anyway)
+    const d = devices[id];
+    heardKey = d && d.coach ? speechKey(d.coach.speech) : "";
+    lastCue = d && d.coach ? d.coach.cue : "";
     render("all");
     renderConnection();
   }
@@ -166,6 +178,7 @@
     $("prompt").textContent = c.prompt || "";
     $("detail").textContent = c.detail || "";
     $("prompt-box").dataset.cue = c.cue || "none";
+    $("prompt-box").dataset.look = (CUES[c.cue] && CUES[c.cue].look) || "neutral";
 
     // hold countdown with the breathing rhythm
     const hold = $("hold");
@@ -194,14 +207,37 @@
       $(side + "-bar").style.width = (target > 0 ? Math.min(100, Math.round(done / target * 100)) : 0) + "%";
       $(side + "-time").textContent = `${Math.round(done)} / ${Math.round(target)} s`;
     }
-    if (c.speed_target_m_s && c.speed_limit_m_s) {
-      $("band-legend").textContent = `green band: go slow (aim ${cm(c.speed_target_m_s)}, ` +
-        `max ${cm(c.speed_limit_m_s)} cm/s)`;
-    }
+    const band = bandOf(c);
+    $("band-legend").textContent = band
+      ? `green band: go slow (aim ${cm(band.target)}, max ${cm(band.limit)} cm/s)` : "";
     $("pause-btn").textContent = c.state === "paused" ? "Resume" : "Pause";
     $("pause-btn").dataset.verb = c.state === "paused" ? "resume" : "pause";
+    // nothing to pause before the start or after the end
+    $("pause-btn").disabled = !["active", "transition", "paused"].includes(c.state);
     renderSummary(c);
-    speakAndCue(c);
+    fitText();
+    speakAndCue(c, d.coachAge || 0);
+  }
+
+  // The go-slow band [cm/s]: the roller's own (in its coach state), else the server's.
+  function bandOf(c) {
+    if (c && c.speed_target_m_s && c.speed_limit_m_s) {
+      return { target: c.speed_target_m_s, limit: c.speed_limit_m_s };
+    }
+    return BAND ? { target: BAND.target_m_s, limit: BAND.limit_m_s } : null;
+  }
+
+  // The prompt takes the room left on the screen; long sentences (a step's position) get
+  // smaller type rather than running under the buttons.
+  function fitText() {
+    const box = $("prompt-box");
+    box.style.fontSize = "";
+    const base = parseFloat(getComputedStyle(box).fontSize);
+    let scale = 1;
+    while (box.scrollHeight > box.clientHeight + 1 && base * scale > 15) {
+      scale *= 0.92;
+      box.style.fontSize = (base * scale).toFixed(1) + "px";
+    }
   }
 
   function cm(m_s) { return (m_s * 100).toFixed(1).replace(/\.0$/, ""); }
@@ -213,6 +249,7 @@
     if (!s) return;
     const reason = { completed: "Routine complete", stopped: "Session stopped", pain: "Stopped for pain" };
     $("summary-title").textContent = reason[s.end_reason] || "Session summary";
+    box.dataset.reason = s.end_reason || "";
     const left = s.sides_s.left || 0, right = s.sides_s.right || 0;
     const share = left + right > 0 ? `left ${Math.round(left / (left + right) * 100)}% / right ${Math.round(right / (left + right) * 100)}%` : "-";
     const rows = [
@@ -220,7 +257,8 @@
       ["Left / right", `${fmtS(left)} / ${fmtS(right)} (${share})`],
       ["Strokes", String(s.strokes)],
       ["Mean speed", s.mean_speed_m_s == null ? "-" : cm(s.mean_speed_m_s) + " cm/s"],
-      ["Too fast", `${s.too_fast_count} times, ${s.too_fast_s.toFixed(1)} s`],
+      ["Too fast", `${s.too_fast_count} ${s.too_fast_count === 1 ? "time" : "times"}, ` +
+        `${s.too_fast_s.toFixed(1)} s`],
       ["Holds", `${s.holds}, longest ${fmtS(s.longest_hold_s)}`],
     ];
     if (s.advice) rows.push(["Advice", s.advice]);
@@ -245,13 +283,19 @@
     if (fresh) {
       $("speed").textContent = (d.live.speed_m_s * 100).toFixed(1);
       box.dataset.tooFast = String(!!d.live.too_fast);
+      // the colour follows the number shown against the band, not the (delayed) alert
+      const band = bandOf(d.coach);
+      box.dataset.band = !band ? "" : d.live.speed_m_s > band.limit ? "over" : "in";
       $("strokes").textContent = d.live.stroke_count;
       $("phase").textContent = d.live.calibrated === false ? "calibrating\u2026" : d.live.phase;
-      if (d.live.too_fast && !lastTooFast) beep("too_fast");
+      // the live alert sounds at once, with the too-fast cue's tone (the coach's prompt follows)
+      const tone = CUES.too_fast && CUES.too_fast.tone;
+      if (d.live.too_fast && !lastTooFast && tone) beep(tone);
       lastTooFast = !!d.live.too_fast;
     } else {
       $("speed").textContent = "--";
       box.dataset.tooFast = "";
+      box.dataset.band = "";
       $("phase").textContent = d.live ? "no data" : "";
     }
     drawTrace(d, now);
@@ -259,53 +303,102 @@
 
   function drawTrace(d, now) {
     const canvas = $("trace");
+    // draw at the size the layout gives it, so lines are not stretched
+    const ratio = window.devicePixelRatio || 1;
+    const cw = Math.round(canvas.clientWidth * ratio), ch = Math.round(canvas.clientHeight * ratio);
+    if (cw > 0 && ch > 0 && (canvas.width !== cw || canvas.height !== ch)) {
+      canvas.width = cw; canvas.height = ch;
+    }
     const ctx = canvas.getContext("2d");
     const w = canvas.width, h = canvas.height;
-    const c = d.coach || {};
-    const target = (c.speed_target_m_s || 0.025) * 100;
-    const limit = (c.speed_limit_m_s || 0.05) * 100;
-    let top = limit * 2;
+    const band = bandOf(d.coach);
+    const target = band ? band.target * 100 : 0;
+    const limit = band ? band.limit * 100 : 0;
+    let top = Math.max(limit * 2, 1);
     for (const [, v] of d.trace) top = Math.max(top, v * 1.1);
     const y = (v) => h - (v / top) * h;
     const x = (t) => w - ((now - t) / TRACE_WINDOW_S) * w;
     ctx.clearRect(0, 0, w, h);
-    ctx.fillStyle = "#0f3d22";                      // the go-slow band: 0 .. limit
-    ctx.fillRect(0, y(limit), w, h - y(limit));
-    ctx.fillStyle = "#3d0f0f";                      // too fast: above the limit
-    ctx.fillRect(0, 0, w, y(limit));
-    ctx.strokeStyle = "#27d366"; ctx.lineWidth = 2; ctx.setLineDash([8, 6]);
-    ctx.beginPath(); ctx.moveTo(0, y(target)); ctx.lineTo(w, y(target)); ctx.stroke();
-    ctx.strokeStyle = "#ff4545"; ctx.setLineDash([]);
-    ctx.beginPath(); ctx.moveTo(0, y(limit)); ctx.lineTo(w, y(limit)); ctx.stroke();
-    ctx.strokeStyle = "#ffffff"; ctx.lineWidth = 4;
+    if (band) {
+      ctx.fillStyle = "#0f3d22";                    // the go-slow band: 0 .. limit
+      ctx.fillRect(0, y(limit), w, h - y(limit));
+      ctx.fillStyle = "#3d0f0f";                    // too fast: above the limit
+      ctx.fillRect(0, 0, w, y(limit));
+      ctx.strokeStyle = "#27d366"; ctx.lineWidth = 2 * ratio; ctx.setLineDash([8 * ratio, 6 * ratio]);
+      ctx.beginPath(); ctx.moveTo(0, y(target)); ctx.lineTo(w, y(target)); ctx.stroke();
+      ctx.strokeStyle = "#ff4545"; ctx.setLineDash([]);
+      ctx.beginPath(); ctx.moveTo(0, y(limit)); ctx.lineTo(w, y(limit)); ctx.stroke();
+    }
+    ctx.setLineDash([]);
+    ctx.strokeStyle = "#ffffff"; ctx.lineWidth = 3 * ratio;
     ctx.beginPath();
     d.trace.forEach(([t, v], i) => (i ? ctx.lineTo(x(t), y(v)) : ctx.moveTo(x(t), y(v))));
     ctx.stroke();
   }
 
   // ---------------------------------------------------------------- sound
-  function speakAndCue(c) {
-    const key = (c.cue || "") + "|" + (c.prompt || "");
+  // The page speaks only what the coach decided to say (c.speech, roller/speech.py), once,
+  // while it is fresh; it cuts a sentence only for a more urgent one. Tones come from the
+  // cue table, for what must be instant.
+  function speechKey(sp) { return sp ? `${sp.id}|${sp.decided_s}|${sp.text}` : ""; }
+
+  function speakAndCue(c, ageS) {
     if (c.cue !== lastCue) {
-      if (c.cue === "too_fast") beep("too_fast");
-      else if (c.cue === "hold_reached") beep("hold_end");
-      else if (c.cue === "routine_done" || c.cue === "switch_sides" || c.cue === "step_done") beep("chime");
+      const tone = CUES[c.cue] && CUES[c.cue].tone;
+      if (tone) beep(tone);
       lastCue = c.cue;
     }
-    if (key !== lastSpokenKey) {
-      lastSpokenKey = key;
-      speak(c.prompt);
-    }
+    const sp = c.speech;
+    const key = speechKey(sp);
+    if (!sp || key === heardKey) return;
+    heardKey = key;
+    const lateS = Math.max(0, (c.t_s || 0) - (sp.decided_s || 0)) + ageS;
+    if (lateS > SPEECH_STALE_S) return;   // its moment has passed (e.g. a replayed state)
+    say(sp.text, sp.priority || 0, sp.duration_s, Date.now() + (SPEECH_STALE_S - lateS) * 1000,
+        sp.id, sp.replaces_id);
   }
 
-  function speak(text) {
+  let talking = null;          // {priority, until (ms), id}: the sentence being spoken
+  let waiting = [];            // sentences waiting for it to end: {text, priority, ...}
+
+  function say(text, priority, durationS, deadlineMs, id, replacesId) {
     if (!soundOn || !text) return;
+    const now = Date.now();
+    if (talking && now < talking.until) {
+      // never cut for an equal or lower priority, unless the coach says it is obsolete
+      const obsolete = replacesId != null && replacesId === talking.id;
+      if (priority <= talking.priority && !obsolete) {
+        waiting = waiting.filter((w) => w.priority > priority);
+        waiting.push({ text, priority, durationS, deadlineMs, id });
+        return;
+      }
+      record.cancels += 1;
+      if ("speechSynthesis" in window) window.speechSynthesis.cancel();
+    }
+    const words = text.trim().split(/\s+/).length;
+    const estS = Math.max(durationS || 0, words / 2.5, 0.8);
+    const mine = { priority, until: now + (estS + 2) * 1000, id };  // +2 s: a slow voice
+    talking = mine;
     record.spoken.push(text);
     if (!("speechSynthesis" in window)) return;
     const u = new SpeechSynthesisUtterance(text);
     u.rate = 0.95;
-    window.speechSynthesis.cancel();   // the newest prompt matters, not a queue of old ones
+    u.onend = u.onerror = () => {
+      if (talking !== mine) return;
+      talking = null;
+      sayWaiting();
+    };
     window.speechSynthesis.speak(u);
+  }
+
+  // the next waiting sentence once the current one is over (if it is still fresh)
+  function sayWaiting() {
+    if (talking && Date.now() < talking.until) return;
+    talking = null;
+    const next = waiting.filter((w) => Date.now() <= w.deadlineMs)
+      .sort((a, b) => b.priority - a.priority)[0];
+    waiting = [];
+    if (next) say(next.text, next.priority, next.durationS, next.deadlineMs, next.id);
   }
 
   const lastBeepAt = {};
@@ -344,11 +437,15 @@
       const Ctx = window.AudioContext || window.webkitAudioContext;
       if (!audio && Ctx) audio = new Ctx();
       if (audio && audio.state === "suspended") audio.resume();
-      lastSpokenKey = "";
+      // the current prompt, once: what the coach has already said is not said again
       const d = devices[current];
-      speak(d && d.coach ? d.coach.prompt : "Sound is on.");
-    } else if ("speechSynthesis" in window) {
-      window.speechSynthesis.cancel();
+      const c = d && d.coach;
+      if (c) heardKey = speechKey(c.speech);
+      say(c ? c.prompt : "Sound is on.", c && CUES[c.cue] ? CUES[c.cue].priority : 0);
+    } else {
+      talking = null;
+      waiting = [];
+      if ("speechSynthesis" in window) window.speechSynthesis.cancel();
     }
   });
 
@@ -363,6 +460,7 @@
   for (const btn of document.querySelectorAll("#controls button[data-verb]")) {
     btn.addEventListener("click", async () => {
       const verb = btn.dataset.verb;
+      if (VERBS.length && !VERBS.includes(verb)) { toast(`not sent: unknown command ${verb}`); return; }
       if (!current) { toast("no roller to send to yet"); return; }
       try {
         const res = await fetch("/api/cmd/" + verb, {
@@ -400,5 +498,9 @@
   }
   connect();
   // keep the trace moving and notice a silent roller even when no message arrives
-  setInterval(() => { if (current && devices[current]) renderLive(devices[current]); }, 500);
+  setInterval(() => {
+    if (current && devices[current]) renderLive(devices[current]);
+    if (waiting.length) sayWaiting();   // a voice that never reports its end
+  }, 500);
+  window.addEventListener("resize", fitText);
 })();

@@ -1,0 +1,176 @@
+"""``roller analyze`` on recordings in the wrong units and on phone-app exports (issue 10).
+
+The motion is a real recording (a real MPU-6050 turned by hand, from ``../shared/real-imu``)
+rewritten in other units and in phyphox's and Sensor Logger's export layouts; the analysis must
+find the same strokes as from the original, or stop with an error saying what to pass.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+
+import numpy as np
+import pytest
+
+from roller.cli import main
+from roller.recording import read
+from roller.units import Units, UnitsError, diagnose, inspect
+from tests.test_real_recordings import DIRECTORY
+
+pytestmark = pytest.mark.skipif(DIRECTORY is None, reason="real recordings not found")
+NAME = "mpu6050_turns_y"
+
+
+@pytest.fixture(scope="module")
+def turns():
+    return read(DIRECTORY / f"{NAME}.csv")
+
+
+def analyse(capsys, *args: str) -> tuple[int, dict | None, str]:
+    rc = main(["analyze", *args, "--radius", "0.05", "--max-speed", "0.1", "--json"])
+    out, err = capsys.readouterr()
+    return rc, (json.loads(out) if out.strip() else None), err
+
+
+def write_csv(path, header: list[str], columns: list[np.ndarray], *, delimiter=",",
+              decimal="."):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(delimiter.join(header) + "\n")
+        for row in np.column_stack(columns):
+            f.write(delimiter.join(f"{v:.9g}".replace(".", decimal) for v in row) + "\n")
+
+
+def strokes(result: dict) -> list[tuple[float, float]]:
+    return [(round(s["distance_m"], 3), round(s["start"], 1)) for s in result["strokes"]]
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """The original recording's analysis."""
+    import argparse
+
+    from roller.analysis import analyze
+    from roller.commands.analyze import settings_from_args
+
+    args = argparse.Namespace(config=None, radius=0.05, max_speed=0.1, roll_axis=None,
+                              gyro_bias=None, ball=False, gyro_range=None)
+    summary = analyze(str(DIRECTORY / f"{NAME}.csv"), settings_from_args(args))
+    return summary.to_dict()
+
+
+def test_reference_has_the_two_turns(reference) -> None:
+    assert len(reference["strokes"]) == 2
+    assert all(abs(s["distance_m"] - 0.314) < 0.01 for s in reference["strokes"])
+
+
+@pytest.mark.parametrize(("spec", "t_scale", "gyro_scale", "accel_scale", "found"), [
+    ("t=ms", 1e3, 1.0, 1.0, "t=ms"),
+    ("t=us", 1e6, 1.0, 1.0, "t=us"),
+    ("t=ns", 1e9, 1.0, 1.0, "t=ns"),
+    ("gyro=deg/s", 1.0, 180 / math.pi, 1.0, "gyro=deg/s"),
+    ("accel=g", 1.0, 1.0, 1 / 9.80665, "accel=g"),
+    ("t=ms,gyro=deg/s,accel=g", 1e3, 180 / math.pi, 1 / 9.80665, "t=ms"),
+])
+def test_wrong_units_are_recognised_and_explicit_units_accepted(
+        tmp_path, capsys, turns, reference, spec, t_scale, gyro_scale, accel_scale, found):
+    t, s = turns
+    path = tmp_path / "converted.csv"
+    write_csv(path, ["t", "ax", "ay", "az", "gx", "gy", "gz"],
+              [t * t_scale, s[:, :3] * accel_scale, s[:, 3:] * gyro_scale])
+    rc, result, err = analyse(capsys, str(path))
+    assert rc == 1 and result is None
+    assert found.split(",")[0] in err and "--units" in err
+    rc, result, err = analyse(capsys, str(path), "--units", spec)
+    assert rc == 0, err
+    assert strokes(result) == strokes(reference)
+
+
+def test_si_recordings_pass_the_units_check(turns) -> None:
+    for name in ("mpu6050_static_10min", "car08_stop_go_w1", "robot_roll_mpu6500", NAME):
+        t, s = read(DIRECTORY / f"{name}.csv")
+        assert diagnose(inspect(t[:65536], s[:65536])) == [], name
+
+
+def test_a_bad_units_option_says_what_is_expected() -> None:
+    with pytest.raises(UnitsError, match="t=s\\|ms\\|us\\|ns"):
+        Units.parse("t=minutes")
+    assert Units.parse("gyro=dps").gyro == "deg/s"
+
+
+def phyphox_files(folder, t, s, *, delimiter=",", decimal="."):
+    folder.mkdir()
+    # the accelerometer on its own clock, a little offset from the gyro's
+    ta = t[::2] + 0.0007
+    acc = np.column_stack([np.interp(ta, t, s[:, k]) for k in range(3)])
+    write_csv(folder / "Accelerometer.csv",
+              ['"Time (s)"', '"Acceleration x (m/s^2)"', '"Acceleration y (m/s^2)"',
+               '"Acceleration z (m/s^2)"', '"Absolute acceleration (m/s^2)"'],
+              [ta, acc, np.linalg.norm(acc, axis=1)], delimiter=delimiter, decimal=decimal)
+    write_csv(folder / "Gyroscope.csv",
+              ['"Time (s)"', '"Gyroscope x (rad/s)"', '"Gyroscope y (rad/s)"',
+               '"Gyroscope z (rad/s)"', '"Absolute (rad/s)"'],
+              [t, s[:, 3:], np.linalg.norm(s[:, 3:], axis=1)], delimiter=delimiter,
+              decimal=decimal)
+    return folder
+
+
+@pytest.mark.parametrize(("delimiter", "decimal"), [(",", "."), (";", ","), ("\t", ".")])
+def test_phyphox_export_folder_reads_like_the_recording(tmp_path, capsys, turns, reference,
+                                                        delimiter, decimal):
+    t, s = turns
+    folder = phyphox_files(tmp_path / "phyphox", t + 3.0, s, delimiter=delimiter,
+                           decimal=decimal)
+    rc, result, err = analyse(capsys, str(folder))
+    assert rc == 0, err
+    got, want = strokes(result), strokes(reference)
+    assert len(got) == len(want)
+    assert all(abs(a[0] - b[0]) <= 0.005 for a, b in zip(got, want, strict=True))
+    # one of its files names the export too
+    rc, result2, err = analyse(capsys, str(folder / "Gyroscope.csv"))
+    assert rc == 0 and strokes(result2) == got
+
+
+def test_sensor_logger_zip_reads_like_the_recording(tmp_path, capsys, turns, reference):
+    t, s = turns
+    epoch_ns = 1_700_000_000_000_000_000
+    folder = tmp_path / "sl"
+    folder.mkdir()
+    for name, cols in (("TotalAcceleration.csv", s[:, :3]), ("Gyroscope.csv", s[:, 3:]),
+                       ("Accelerometer.csv", s[:, :3] * 0.01)):
+        # Sensor Logger's order: time (ns), seconds_elapsed, z, y, x
+        write_csv(folder / name, ["time", "seconds_elapsed", "z", "y", "x"],
+                  [np.round(epoch_ns + t * 1e9), t + 0.25, cols[:, 2], cols[:, 1],
+                   cols[:, 0]])
+    archive = tmp_path / "sensor-logger.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for p in folder.iterdir():
+            z.write(p, arcname=f"session/{p.name}")
+    rc, result, err = analyse(capsys, str(archive))
+    assert rc == 0, err
+    got, want = strokes(result), strokes(reference)
+    assert [g[0] for g in got] == [w[0] for w in want]
+
+
+def test_a_phone_export_without_gravity_is_refused_with_the_reason(tmp_path, capsys, turns):
+    t, s = turns
+    folder = tmp_path / "linear"
+    folder.mkdir()
+    write_csv(folder / "Gyroscope.csv", ["time", "seconds_elapsed", "z", "y", "x"],
+              [t * 1e9, t, s[:, 5], s[:, 4], s[:, 3]])
+    write_csv(folder / "Accelerometer.csv", ["time", "seconds_elapsed", "z", "y", "x"],
+              [t * 1e9, t, s[:, 2] * 0, s[:, 1] * 0, s[:, 0] * 0])
+    rc, result, err = analyse(capsys, str(folder))
+    assert rc != 0 and result is None
+    assert "TotalAcceleration" in err and "gravity" in err
+
+
+def test_clipping_is_warned_about(capsys) -> None:
+    path = DIRECTORY / "robot_pitch_mpu6050.csv"
+    rc = main(["analyze", str(path), "--radius", "0.05", "--max-speed", "0.03",
+               "--gyro-range", "50", "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0
+    assert "full scale" in err
+    assert json.loads(out)["warnings"]
