@@ -9,6 +9,7 @@ the outbox's disk faults and a history that cannot be opened are reported, not f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -289,3 +290,42 @@ def test_hostile_health_on_our_topic_changes_nothing(shared_broker, tmp_path):
     assert service.publisher.duplicate_of == "zzzzzz-1"
     service.close()
     sub.close()
+
+
+def test_roller_run_with_a_hostile_retained_command_keeps_running(shared_broker, tmp_path):
+    """The crash loop of issue 12: 1000 '[' then 1000 ']' sent retained on cmd/start killed
+    ``roller run`` at every start. Now: ignored, reported, and the service runs on."""
+    import signal
+    import subprocess
+
+    from test_service import roller_run
+
+    device = "loop1"
+    config = tmp_path / "roller.toml"
+    config.write_text(f'[device]\nid = "{device}"\n')
+    sub = Subscriber(shared_broker.host, shared_broker.port,
+                     [f"roller/{device}/error", f"roller/{device}/live"])
+    sub.client.publish(f"roller/{device}/cmd/start", b"[" * 1000 + b"]" * 1000, qos=1,
+                       retain=True).wait_for_publish(5)
+    proc = roller_run(shared_broker, tmp_path, "--config", str(config))
+    try:
+        errors = [m.json() for m in sub.wait_topic(f"roller/{device}/error", 1, 20)]
+        assert errors[0]["error"] == "retained_command" and errors[0]["command"] == "start"
+        sub.client.publish(f"roller/{device}/cmd/pause", b"[" * 1000 + b"]" * 1000,
+                           qos=1).wait_for_publish(5)  # and live, once more
+        errors = [m.json() for m in sub.wait_topic(f"roller/{device}/error", 2, 10)]
+        assert errors[1]["error"] == "bad_payload"
+        n = len(sub.on(f"roller/{device}/live"))
+        sub.wait_for(lambda ms: sum(m.topic.endswith("/live") for m in ms) >= n + 20, 10,
+                     "live messages going on")
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0, (tmp_path / "roller-run.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+        sub.client.publish(f"roller/{device}/cmd/start", b"", qos=1,
+                           retain=True).wait_for_publish(5)
+        sub.close()
