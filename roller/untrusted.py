@@ -31,14 +31,19 @@ class PayloadError(ValueError):
     expected (without quoting more than a short prefix of it)."""
 
 
-def nesting_depth(raw: bytes) -> int:
+def nesting_depth(raw: bytes, stop_above: int | None = None) -> int:
     """The deepest ``[``/``{`` nesting of JSON text ``raw`` (brackets inside strings do not
-    count). Not a validator: ``json.loads`` judges the rest."""
+    count); with ``stop_above``, the scan ends as soon as the depth exceeds it (so a deep
+    payload is refused after a few brackets). Not a validator: ``json.loads`` judges the
+    rest."""
     depth = deepest = 0
     for m in _BRACKET.finditer(_STRING.sub(b'""', raw)):
         if m.group() in (b"[", b"{"):
             depth += 1
-            deepest = max(deepest, depth)
+            if depth > deepest:
+                deepest = depth
+                if stop_above is not None and depth > stop_above:
+                    break
         else:
             depth -= 1
     return deepest
@@ -56,10 +61,9 @@ def decode_json(raw: bytes, *, max_bytes: int, max_depth: int) -> Any:
     levels of nesting. Raises :class:`PayloadError` only."""
     if len(raw) > max_bytes:
         raise PayloadError(f"expected at most {max_bytes} bytes of JSON, got {len(raw)} bytes")
-    depth = nesting_depth(raw)
-    if depth > max_depth:
-        raise PayloadError(f"expected JSON nested at most {max_depth} levels deep, got "
-                           f"{depth} levels: {preview(raw)}")
+    if nesting_depth(raw, stop_above=max_depth) > max_depth:
+        raise PayloadError(f"expected JSON nested at most {max_depth} levels deep, got more: "
+                           f"{preview(raw)}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
