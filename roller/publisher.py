@@ -41,7 +41,7 @@ from roller.machine import machine_hash, run_token
 from roller.mqtt_contract import Topics, publishable_topic
 from roller.outbox import Message, Outbox
 from roller.settings import setting
-from roller.untrusted import PayloadError, RateLimitedLog, decode_json
+from roller.untrusted import PayloadError, RateLimitedLog, decode_json, message_topic, topic_text
 
 log = logging.getLogger("roller.publisher")
 
@@ -512,21 +512,24 @@ class Publisher:
             self._handle_message(msg)
         except Exception:
             self._error_log(logging.ERROR, "message on %r could not be handled",
-                            str(msg.topic)[:100], exc_info=True)
+                            topic_text(msg), exc_info=True)
 
     def _handle_message(self, msg: mqtt.MQTTMessage) -> None:
-        if msg.topic == self.topics.ha_status:
+        topic = message_topic(msg)
+        if topic is None:  # not UTF-8: no topic of ours
+            return
+        if topic == self.topics.ha_status:
             if msg.payload.strip() == b"online":
                 self._announce()
             return
-        if msg.topic == self.topics.health:
+        if topic == self.topics.health:
             self._check_instance(bytes(msg.payload), retained=bool(msg.retain))
             return
-        verb = self.topics.verb_of(msg.topic)
+        verb = self.topics.verb_of(topic)
         if verb is None or self.on_command is None:
             return
         if msg.retain:
-            self._ignore_retained(msg.topic, verb)
+            self._ignore_retained(topic, verb)
             return
         self.on_command(verb, bytes(msg.payload[:64 * 1024]))
 

@@ -80,6 +80,24 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def message_topic(msg: Any) -> str | None:
+    """A received message's topic, or None when it is not UTF-8 (MQTT requires it; paho's
+    ``msg.topic`` would raise)."""
+    try:
+        return str(msg.topic)
+    except UnicodeDecodeError:
+        return None
+
+
+def topic_text(msg: Any) -> str:
+    """A received message's topic for a log line, whatever its bytes (paho's ``msg.topic``
+    raises on a topic that is not UTF-8), cut to 100 characters."""
+    try:
+        return str(msg.topic)[:100]
+    except Exception:
+        return repr(getattr(msg, "_topic", b"?"))[:100]
+
+
 class RateLimitedLog:
     """At most ``burst`` lines per ``interval_s`` through ``logger``; the rest are counted and
     summed up in one line when the next interval begins. ``total`` counts every call."""

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware_bridge.clock import ManualClock
-from roller.command_table import CommandError, CommandTable, decode_payload
+from roller.command_table import CommandError, CommandInbox, CommandTable, decode_payload
 from roller.display.bridge import MqttBridge, _forbidden_key, decode_message
 from roller.publisher import MqttSettings
 from roller.session import Session, SessionCommands
@@ -125,3 +125,46 @@ def test_the_bridge_drops_what_breaks_the_contract_and_never_raises(device, topi
     assert "__proto__" not in snap["devices"] and all(
         d[0].isalnum() for d in snap["devices"])
     json.dumps(snap)
+
+
+def _message(topic: bytes, payload: bytes, retained: bool):
+    import paho.mqtt.client as mqtt
+
+    msg = mqtt.MQTTMessage(topic=topic)
+    msg.payload = payload
+    msg.retain = retained
+    return msg
+
+
+@settings(max_examples=300, deadline=None)
+@given(topic=st.one_of(st.binary(max_size=60).map(lambda b: b"roller/" + b),
+                       st.sampled_from([b"roller/mat-1/live", b"roller/fz/cmd/start",
+                                        b"roller/fz/health", b"roller/\xff/live"])),
+       raw=payloads, retained=st.booleans())
+def test_paho_callbacks_take_any_topic_bytes(topic, raw, retained, tmp_path_factory):
+    """What paho hands the callbacks, raw: a topic that is not even UTF-8 must not raise out
+    of the network thread's callback (it would end the thread)."""
+    before = (_BRIDGE.messages, _BRIDGE.bad_messages, _BRIDGE.ignored_messages)
+    timed(_BRIDGE._on_message, None, None, _message(topic, raw, retained))
+    after = (_BRIDGE.messages, _BRIDGE.bad_messages, _BRIDGE.ignored_messages)
+    assert sum(after) - sum(before) == 1 and _BRIDGE.handler_failures == 0
+    pub = _publisher(tmp_path_factory)
+    timed(pub._on_message, None, None, _message(topic, raw, retained))
+    assert len(_INBOX) <= _INBOX.capacity
+
+
+_INBOX = CommandInbox()
+_PUBLISHERS: list = []
+
+
+def _publisher(tmp_path_factory):
+    """One publisher, never connected (its callbacks are fed directly)."""
+    if not _PUBLISHERS:
+        from roller.mqtt_contract import Topics
+        from roller.outbox import Outbox
+        from roller.publisher import Publisher
+
+        box = Outbox(tmp_path_factory.mktemp("fuzz-pub") / "o.sqlite3")
+        _PUBLISHERS.append(Publisher(MqttSettings(), Topics("fz"), box,
+                                     on_command=_INBOX.submit))
+    return _PUBLISHERS[0]

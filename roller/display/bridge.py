@@ -39,7 +39,14 @@ from roller.command_table import MAX_COMMAND_BYTES
 from roller.display.freshness import DEFAULT_STALE_AFTER_S, LiveFreshness
 from roller.mqtt_contract import ID_RULE, MAX_TOPIC_BYTES, Topics, is_safe_id
 from roller.publisher import MqttSettings, make_client, resolve_password
-from roller.untrusted import PayloadError, RateLimitedLog, decode_json, preview
+from roller.untrusted import (
+    PayloadError,
+    RateLimitedLog,
+    decode_json,
+    message_topic,
+    preview,
+    topic_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -259,11 +266,15 @@ class MqttBridge:
         # Nothing a message holds may end paho's network thread (the display would go on
         # saying "connected" while it hears nothing).
         try:
-            self._handle(msg.topic, bytes(msg.payload), bool(msg.retain))
+            topic = message_topic(msg)
+            if topic is None:
+                self._drop(topic_text(msg), "the topic is not UTF-8")
+                return
+            self._handle(topic, bytes(msg.payload), bool(msg.retain))
         except Exception:
             self.handler_failures += 1
             self._bad_log(logging.ERROR, "display: a message on %r could not be handled",
-                          str(getattr(msg, "topic", "?"))[:100], exc_info=True)
+                          topic_text(msg), exc_info=True)
 
     def _handle(self, full_topic: str, raw: bytes, retained: bool) -> None:
         routed = self.route(full_topic)
