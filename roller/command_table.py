@@ -8,7 +8,7 @@ registers a handler for each (:meth:`CommandTable.add`). A refused command raise
 
 from __future__ import annotations
 
-import json
+import logging
 import queue
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,9 +16,23 @@ from typing import Any
 
 from roller.errors import ConfigError, RollerError
 from roller.settings import from_mapping
+from roller.untrusted import PayloadError, RateLimitedLog, decode_json
+
+_handler_failures = RateLimitedLog(logging.getLogger("roller.commands"))
 
 MAX_QUEUED_COMMANDS = 256
 """Commands waiting for the next step, at most (a flooding client cannot exhaust memory)."""
+
+MAX_COMMAND_BYTES = 4096
+"""The largest command payload taken (the largest real one, ``start`` with a step id, is tens
+of bytes); a longer one is refused as ``bad_payload`` without being decoded, and only its first
+``MAX_COMMAND_BYTES + 1`` bytes are queued, so 256 queued floods hold at most 1 MB."""
+
+MAX_COMMAND_DEPTH = 8
+"""The deepest JSON nesting a command payload may have (real ones have 1)."""
+
+MAX_VERB_CHARS = 64
+"""A verb longer than this is unknown anyway; only its start is queued and quoted."""
 
 
 class CommandError(RollerError, ValueError):
@@ -75,7 +89,8 @@ class CommandTable:
         command = self._commands.get(verb)
         if command is None:
             raise CommandError("unknown_command",
-                               f"unknown command {verb!r}: expected one of {list(self.verbs)}",
+                               f"unknown command {short(verb, 80)}: expected one of "
+                               f"{list(self.verbs)}",
                                expected=list(self.verbs))
         data = decode_payload(verb, raw)
         if command.payload is None:
@@ -103,23 +118,38 @@ class CommandTable:
                                actual=short(exc.actual)) from None
         except (RollerError, ValueError) as exc:  # the handler refused: nothing changed
             raise CommandError("not_possible", f"cmd/{verb}: {exc}") from None
+        except Exception as exc:  # a handler's bug must not end the service: logged, refused
+            _handler_failures(logging.ERROR, "cmd/%s: the handler failed", verb, exc_info=True)
+            raise CommandError("not_possible", f"cmd/{verb} failed inside the service "
+                               f"({exc.__class__.__name__}); nothing was changed on purpose, "
+                               "see the service's log") from None
 
 
 def decode_payload(verb: str, raw: bytes) -> dict[str, Any]:
-    """An MQTT command payload: empty, or a UTF-8 JSON object."""
+    """An MQTT command payload: empty (or only whitespace), or a UTF-8 JSON object of at most
+    :data:`MAX_COMMAND_BYTES` bytes nested at most :data:`MAX_COMMAND_DEPTH` deep. Raises
+    :class:`CommandError` (``bad_payload``) and nothing else, whatever the bytes."""
+    if len(raw) > MAX_COMMAND_BYTES:  # before stripping: spaces must not hide the length
+        raise CommandError("bad_payload", f"cmd/{_shown(verb)}: expected nothing or a JSON "
+                           f"object of at most {MAX_COMMAND_BYTES} bytes, got more",
+                           expected="nothing or a JSON object")
     text = raw.strip()
     if not text:
         return {}
     try:
-        data = json.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise CommandError("bad_payload", f"cmd/{verb}: expected nothing or a JSON object, got "
-                           f"{short(raw)} ({exc.__class__.__name__})",
-                           expected="nothing or a JSON object") from None
+        data = decode_json(text, max_bytes=MAX_COMMAND_BYTES, max_depth=MAX_COMMAND_DEPTH)
+    except PayloadError as exc:
+        raise CommandError("bad_payload", f"cmd/{_shown(verb)}: expected nothing or a JSON "
+                           f"object: {exc}", expected="nothing or a JSON object") from None
     if not isinstance(data, dict):
-        raise CommandError("bad_payload", f"cmd/{verb}: expected nothing or a JSON object, got "
-                           f"{short(data)}", expected="nothing or a JSON object")
+        raise CommandError("bad_payload", f"cmd/{_shown(verb)}: expected nothing or a JSON "
+                           f"object, got {short(data)}", expected="nothing or a JSON object")
     return data
+
+
+def _shown(verb: str) -> str:
+    """A verb as messages show it: as is when short and printable, else quoted and cut."""
+    return verb if len(verb) <= 64 and verb.isprintable() else short(verb, 80)
 
 
 def short(value: Any, limit: int = 120) -> str:
@@ -142,9 +172,11 @@ class CommandInbox:
         self._reported = 0
 
     def submit(self, verb: str, payload: bytes = b"", source: str = "mqtt") -> None:
-        """Queue a command (thread-safe). A flood beyond ``capacity`` is dropped and counted."""
+        """Queue a command (thread-safe). A flood beyond ``capacity`` is dropped and counted.
+        An over-long verb or payload is cut (it is refused anyway, and memory stays bounded)."""
         try:
-            self._queue.put_nowait((verb, payload, source))
+            self._queue.put_nowait((verb[:MAX_VERB_CHARS + 1],
+                                    bytes(payload[:MAX_COMMAND_BYTES + 1]), source))
         except queue.Full:
             self.dropped += 1
 

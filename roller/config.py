@@ -38,6 +38,8 @@ from roller.errors import ConfigError
 from roller.history import HistorySettings
 from roller.homeassistant import HomeAssistantSettings
 from roller.homeassistant import check_settings as check_homeassistant
+from roller.machine import machine_hash
+from roller.mqtt_contract import ID_RULE
 from roller.paths import CONFIG_ENV, default_state_dir
 from roller.pipeline import PipelineSettings
 from roller.publisher import MqttSettings, resolve_password
@@ -60,7 +62,8 @@ class DeviceSettings:
     """Config section ``[device]``: who this roller is on a shared broker."""
 
     id: str = setting("", doc="device id, the second topic level (roller/<id>/...); letters, "
-                              "digits, '_' and '-'; empty: derived from the host name")
+                              "digits, '_' and '-', first a letter or digit; empty: the host "
+                              "name and a short hash of /etc/machine-id")
     name: str = setting("", doc="name shown by displays and Home Assistant; empty: "
                                 "'Roller <id>'")
 
@@ -149,7 +152,7 @@ def _check_and_complete(config: RollerConfig, where: str) -> RollerConfig:
     device = config.device
     if device.id:
         if not SAFE_ID.fullmatch(device.id):
-            raise ConfigError("device.id", "1-64 letters, digits, '_' or '-'", device.id, where)
+            raise ConfigError("device.id", ID_RULE, device.id, where)
     else:
         device = dataclasses.replace(device, id=host_device_id())
     if not device.name.isprintable() or len(device.name) > MAX_NAME_CHARS:
@@ -289,11 +292,15 @@ def _check_gpio(gpio: GpioSettings, where: str) -> None:
         used[pin] = f.name
 
 
-def host_device_id(hostname: str | None = None) -> str:
-    """A device id from the host name: unsafe characters become '-', at most 64 characters."""
+def host_device_id(hostname: str | None = None, machine: str | None = None) -> str:
+    """The default device id: the host name (unsafe characters become '-') and a short stable
+    hash of the machine (:func:`roller.machine.machine_hash`), e.g. ``raspberrypi-3f9a1c``:
+    two Pis both called ``raspberrypi`` differ, and the id stays the same across restarts.
+    At most 64 characters."""
+    tag = machine_hash() if machine is None else machine
     name = (hostname or socket.gethostname() or "roller").split(".")[0]
-    safe = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")[:64]
-    return safe or "roller"
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-_")[:64 - len(tag) - 1] or "roller"
+    return f"{safe}-{tag}" if tag else safe
 
 
 def override_broker(config: RollerConfig, address: str) -> RollerConfig:

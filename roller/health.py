@@ -80,17 +80,21 @@ class HealthMonitor:
                 live.calibrated if live is not None else None)
 
     def payload(self, now: float, *, live: LiveState | None, mqtt: Mapping[str, Any],
-                events_published: int) -> dict[str, Any]:
+                events_published: int, instance: str = "") -> dict[str, Any]:
         """The ``health`` payload: sensor, delivery (``mqtt``: the publisher's stats) and loop
-        figures."""
+        figures; ``instance`` is the publisher's (``<machine>-<run>``). Degraded while the
+        sensor is faulty, after outbox drops, while the outbox cannot write to disk, and while
+        another roller uses our device id."""
         sensor: dict[str, Any] = {"chip": self.driver.chip,
                                   "output_rate_hz": self.driver.output_rate_hz}
         sensor.update(dataclasses.asdict(self.driver.health))
         sensor["connected"] = bool(self.sensor_ok is not False and sensor.get("connected", True))
         sensor["last_sample_age_s"] = round(now - self.last_sample_at, 3)
-        degraded = not sensor["connected"] or mqtt["outbox_dropped"] > 0
+        degraded = (not sensor["connected"] or mqtt["outbox_dropped"] > 0
+                    or mqtt.get("outbox_disk_error") is not None
+                    or mqtt.get("duplicate_of") is not None)
         return health_payload(device_id=self.device_id, degraded=degraded,
                               uptime_s=now - self.started_at, sensor=sensor, mqtt=mqtt,
                               events_published=events_published,
                               calibrated=bool(live.calibrated) if live is not None else False,
-                              time_unix_s=time.time())
+                              time_unix_s=time.time(), instance=instance)

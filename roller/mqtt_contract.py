@@ -38,11 +38,42 @@ from roller.verbs import VERB_DOCS
 
 # -- topics ---------------------------------------------------------------------------------
 
-SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-"""What a device id (and a topic prefix level) may contain: safe in MQTT topics, Home Assistant
-object ids and file names."""
+SAFE_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
+"""What a device id (and a topic level: event kind, verb) may be: 1-64 letters, digits, '_'
+or '-', beginning with a letter or digit. Safe in MQTT topics, Home Assistant object ids, file
+names and as a key in a browser's objects (no ``__proto__``). Anchored with ``\\A``/``\\Z``
+(``$`` would accept a trailing newline, which the broker refuses in a topic), so ``match``,
+``fullmatch`` and ``search`` agree."""
 
-SAFE_PREFIX = re.compile(r"^[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64})*$")
+ID_RULE = "1-64 letters, digits, '_' or '-', beginning with a letter or digit"
+""":data:`SAFE_ID` in words, for error messages."""
+
+SAFE_PREFIX = re.compile(r"\A[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64})*\Z")
+"""A topic prefix (``roller``, ``site/roller``): levels of letters, digits, '_' or '-'."""
+
+MAX_TOPIC_BYTES = 65535
+"""The longest topic MQTT can carry (a two-byte length)."""
+
+
+def is_safe_id(value: object) -> bool:
+    """Whether ``value`` is a str matching :data:`SAFE_ID` (the whole of it)."""
+    return isinstance(value, str) and SAFE_ID.fullmatch(value) is not None
+
+
+def publishable_topic(topic: object) -> bool:
+    """Whether a broker takes ``topic`` in a PUBLISH: a non-empty str of at most
+    :data:`MAX_TOPIC_BYTES` UTF-8 bytes, no wildcard (``+``, ``#``), no NUL nor other control
+    character (mosquitto disconnects a client that sends one). Everything this package builds
+    passes; an outbox written by an older version might hold one that does not."""
+    if not isinstance(topic, str) or not topic:
+        return False
+    if "+" in topic or "#" in topic or any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0
+                                           for c in topic):
+        return False
+    try:
+        return len(topic.encode("utf-8")) <= MAX_TOPIC_BYTES
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
 
 
 @dataclass(frozen=True)
@@ -119,11 +150,16 @@ def _spec(name: str) -> TopicSpec:
 
 
 def _check_level(name: str, value: str) -> str:
-    if not SAFE_ID.match(value):
+    if not is_safe_id(value):
         raise ValueError(
-            f"{name} must be 1-64 letters, digits, '_' or '-' (it becomes an MQTT topic level), "
-            f"got {value!r}")
+            f"{name} must be {ID_RULE} (it becomes an MQTT topic level), got "
+            f"{_short(value)}")
     return value
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 @dataclass(frozen=True)
@@ -136,9 +172,9 @@ class Topics:
 
     def __post_init__(self) -> None:
         _check_level("device id", self.device_id)
-        if not SAFE_PREFIX.match(self.prefix):
+        if not isinstance(self.prefix, str) or not SAFE_PREFIX.fullmatch(self.prefix):
             raise ValueError(f"topic prefix must be levels of letters, digits, '_' or '-' "
-                             f"separated by '/', got {self.prefix!r}")
+                             f"separated by '/', got {_short(self.prefix)}")
 
     @property
     def base(self) -> str:
@@ -402,16 +438,23 @@ SUMMARY_FIELDS: tuple[Field, ...] = (
 
 HEALTH_FIELDS: tuple[Field, ...] = (
     _f("device_id", "string", "-", "the roller"),
-    _f("state", "string", "-", "`ok`, or `degraded` while the sensor is faulty or after "
-                               "outbox drops"),
+    _f("state", "string", "-", "`ok`, or `degraded` while the sensor is faulty, after "
+                               "outbox drops, while the outbox cannot write to disk, or while "
+                               "another roller uses the same device id"),
     _f("uptime_s", "number", "s", "time since the service started"),
     _f("sensor", "object", "-", "`chip`, `output_rate_hz` [Hz], `connected`, the driver's "
                                 "counters (`samples`, `overflows`, `fifo_faults`, `retries`, "
                                 "`reinits`, `disconnects`, `samples_lost_estimate`), "
                                 "`last_error` and `last_sample_age_s` [s]"),
     _f("mqtt", "object", "-", "`connected`, `connects`, `outbox_pending`, `outbox_dropped`, "
-                              "`last_seq`, `live_sent`, `live_skipped`, "
+                              "`last_seq`, `epoch`, `outbox_in_memory`, `outbox_disk_error` "
+                              "(null when the disk is fine), `undeliverable`, `live_sent`, "
+                              "`live_skipped`, `commands_refused`, `retained_commands`, "
+                              "`duplicate_of` (null, or the other instance with this id), "
                               "`last_disconnect_reason`"),
+    _f("instance", "string", "-", "`<machine>-<run>`: a stable hash of the machine and a random "
+                                  "id per start; another machine's on this topic means two "
+                                  "rollers share the device id"),
     _f("events_published", "int", "-", "events handed to the outbox since the start"),
     _f("calibrated", "bool", "-", "whether the speed can be trusted"),
     _f("time_unix_s", "number", "s", "wall clock when it was sent (Unix time)"),
@@ -441,6 +484,15 @@ ERROR_CODES: dict[str, str] = {
     "history_failed": "a finished session could not be stored in the history",
     "too_many_commands": "more than 256 commands arrived between two loop steps; the excess "
                          "was dropped (`dropped_total`)",
+    "retained_command": "a `cmd/<verb>` arrived retained: commands act once, when sent, so it "
+                        "was ignored (said once per topic; `ignored_total`); clear it with an "
+                        "empty retained message",
+    "undeliverable": "a stored message the broker can never take (a malformed topic, too "
+                     "large) was dropped instead of retried (`topic`, `dropped_total`)",
+    "outbox_disk": "the outbox cannot write to disk (full, read-only): events wait in memory "
+                   "within the bound until the disk takes them again (`reason`)",
+    "duplicate_device": "another roller on another machine publishes with this device id "
+                        "(`other_instance`): give each roller its own `[device] id`",
 }
 
 STATE_FIELDS: tuple[Field, ...] = (
@@ -595,12 +647,13 @@ def coach_payload(state: Mapping[str, Any]) -> dict[str, Any]:
 
 def health_payload(*, device_id: str, degraded: bool, uptime_s: float,
                    sensor: Mapping[str, Any], mqtt: Mapping[str, Any], events_published: int,
-                   calibrated: bool, time_unix_s: float) -> dict[str, Any]:
+                   calibrated: bool, time_unix_s: float, instance: str = ""
+                   ) -> dict[str, Any]:
     """The retained ``health`` payload (see :data:`HEALTH_FIELDS`)."""
     return {"device_id": device_id, "state": "degraded" if degraded else "ok",
             "uptime_s": round(uptime_s, 1), "sensor": dict(sensor), "mqtt": dict(mqtt),
             "events_published": events_published, "calibrated": calibrated,
-            "time_unix_s": round(time_unix_s, 3)}
+            "instance": instance, "time_unix_s": round(time_unix_s, 3)}
 
 
 MAX_STATE_TEXT_CHARS = 255

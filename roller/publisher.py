@@ -37,14 +37,30 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from roller import mqtt_contract as contract
 from roller.errors import ConfigError
-from roller.mqtt_contract import Topics
+from roller.machine import machine_hash, run_token
+from roller.mqtt_contract import Topics, publishable_topic
 from roller.outbox import Message, Outbox
 from roller.settings import setting
+from roller.untrusted import PayloadError, RateLimitedLog, decode_json, message_topic, topic_text
 
 log = logging.getLogger("roller.publisher")
 
 MAX_QUEUED_DIRECT = 1000
 """Messages sent outside the outbox (error, health, ...) that paho may hold while offline."""
+
+MAX_PAYLOAD_BYTES = 268_435_455
+"""The largest payload MQTT can carry (its remaining-length limit); paho refuses more."""
+
+COMMAND_ERRORS = frozenset({"unknown_command", "bad_payload", "not_possible",
+                            "too_many_commands", "retained_command"})
+"""``error`` codes about refused commands: a flood of them is logged at a limited rate."""
+
+DUPLICATE_MEMORY_S = 120.0
+"""How long a sighting of another roller with our device id keeps ``health`` degraded [s]
+(it publishes health at least every ``service.health_interval_s``, 10 s by default)."""
+
+MAX_REMEMBERED_TOPICS = 256
+"""Retained command topics remembered as already reported (a bound against a flood of them)."""
 
 PASSWORD_ENV = "ROLLER_MQTT_PASSWORD"
 """Environment variable holding the MQTT password when ``mqtt.password_file`` is not set."""
@@ -64,8 +80,10 @@ class MqttSettings:
     password_file: str = setting(
         "", doc="file holding the password (first line); empty: take it from the "
                 f"{PASSWORD_ENV} environment variable. Never logged")
-    keepalive_s: int = setting(30, unit="s", minimum=1, maximum=3600,
-                               doc="MQTT keepalive: how soon a dead link is noticed")
+    keepalive_s: int = setting(
+        5, unit="s", minimum=1, maximum=3600,
+        doc="MQTT keepalive: a silent link is given up after 1 to 2 keepalives (5 s: a dead "
+            "broker or a cut network is noticed within about 10 s, for a few bytes every 5 s)")
     reconnect_min_delay_s: float = setting(
         1.0, unit="s", minimum=0.01, maximum=600, doc="first reconnect delay (then doubles)")
     reconnect_max_delay_s: float = setting(
@@ -156,11 +174,13 @@ class Publisher:
     to announce (retained) on every connect and whenever Home Assistant says ``online``; None
     leaves discovery alone, ``{}`` removes a previous announcement. ``on_command(verb, payload)``
     is called from the network thread for each ``cmd/<verb>`` message: keep it quick (queue it).
+    ``instance``: this run's ``<machine>-<run>`` id in ``health`` (default: this machine's
+    hash and a random run id; tests pass another machine's).
     """
 
     def __init__(self, settings: MqttSettings, topics: Topics, outbox: Outbox, *,
                  password: str | None = None, discovery: dict[str, Any] | None = None,
-                 on_command: CommandSink | None = None) -> None:
+                 on_command: CommandSink | None = None, instance: str | None = None) -> None:
         self.settings = settings
         self.topics = topics
         self.outbox = outbox
@@ -175,6 +195,19 @@ class Publisher:
         self.live_skipped = 0
         self.connects = 0
         self.last_disconnect_reason = ""
+        self.errors_sent: collections.Counter[str] = collections.Counter()
+        """``error`` reports by code since the start."""
+        self.retained_commands = 0
+        """Commands that arrived retained and were ignored."""
+        self._retained_reported: set[str] = set()
+        self.undeliverable = 0
+        """Stored messages dropped because no broker can ever take them."""
+        self.instance = instance or f"{machine_hash()}-{run_token()}"
+        """This run's id in ``health``: ``<machine>-<run>`` (see :meth:`_check_instance`)."""
+        self._duplicate: tuple[str, float] | None = None  # (other instance, monotonic s)
+        self._reported_disk_error: str | None = None
+        self._command_log = RateLimitedLog(log, interval_s=60.0, burst=5)
+        self._error_log = RateLimitedLog(log, interval_s=60.0, burst=10)
         self._started = False
         self._closed = False
 
@@ -258,9 +291,9 @@ class Publisher:
         if not self.connected:
             self.live_skipped += 1
             return False
-        info = self.client.publish(self.topics.live, encode(payload), qos=contract.qos("live"),
-                                   retain=contract.retain("live"))
-        ok = info.rc == mqtt.MQTT_ERR_SUCCESS
+        info = self._send(self.topics.live, encode(payload), qos=contract.qos("live"),
+                          retain=contract.retain("live"))
+        ok = info is not None and info.rc == mqtt.MQTT_ERR_SUCCESS
         if ok:
             self.live_sent += 1
         else:
@@ -272,20 +305,37 @@ class Publisher:
         went wrong (``code``, ``message``) and whatever helps (``details``)."""
         body = contract.error_payload(self.topics.device_id, code, message, time.time(),
                                       **details)
-        log.warning("error %s: %s", code, message)
-        self.client.publish(self.topics.error, encode(body), qos=contract.qos("error"),
-                            retain=contract.retain("error"))
+        self.errors_sent[code] += 1
+        # A flood of refused commands must not flood the journal: a few lines a minute, the
+        # rest counted (``commands_refused`` in health) and summed up in one line.
+        limiter = self._command_log if code in COMMAND_ERRORS else self._error_log
+        limiter(logging.WARNING, "error %s: %s", code, message)
+        self._send(self.topics.error, encode(body), qos=contract.qos("error"),
+                   retain=contract.retain("error"))
 
     def publish_health(self, payload: Mapping[str, Any]) -> None:
         """Retained ``health`` (QoS 1, not stored): sensor and delivery health."""
         if self.connected:
-            self.client.publish(self.topics.health, encode(payload), qos=contract.qos("health"),
-                                retain=contract.retain("health"))
+            self._send(self.topics.health, encode(payload), qos=contract.qos("health"),
+                       retain=contract.retain("health"))
+
+    def _send(self, topic: str, payload: bytes, *, qos: int, retain: bool
+              ) -> mqtt.MQTTMessageInfo | None:
+        """``client.publish`` for messages outside the outbox; None (logged, counted) when the
+        client refuses it at once (paho raises ValueError for a topic or payload no broker
+        takes): a message we cannot send must not stop the caller."""
+        try:
+            return self.client.publish(topic, payload, qos=qos, retain=retain)
+        except (ValueError, TypeError) as exc:
+            self.undeliverable += 1
+            self._error_log(logging.WARNING, "could not publish on %r: %s", topic[:100], exc)
+            return None
 
     # -- the pump -----------------------------------------------------------------------------
     def pump(self) -> int:
         """Move broker acknowledgements to the outbox and hand waiting messages to the client.
         Call it often from the owner's loop; returns how many messages were handed over."""
+        self._watch_disk()
         acked = []
         while self._acked:
             mid = self._acked.popleft()
@@ -299,8 +349,9 @@ class Publisher:
         room = self.settings.max_inflight - len(self._inflight)
         if room > 0:
             for msg in self.outbox.claim(room):
-                info = self.client.publish(msg.topic, msg.payload, qos=contract.STORED_QOS,
-                                           retain=msg.retain)
+                info = self._publish_stored(msg)
+                if info is None:  # can never be published: dropped, the queue goes on
+                    continue
                 if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                     # NO_CONN: paho keeps it and sends it when the link is back.
                     self._inflight[info.mid] = msg.id
@@ -312,6 +363,47 @@ class Publisher:
                     break
         self._report_drops()
         return handed
+
+    def _publish_stored(self, msg: Message) -> mqtt.MQTTMessageInfo | None:
+        """Hand one outbox message to the client, or drop it (acknowledged away, counted,
+        reported on ``error``) when no broker could ever take it: a malformed topic (mosquitto
+        would disconnect us, and the message would come back after every reconnect) or a
+        payload beyond MQTT's limit. Returns None when dropped."""
+        why = None
+        if not publishable_topic(msg.topic):
+            why = "a malformed topic"
+        elif len(msg.payload) > MAX_PAYLOAD_BYTES:
+            why = f"a payload of {len(msg.payload)} bytes (MQTT takes {MAX_PAYLOAD_BYTES})"
+        else:
+            try:
+                info = self.client.publish(msg.topic, msg.payload, qos=contract.STORED_QOS,
+                                           retain=msg.retain)
+            except (ValueError, TypeError) as exc:
+                why = f"the client refused it ({exc})"
+            else:
+                if info.rc != mqtt.MQTT_ERR_PAYLOAD_SIZE:
+                    return info
+                why = "a payload too large for the client"
+        self.outbox.ack([msg.id])
+        self.undeliverable += 1
+        self.publish_error("undeliverable", f"stored message {msg.id} dropped: {why} can never "
+                           "be published", topic=msg.topic[:200], dropped_total=self.undeliverable)
+        return None
+
+    def _watch_disk(self) -> None:
+        """Retry a refusing disk when due (cheap: the outbox keeps its own interval); report a
+        new disk fault once on ``error`` and log when it clears."""
+        self.outbox.retry_disk(force=False)
+        error = self.outbox.disk_error
+        if error is not None and self._reported_disk_error is None:
+            self.publish_error("outbox_disk", f"the outbox cannot write to disk ({error}); "
+                               f"events wait in memory (at most "
+                               f"{self.outbox.max_memory_messages}) until it can",
+                               reason=error)
+        elif error is None and self._reported_disk_error is not None:
+            log.warning("the outbox writes to disk again (it could not: %s)",
+                        self._reported_disk_error)
+        self._reported_disk_error = error
 
     def flush(self, timeout_s: float) -> bool:
         """Pump until the outbox is empty or ``timeout_s`` passed; True if empty."""
@@ -333,9 +425,32 @@ class Publisher:
         """Delivery counters for ``health``."""
         return {"connected": self.connected, "connects": self.connects,
                 "outbox_pending": len(self.outbox), "outbox_dropped": self.outbox.dropped,
-                "last_seq": self.outbox.last_seq, "live_sent": self.live_sent,
+                "last_seq": self.outbox.last_seq, "epoch": self.outbox.epoch,
+                "outbox_in_memory": self.outbox.in_memory,
+                "outbox_disk_error": self.outbox.disk_error,
+                "undeliverable": self.undeliverable, "live_sent": self.live_sent,
                 "live_skipped": self.live_skipped,
+                "commands_refused": sum(n for code, n in self.errors_sent.items()
+                                        if code in COMMAND_ERRORS),
+                "retained_commands": self.retained_commands,
+                "duplicate_of": self.duplicate_of,
                 "last_disconnect_reason": self.last_disconnect_reason}
+
+    @property
+    def duplicate_of(self) -> str | None:
+        """Another machine's instance seen publishing with our device id in the last
+        :data:`DUPLICATE_MEMORY_S`, or None."""
+        seen = self._duplicate
+        if seen is None or time.monotonic() - seen[1] > DUPLICATE_MEMORY_S:
+            return None
+        return seen[0]
+
+    @property
+    def degraded(self) -> bool:
+        """Delivery is not as it should be: the outbox dropped messages or runs from memory,
+        or another roller uses our device id."""
+        return (self.outbox.dropped > 0 or self.outbox.disk_error is not None
+                or self.duplicate_of is not None)
 
     def _report_drops(self) -> None:
         dropped = self.outbox.dropped
@@ -358,8 +473,7 @@ class Publisher:
         if self._discovery is None:
             return
         payload = encode(self._discovery) if self._discovery else b""
-        self.client.publish(self.topics.discovery, payload, qos=contract.DISCOVERY_QOS,
-                            retain=True)
+        self._send(self.topics.discovery, payload, qos=contract.DISCOVERY_QOS, retain=True)
 
     # -- paho callbacks (network thread) ------------------------------------------------------
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
@@ -370,7 +484,10 @@ class Publisher:
             return
         self.connects += 1
         log.info("connected to %s:%d", self.settings.host, self.settings.port)
-        client.subscribe([(self.topics.commands, contract.qos("cmd"))]
+        # Our own health too: another machine's health there means a second roller with our
+        # device id (see _check_instance).
+        client.subscribe([(self.topics.commands, contract.qos("cmd")),
+                          (self.topics.health, contract.qos("health"))]
                          + ([(self.topics.ha_status, 1)] if self._discovery is not None else []))
         client.publish(self.topics.status, contract.status_payload(True),
                        qos=contract.qos("status"), retain=contract.retain("status"))
@@ -389,13 +506,75 @@ class Publisher:
         self._acked.append(mid)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if msg.topic == self.topics.ha_status:
+        # Whatever arrives, the network thread goes on: an exception here would end paho's
+        # loop, and with it every publish and every command.
+        try:
+            self._handle_message(msg)
+        except Exception:
+            self._error_log(logging.ERROR, "message on %r could not be handled",
+                            topic_text(msg), exc_info=True)
+
+    def _handle_message(self, msg: mqtt.MQTTMessage) -> None:
+        topic = message_topic(msg)
+        if topic is None:  # not UTF-8: no topic of ours
+            return
+        if topic == self.topics.ha_status:
             if msg.payload.strip() == b"online":
                 self._announce()
             return
-        verb = self.topics.verb_of(msg.topic)
-        if verb is not None and self.on_command is not None:
-            try:
-                self.on_command(verb, bytes(msg.payload))
-            except Exception:  # a bad handler must not kill the network thread
-                log.exception("command sink failed for %s", msg.topic)
+        if topic == self.topics.health:
+            self._check_instance(bytes(msg.payload), retained=bool(msg.retain))
+            return
+        verb = self.topics.verb_of(topic)
+        if verb is None or self.on_command is None:
+            return
+        if msg.retain:
+            self._ignore_retained(topic, verb)
+            return
+        self.on_command(verb, bytes(msg.payload[:64 * 1024]))
+
+    def _ignore_retained(self, topic: str, verb: str) -> None:
+        """A retained command is never run: it would act again at every reconnect and start
+        (a crash-looping or surprising roller). Counted; reported once per topic. It is not
+        cleared from the broker: an empty retained message would reach us as an (empty,
+        valid) command in MQTT 3.1.1."""
+        self.retained_commands += 1
+        if topic in self._retained_reported or \
+                len(self._retained_reported) >= MAX_REMEMBERED_TOPICS:
+            return
+        self._retained_reported.add(topic)
+        self.publish_error("retained_command", f"cmd/{verb[:64]} arrived retained and was "
+                           "ignored: commands act once, when sent; clear it with an empty "
+                           f"retained message on {topic}", command=verb[:64], source="mqtt",
+                           ignored_total=self.retained_commands)
+
+    def _check_instance(self, raw: bytes, *, retained: bool) -> None:
+        """Is another roller publishing with our device id? Every running service publishes
+        ``health`` with its ``instance`` (``<machine>-<run>``) at least every
+        ``health_interval_s`` and listens to its own health topic. A health message from
+        *another machine* means a second roller with our id when it arrives live (the other is
+        running now), or retained and recent (``time_unix_s`` within 60 s: it is running, or
+        was a moment ago -- two services whose identical client ids keep kicking each other off
+        the broker see each other's only this way). Our own restarts keep the machine part, so
+        a stale health of our previous run never counts; nor does an old retained one of a
+        roller that was moved to another machine."""
+        try:
+            body = decode_json(raw, max_bytes=64 * 1024, max_depth=8)
+        except PayloadError:
+            return
+        other = body.get("instance") if isinstance(body, dict) else None
+        if not isinstance(other, str) or other == self.instance:
+            return
+        if other.split("-", 1)[0] == self.instance.split("-", 1)[0]:
+            return  # this machine: our own earlier run
+        sent = body.get("time_unix_s")
+        recent = isinstance(sent, int | float) and abs(time.time() - sent) < 60.0
+        if retained and not recent:
+            return
+        first = self.duplicate_of != other[:80]
+        self._duplicate = (other[:80], time.monotonic())
+        if first:
+            self.publish_error("duplicate_device", f"another roller ({other[:80]}) publishes as "
+                               f"{self.topics.device_id!r}: two rollers share this device id, "
+                               "so their events and seq numbers mix; set a distinct [device] id "
+                               "on each", other_instance=other[:80])

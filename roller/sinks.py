@@ -188,11 +188,12 @@ class MqttSink:
             pub.publish_retained("session", tick.session.to_dict(now))
             self._session_dirty = False
             self._last_session_pub = now
-        key = self.health.key(tick.live, pub.outbox.dropped)
+        key = (*self.health.key(tick.live, pub.outbox.dropped), pub.degraded)
         due = key != self._last_health_key or now - self._last_health >= self.health_interval_s
         if due and pub.connected:
             pub.publish_health(self.health.payload(now, live=tick.live, mqtt=pub.stats(),
-                                                   events_published=tick.events_published))
+                                                   events_published=tick.events_published,
+                                                   instance=pub.instance))
             self._last_health = now
             self._last_health_key = key
         pub.pump()

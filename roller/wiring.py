@@ -19,7 +19,7 @@ from roller.calibration import Calibration
 from roller.coach import Coach
 from roller.command_table import CommandInbox
 from roller.config import RollerConfig
-from roller.history import History
+from roller.history import History, HistoryError
 from roller.homeassistant import (
     HomeAssistantSink,
     discovery_config,
@@ -52,8 +52,16 @@ def build_service(config: RollerConfig, *, simulate: bool = False, seed: int = 0
     # the simulated chip has its own offsets, so a simulated run neither reads nor writes it.
     calibration_path = None if simulate else state_dir / CALIBRATION_FILE_NAME
     inbox = CommandInbox()
+    try:
+        history = open_history(config, state_dir)
+    except HistoryError as exc:  # coaching goes on without persistence, and says so
+        log.error("running without a session history: %s", exc)
+        history = None
+        # Queued by paho until the broker connection is up.
+        publisher.publish_error("history_failed", f"the session history could not be opened, "
+                                f"sessions are not stored: {exc}")
     service = Service(config, driver=driver, pipeline=make_pipeline(config, calibration_path),
-                      publisher=publisher, coach=coach, history=open_history(config, state_dir),
+                      publisher=publisher, coach=coach, history=history,
                       controls=open_controls(config, inbox, simulate=simulate), clock=clock,
                       notifier=notifier, calibration_path=calibration_path, inbox=inbox)
     add_home_assistant(service, config, publisher, chip=driver.chip)

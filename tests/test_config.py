@@ -137,9 +137,14 @@ def test_password_file_needs_a_user_name(tmp_path):
 
 
 def test_host_device_id_is_topic_safe():
-    assert host_device_id("raspberrypi.local") == "raspberrypi"
-    assert host_device_id("my pi#2") == "my-pi-2"
-    assert host_device_id("###") == "roller"
+    assert host_device_id("raspberrypi.local", machine="") == "raspberrypi"
+    assert host_device_id("my pi#2", machine="") == "my-pi-2"
+    assert host_device_id("###", machine="") == "roller"
+    assert host_device_id("raspberrypi", machine="3f9a1c") == "raspberrypi-3f9a1c"
+    assert len(host_device_id("x" * 100, machine="3f9a1c")) == 64
+    assert host_device_id("_x", machine="") == "x"  # no leading '_' (no __proto__)
+    # The default: stable across calls (restarts), unique per machine id file.
+    assert host_device_id("raspberrypi") == host_device_id("raspberrypi")
 
 
 def test_documented_file_lists_every_key_and_loads():

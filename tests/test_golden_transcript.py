@@ -57,6 +57,8 @@ WALL_CLOCK_KEYS = frozenset({"time_unix_s", "started_unix_s", "ended_unix_s", "s
                              "ended_at"})
 """Payload fields holding wall-clock times (the run's date): normalised to ``"<wall>"``."""
 SESSION_ID_KEYS = frozenset({"session_id"})
+INSTANCE_KEYS = frozenset({"instance"})
+"""``health``'s instance (a machine hash and a random id per run): normalised."""
 EPOCH_KEYS = frozenset({"epoch"})
 DELIVERY_KEYS = frozenset({"outbox_pending"})
 """Figures that depend on how fast the broker acknowledged (real time, not the manual clock):
@@ -117,6 +119,8 @@ class Normaliser:
             return "<delivery>"
         if key in EPOCH_KEYS and value is not None:
             return "<epoch>"
+        if key in INSTANCE_KEYS and value:
+            return "<instance>"
         if key in SESSION_ID_KEYS and value is not None:
             return self.sessions.setdefault(value, f"<session {len(self.sessions) + 1}>")
         return value
