@@ -110,7 +110,10 @@ def browser_context(tmp_path_factory):
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM,
-            headless=True, args=CHROMIUM_ARGS, viewport={"width": 1024, "height": 768})
+            headless=True, args=CHROMIUM_ARGS, viewport={"width": 1024, "height": 768},
+            # the page's Content-Security-Policy forbids eval, which playwright's
+            # wait_for_function needs; test_pairing_in_a_real_page runs under the policy
+            bypass_csp=True)
         yield context
         context.close()
 
@@ -199,10 +202,16 @@ def test_page_and_server_reconnect_after_a_broker_restart(display, pub, page, br
         again.close()
 
 
+def paired_url(server: DisplayServer) -> str:
+    """The link that pairs a page, as ``roller display`` prints it (the token from the server)."""
+    return server.pairing.link(server.url())
+
+
 def test_buttons_publish_commands(display, pub, page) -> None:
     pub.send("mat1", "coach", coach_holding(), retain=True)
-    page.goto(display.url())
+    page.goto(paired_url(display))
     page.wait_for_selector("#conn[data-level=ok]", timeout=5000)
+    page.wait_for_function("window.rollerDisplay.paired === true", timeout=5000)
     for verb, selector in [("pause", "#pause-btn"), ("next", "[data-verb=next]"),
                            ("pain", "button.danger")]:
         page.click(selector)
@@ -214,7 +223,9 @@ def test_buttons_publish_commands(display, pub, page) -> None:
 def test_command_endpoint_validates(display) -> None:
     def post(verb, body, ctype="application/json"):
         req = urllib.request.Request(f"{display.url()}api/cmd/{verb}", data=body,
-                                     headers={"Content-Type": ctype}, method="POST")
+                                     headers={"Content-Type": ctype,
+                                              "Authorization": f"Bearer {display.token}"},
+                                     method="POST")
         try:
             with urllib.request.urlopen(req, timeout=5) as res:
                 return res.status, json.loads(res.read())
