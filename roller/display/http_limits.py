@@ -41,6 +41,10 @@ class HeadTooLargeError(Exception):
     """The request line and headers are longer than the head budget."""
 
 
+class ShortBodyError(Exception):
+    """The client ended its side before sending the whole body it announced."""
+
+
 class DeadlineReader:
     """A buffered reader of one socket whose reads end at a deadline (``TimeoutError``).
 
@@ -56,12 +60,21 @@ class DeadlineReader:
         self._buf = bytearray()
         self._deadline: float | None = None
         self._head_left: int | None = None
+        self._head_budget = 0
         self._eof = False
         self.write_timeout_s = write_timeout_s
 
     def begin(self, timeout_s: float, head_bytes: int) -> None:
         self._deadline = time.monotonic() + timeout_s
         self._head_left = head_bytes
+        self._head_budget = head_bytes
+
+    @property
+    def request_started(self) -> bool:
+        """Whether any byte of the current request has arrived (an idle kept-alive connection
+        that times out before one is closed quietly: browsers keep spare ones open)."""
+        return bool(self._buf) or (self._head_left is not None
+                                   and self._head_left < self._head_budget)
 
     def end_head(self) -> None:
         self._head_left = None
@@ -84,14 +97,15 @@ class DeadlineReader:
         return self._take(len(self._buf) if n < 0 else min(n, len(self._buf)))
 
     def read_body(self, n: int, timeout_s: float) -> bytes:
-        """Exactly ``n`` bytes, or ``TimeoutError`` / ``ConnectionError`` (the client hung up)."""
+        """Exactly ``n`` bytes; ``TimeoutError`` after ``timeout_s``, :class:`ShortBodyError`
+        when the stream ends first."""
         self._deadline = time.monotonic() + timeout_s
         try:
             data = self.read(n)
         finally:
             self._deadline = None
         if len(data) < n:
-            raise ConnectionResetError(f"the client sent {len(data)} of {n} body bytes")
+            raise ShortBodyError(f"the body ended after {len(data)} of the {n} bytes announced")
         return data
 
     def close(self) -> None:

@@ -45,6 +45,7 @@ from roller.display.http_limits import (
     DeadlineReader,
     HeadTooLargeError,
     LimitedHTTPServer,
+    ShortBodyError,
     SocketWriter,
 )
 from roller.display.pairing import PairingToken
@@ -280,8 +281,8 @@ class _Handler(BaseHTTPRequestHandler):
                          "bytes")
         except TimeoutError:
             self.close_connection = True
-            if self._started:
-                return
+            if self._started or not self.rfile.request_started:
+                return  # an answer is under way, or an idle connection: just close it
             with contextlib.suppress(OSError):
                 self._refuse(HTTPStatus.REQUEST_TIMEOUT, "timeout",
                              "the request was not complete within "
@@ -414,7 +415,11 @@ class _Handler(BaseHTTPRequestHandler):
                          HTTPStatus.BAD_REQUEST, "too_large" if length else "bad_request",
                          f"expected a JSON body of 1 to {MAX_BODY_BYTES} bytes, got {length}")
             return None
-        raw = self.rfile.read_body(length, self.display.settings.request_timeout_s)
+        try:
+            raw = self.rfile.read_body(length, self.display.settings.request_timeout_s)
+        except ShortBodyError as exc:
+            self._refuse(HTTPStatus.BAD_REQUEST, "bad_request", str(exc))
+            return None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -69,6 +69,17 @@
     }
   }
 
+  // a tap on a button of an unpaired page: the line that says how to pair lights up
+  // (the header's toast has no room on a phone when there are several rollers)
+  let nudgeTimer = 0;
+  function nudgePairNote() {
+    const note = $("pair-note");
+    note.dataset.nudged = "true";
+    record.nudges = (record.nudges || 0) + 1;
+    clearTimeout(nudgeTimer);
+    nudgeTimer = setTimeout(() => { note.dataset.nudged = "false"; }, 2500);
+  }
+
   async function checkPairing() {
     try {
       const res = await fetch("/api/pairing", { headers: authHeaders(), cache: "no-store" });
@@ -506,6 +517,7 @@
       if (paired === false) {
         toast(verb === "pain" ? "not sent: pair this page first \u2013 stop rolling anyway"
                               : "not sent: pair this page first (see below)");
+        nudgePairNote();
         return;
       }
       try {
