@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, http_port=args.http_port)
     if args.http_host:
         settings = dataclasses.replace(settings, http_host=args.http_host)
-    pairing = PairingToken.load_or_create(config.state_path, rotate=args.new_token)
+    pairing = PairingToken.load_or_create(token_dir(config.state_path), rotate=args.new_token)
     try:
         band = (config.pipeline.target_speed_m_s, config.pipeline.max_speed_m_s)
         server = DisplayServer(settings, MqttBridge(config.mqtt), speed_band_m_s=band,
@@ -81,3 +83,11 @@ def print_pairing(who: str, server: DisplayServer) -> None:
         "after a restart"
     print(f"{who}: without the token the page shows the live state only (pairing token "
           f"{kept}; --new-token replaces it)", flush=True)
+
+
+def token_dir(state_path: Path) -> Path:
+    """Where the pairing token is kept: the directory systemd gives the display unit
+    (``StateDirectory=roller-display``, in ``$STATE_DIRECTORY``) when it runs as one, since the
+    service's state directory is read-only to it; else the config's state directory."""
+    systemd = os.environ.get("STATE_DIRECTORY")
+    return Path(systemd.split(":")[0]) if systemd else state_path
