@@ -479,6 +479,32 @@ def test_connections_beyond_the_cap_get_a_quick_503(broker) -> None:
         server.close()
 
 
+def test_one_address_cannot_take_every_connection(broker) -> None:
+    """A host on the LAN holding connections open (a quarter of the cap) leaves room for the
+    phone: another address is still answered."""
+    bridge = MqttBridge(MqttSettings(host=broker.host, port=broker.port))
+    server = DisplayServer(DisplaySettings(http_host="0.0.0.0", http_port=0,
+                                           max_connections=16, request_timeout_s=5.0), bridge)
+    server.start()
+    held = []
+    try:
+        assert bridge.wait_connected(5)
+        for _ in range(4):
+            held.append(socket.create_connection(("127.0.0.1", server.port), timeout=5))
+        assert wait_for(lambda: server.httpd.active == 4)
+        answer = exchange(server, b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert answer is not None and answer.status == 503
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5,
+                                      source_address=("127.0.0.2", 0)) as other:
+            other.sendall(b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          b"Connection: close\r\n\r\n")
+            assert other.recv(100).startswith(b"HTTP/1.1 200")
+    finally:
+        for s in held:
+            s.close()
+        server.close()
+
+
 def test_aborted_clients_leave_no_traceback(display, capfd, caplog) -> None:
     caplog.set_level(logging.DEBUG, logger="roller.display")
     linger = (1).to_bytes(4, "little") + (0).to_bytes(4, "little")  # close() sends a reset

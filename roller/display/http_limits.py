@@ -9,9 +9,10 @@ display serves a LAN it does not control, so here:
   request line and headers within ``request_timeout_s`` of starting to wait for them, however
   slowly the bytes trickle in) and a byte budget for the head; the body gets its own deadline.
   Writes time out after ``write_timeout_s`` (a client that stops reading).
-* :class:`LimitedHTTPServer` answers at most ``max_connections`` connections at once and a
-  quick 503 beyond that (from the accepting thread, without starting a thread for it), and logs
-  aborted clients at debug level instead of printing tracebacks.
+* :class:`LimitedHTTPServer` answers at most ``max_connections`` connections at once, at most
+  ``max_per_client`` of them from one address (one host on the LAN cannot take every slot from
+  the phone beside the mat), and a quick 503 beyond that (from the accepting thread, without
+  starting a thread for it), and logs aborted clients at debug level instead of tracebacks.
 
 Event streams are long by design: once a handler starts one it never reads again, so no read
 deadline applies, and keep-alive comments keep it from looking idle to proxies and phones.
@@ -35,6 +36,9 @@ BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application
                  b"Retry-After: 2\r\nConnection: close\r\nContent-Length: 67\r\n\r\n"
                  b'{"error": "the display is serving too many connections; try again"}')
 assert len(BUSY_RESPONSE.split(b"\r\n\r\n", 1)[1]) == 67
+LINGER_S = 1.0
+"""How long a connection refused as busy is read (and discarded) before it is closed."""
+LINGER_MAX = 256
 
 
 class HeadTooLargeError(Exception):
@@ -169,51 +173,102 @@ class LimitedHTTPServer(ThreadingHTTPServer):
     request_queue_size = 128  # a burst of phones reloading is queued by the kernel, not refused
 
     def __init__(self, address: tuple[str, int], handler: type, *, max_connections: int,
-                 max_streams: int, refusals: RefusalLog) -> None:
+                 max_streams: int, max_per_client: int, refusals: RefusalLog) -> None:
         self.max_connections = max_connections
         self.max_streams = max_streams
+        self.max_per_client = max_per_client
+        self._per_client: dict[str, int] = {}
         self.refusals = refusals
         self._lock = threading.Lock()
         self.active = 0
         self.streams = 0
         self.accepted = 0
         self.answered = 0
+        self._lingering: list[tuple[float, socket.socket]] = []  # accepting thread only
         super().__init__(address, handler)
 
     # -- the connection cap (the accepting thread) ----------------------------------------
     def process_request(self, request: Any, client_address: Any) -> None:
+        who = str(client_address[0])
         with self._lock:
             self.accepted += 1
-            busy = self.active >= self.max_connections
-            if not busy:
+            if self.active >= self.max_connections:
+                busy = f"more than {self.max_connections} connections at once"
+            elif self._per_client.get(who, 0) >= self.max_per_client:
+                busy = f"more than {self.max_per_client} connections at once from {who}"
+            else:
+                busy = ""
                 self.active += 1
+                self._per_client[who] = self._per_client.get(who, 0) + 1
         if busy:
-            self._refuse_busy(request, client_address)
+            self._refuse_busy(request, client_address, busy)
             return
         try:
             super().process_request(request, client_address)
         except RuntimeError:  # no thread could be started: the same as busy
-            with self._lock:
-                self.active -= 1
-            self._refuse_busy(request, client_address)
+            self._release(who)
+            self._refuse_busy(request, client_address, "no thread could be started")
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            with self._lock:
-                self.active -= 1
+            self._release(str(client_address[0]))
 
-    def _refuse_busy(self, request: socket.socket, client_address: Any) -> None:
-        self.refusals.note("busy", f"{_client(client_address)}: more than "
-                                   f"{self.max_connections} connections at once")
+    def _release(self, who: str) -> None:
+        with self._lock:
+            self.active -= 1
+            left = self._per_client.get(who, 1) - 1
+            if left > 0:
+                self._per_client[who] = left
+            else:
+                self._per_client.pop(who, None)
+
+    def _refuse_busy(self, request: socket.socket, client_address: Any, why: str) -> None:
+        self.refusals.note("busy", f"{_client(client_address)}: {why}")
         try:
             request.setblocking(False)
             request.send(BUSY_RESPONSE)
-            request.recv(65536)  # what the client already sent: closing on it would reset
+            request.shutdown(socket.SHUT_WR)
         except OSError:
-            pass
-        self.shutdown_request(request)
+            self.shutdown_request(request)
+            return
+        # Closing now, with the client's request still arriving, would reset the connection
+        # and lose the 503 on its way: read and discard for a moment, then close
+        # (service_actions, between accepts). Bounded, so a flood cannot pile sockets up.
+        if len(self._lingering) >= LINGER_MAX:
+            self._close_lingering(0)
+        self._lingering.append((time.monotonic() + LINGER_S, request))
+
+    def service_actions(self) -> None:
+        """Between accepts: close the refused connections whose moment has passed."""
+        super().service_actions()
+        if self._lingering:
+            self._close_lingering(len(self._lingering))
+
+    def _close_lingering(self, keep_at_most: int) -> None:
+        now = time.monotonic()
+        still = []
+        for i, (deadline, sock) in enumerate(self._lingering):
+            done = i < len(self._lingering) - keep_at_most or now >= deadline
+            if not done:
+                try:
+                    done = sock.recv(65536) == b""
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    done = True
+            if done:
+                sock.close()
+            else:
+                still.append((deadline, sock))
+        self._lingering = still
+
+    def server_close(self) -> None:
+        for _, sock in self._lingering:
+            sock.close()
+        self._lingering = []
+        super().server_close()
 
     # -- the event-stream cap (handler threads) -------------------------------------------
     def open_stream(self) -> bool:

@@ -119,7 +119,8 @@ class DisplaySettings:
             "connection to start the next one) before it is closed; event streams are exempt")
     max_connections: int = setting(64, minimum=4, maximum=1024,
                                    doc="connections served at once; beyond, a quick 503 (half "
-                                       "of them at most may be event streams)")
+                                       "of them at most may be event streams, a quarter from "
+                                       "one address)")
 
 
 class DisplayServer:
@@ -148,7 +149,8 @@ class DisplayServer:
         self.httpd = LimitedHTTPServer(
             (settings.http_host, settings.http_port), handler,
             max_connections=settings.max_connections,
-            max_streams=max(1, settings.max_connections // 2), refusals=self.refusals)
+            max_streams=max(1, settings.max_connections // 2),
+            max_per_client=max(4, settings.max_connections // 4), refusals=self.refusals)
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
 
