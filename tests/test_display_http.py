@@ -414,14 +414,18 @@ def test_a_slow_client_is_closed_after_the_request_deadline(display) -> None:
         took = time.monotonic() - t0
     assert took < TIMEOUT_S + 1.5, f"a trickling request held the connection {took:.1f} s"
     assert out.startswith(b"HTTP/1.1 408")
-    # a connection that sends nothing, and a body that never arrives
-    for data in (b"", _post_head(display, "Content-Type: application/json\r\n"
-                                          "Content-Length: 100\r\n\r\n{\"dev")):
+    # a connection that sends nothing (closed quietly: browsers keep spare ones open), and a
+    # body that never arrives (408)
+    for data, expected in ((b"", None), (_post_head(display, "Content-Type: application/json"
+                                                             "\r\nContent-Length: 100\r\n\r\n"
+                                                             "{\"dev"), 408)):
+        timeouts = display.refusals.counts().get("timeout", 0)
         t0 = time.monotonic()
         answer = exchange(display, data, half_close=False)
         took = time.monotonic() - t0
         assert took < TIMEOUT_S + 1.5, (data[:20], took)
-        assert answer is None or answer.status == 408
+        assert (answer.status if answer else None) == expected
+        assert display.refusals.counts().get("timeout", 0) == timeouts + (expected is not None)
     still_answers(display)
 
 
@@ -526,6 +530,17 @@ def test_aborted_clients_leave_no_traceback(display, capfd, caplog) -> None:
     assert "Traceback" not in err and "Exception" not in err, err[-2000:]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert all(r.exc_info is None for r in caplog.records)
+
+
+def test_the_token_never_reaches_a_log(display, caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="roller.display")
+    link = f"/?token={display.token}"
+    assert request(display, "GET", link).status == 200
+    assert request(display, "GET", link, host="evil.example").status == 403
+    assert command(display, "pause", "mat-1\n").status == 400
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "evil.example" in logged and "token=" in logged
+    assert display.token not in logged
 
 
 def test_refusals_are_counted_and_logged_at_a_bounded_rate(display, caplog) -> None:

@@ -31,6 +31,7 @@ import contextlib
 import json
 import logging
 import queue
+import re
 import socket
 import threading
 from dataclasses import dataclass
@@ -72,6 +73,7 @@ MAX_HEAD_BYTES = 16384
 WRITE_TIMEOUT_S = 10.0
 """A client that takes longer to accept an answer (or an event) is disconnected."""
 CONTRACT_MARK = b"<!--contract-->"
+TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s]*")
 ID_RULE = SAFE_ID.pattern.removeprefix("^").removesuffix("$")
 SECURITY_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
@@ -245,7 +247,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._head = False
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
+        # the request line of the pairing link carries the token: never into a log
+        log.debug("%s %s", self.address_string(), TOKEN_IN_QUERY.sub(r"\1…", format % args))
 
     def handle_one_request(self) -> None:
         """One request, read within the deadline and the head budget, answered or refused."""
@@ -456,7 +459,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _refuse(self, status: HTTPStatus, reason: str, text: str,
                 extra: tuple[tuple[str, str], ...] = ()) -> None:
         """Answer ``status`` with ``{"error": text}``, count it under ``reason``, close."""
-        where = f"{self.command or '-'} {_short(self.path) if self.command else ''}".strip()
+        path = self.path.split("?", 1)[0] if self.command else ""  # no query: it may hold a token
+        where = f"{self.command or '-'} {_short(path) if path else ''}".strip()
         self.display.refusals.note(reason, f"{self.client_address[0]} {where}: {text}")
         self.close_connection = True
         data = json.dumps({"error": text}).encode()
