@@ -102,17 +102,26 @@ def pub(broker):
 
 
 @pytest.fixture(scope="module")
-def browser_context(tmp_path_factory):
+def playwright():
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/setup --test")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser_context(playwright, tmp_path_factory):
+    p = playwright
+    context = p.chromium.launch_persistent_context(
             str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM,
-            headless=True, args=CHROMIUM_ARGS, viewport={"width": 1024, "height": 768})
-        yield context
-        context.close()
+            headless=True, args=CHROMIUM_ARGS, viewport={"width": 1024, "height": 768},
+            # the page's Content-Security-Policy forbids eval, which playwright's
+            # wait_for_function needs; test_pairing_in_a_real_page runs under the policy
+            bypass_csp=True)
+    yield context
+    context.close()
 
 
 @pytest.fixture
@@ -199,10 +208,16 @@ def test_page_and_server_reconnect_after_a_broker_restart(display, pub, page, br
         again.close()
 
 
+def paired_url(server: DisplayServer) -> str:
+    """The link that pairs a page, as ``roller display`` prints it (the token from the server)."""
+    return server.pairing.link(server.url())
+
+
 def test_buttons_publish_commands(display, pub, page) -> None:
     pub.send("mat1", "coach", coach_holding(), retain=True)
-    page.goto(display.url())
+    page.goto(paired_url(display))
     page.wait_for_selector("#conn[data-level=ok]", timeout=5000)
+    page.wait_for_function("window.rollerDisplay.paired === true", timeout=5000)
     for verb, selector in [("pause", "#pause-btn"), ("next", "[data-verb=next]"),
                            ("pain", "button.danger")]:
         page.click(selector)
@@ -211,10 +226,72 @@ def test_buttons_publish_commands(display, pub, page) -> None:
                            timeout=5000)
 
 
+def test_pairing_in_a_real_page(display, pub, playwright, tmp_path) -> None:
+    """Under the page's own Content-Security-Policy, on a phone-sized screen: unpaired, the page
+    shows the live state and says how to pair, its buttons send nothing; the printed link pairs
+    it, leaves the address bar, and is remembered; a replaced token unpairs it. Devices named
+    like prototype members are ordinary keys. ROLLER_SCREENSHOTS=dir keeps the pictures."""
+    out = Path(os.environ.get("ROLLER_SCREENSHOTS") or tmp_path)
+    pub.send("mat1", "status", b"online", retain=True)
+    pub.send("mat1", "coach", coach_holding(), retain=True)
+    for odd in ("__proto__", "constructor"):
+        pub.send(odd, "coach", dict(coach_holding(), prompt=f"{odd} here"), retain=True)
+        pub.send(odd, "live", live(strokes=3))
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                         args=CHROMIUM_ARGS)
+    try:
+        page = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
+        page.goto(display.url() + "?device=mat1")
+        page.wait_for_selector("#conn[data-level=ok]", timeout=5000)
+        page.wait_for_selector("body[data-paired=false] #pair-note:not([hidden])", timeout=5000)
+        assert page.text_content("#prompt") == "Stay on this spot and breathe deeply."
+        assert "open the pairing link" in page.text_content("#pair-note")
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(out / "pairing-unpaired-390x844.png"))
+        page.click("[data-verb=next]")
+        page.wait_for_selector("#pair-note[data-nudged=true]", timeout=5000)
+        assert "pair this page first" in page.text_content("#toast")
+        page.screenshot(path=str(out / "pairing-tapped-390x844.png"))
+        page.wait_for_timeout(500)
+        assert not [t for t, _ in pub.received if t.startswith("roller/mat1/cmd/")]
+        options = page.eval_on_selector_all("#device option", "os => os.map(o => o.value)")
+        assert options == ["__proto__", "constructor", "mat1"]
+        polluted = page.evaluate("() => [({}).coach, ({}).status, ({}).trace, "
+                                 "Object.keys(Object.prototype).length, typeof ({}).constructor]")
+        assert polluted == [None, None, None, 0, "function"]
+        page.select_option("#device", "__proto__")
+        assert page.text_content("#prompt") == "__proto__ here"
+        page.select_option("#device", "mat1")
+
+        page.goto(display.pairing.link(display.url()) + "&device=mat1")
+        page.wait_for_selector("body[data-paired=true]", timeout=5000)
+        assert "token" not in page.url and page.url.endswith("/?device=mat1")
+        assert page.evaluate("() => localStorage.getItem('roller.token')") == display.token
+        assert page.is_hidden("#pair-note")
+        page.wait_for_selector("#conn[data-level=ok]", timeout=5000)
+        page.click("[data-verb=next]")
+        assert _wait(lambda: ("roller/mat1/cmd/next", b"") in pub.received, 5)
+        page.wait_for_selector("#toast:has-text('sent: next')", state="attached",
+                               timeout=5000)  # (no room for it on a phone with a picker)
+        page.screenshot(path=str(out / "pairing-paired-390x844.png"))
+        page.goto(display.url())  # paired phones stay paired without the link
+        page.wait_for_selector("body[data-paired=true]", timeout=5000)
+        page.evaluate("() => localStorage.setItem('roller.token', 'replaced-token-0123456789')")
+        page.reload()
+        page.wait_for_selector("body[data-paired=false] #pair-note:not([hidden])", timeout=5000)
+        assert page.evaluate("() => localStorage.getItem('roller.token')") is None
+    finally:
+        browser.close()
+    png = (out / "pairing-unpaired-390x844.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_command_endpoint_validates(display) -> None:
     def post(verb, body, ctype="application/json"):
         req = urllib.request.Request(f"{display.url()}api/cmd/{verb}", data=body,
-                                     headers={"Content-Type": ctype}, method="POST")
+                                     headers={"Content-Type": ctype,
+                                              "Authorization": f"Bearer {display.token}"},
+                                     method="POST")
         try:
             with urllib.request.urlopen(req, timeout=5) as res:
                 return res.status, json.loads(res.read())

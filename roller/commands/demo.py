@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from roller.display import DisplayServer
+    from roller.display.pairing import PairingToken
     from roller.publisher import MqttSettings
 
 HELP = "run everything on this laptop: broker, simulated roller + service, and the display"
@@ -52,7 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from roller.broker import LocalBroker, die_with_parent, start_local_broker
+    from roller.commands.display import print_pairing
     from roller.config import load_config, override_broker
+    from roller.display.pairing import PairingToken
     from roller.paths import default_state_dir, ensure_dir
 
     stop = threading.Event()
@@ -83,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         config = override_broker(load_config(config_file), address)
 
         display = _start_display(config.mqtt, args.host, args.port,
-                                 (config.pipeline.target_speed_m_s, config.pipeline.max_speed_m_s))
+                                 (config.pipeline.target_speed_m_s, config.pipeline.max_speed_m_s),
+                                 pairing=PairingToken.load_or_create(config.state_path))
         cmd = [sys.executable, "-m", "roller.cli", "run", "--simulate", "--seed", str(args.seed),
                "--broker", address, "--config", str(config_file), "--log-level", "warning"]
         service = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True,
@@ -92,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"roller demo: a simulated person is rolling as device "
               f"'{config.device_id}' (service pid {service.pid})", flush=True)
         print(f"roller demo: open {url}", flush=True)
+        print_pairing("roller demo", display)
         print("roller demo: press Ctrl-C to stop", flush=True)
         while not stop.is_set():
             if service.poll() is not None:
@@ -120,20 +125,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _start_display(mqtt: MqttSettings, host: str, port: int,
-                   band: tuple[float, float] | None = None) -> DisplayServer:
+                   band: tuple[float, float] | None = None, *,
+                   pairing: PairingToken | None = None) -> DisplayServer:
     """The display on ``host:port``; when that port is taken, on any free one. ``band``: the
-    pipeline's go-slow (target, limit) [m/s]."""
+    pipeline's go-slow (target, limit) [m/s]; ``pairing``: the token its buttons need."""
     from roller.display import DisplayServer, DisplaySettings, MqttBridge
 
     settings = DisplaySettings(http_host=host, http_port=port)
     try:
-        server = DisplayServer(settings, MqttBridge(mqtt), speed_band_m_s=band)
+        server = DisplayServer(settings, MqttBridge(mqtt), speed_band_m_s=band, pairing=pairing)
     except OSError:
         if port == 0:
             raise
         print(f"roller demo: port {port} is taken; using a free one", flush=True)
         server = DisplayServer(dataclasses.replace(settings, http_port=0), MqttBridge(mqtt),
-                               speed_band_m_s=band)
+                               speed_band_m_s=band, pairing=pairing)
     server.start()
     return server
 

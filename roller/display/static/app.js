@@ -15,7 +15,9 @@
   const BAND = CONTRACT.band || null;                 // {target_m_s, limit_m_s} or null
   const SPEECH_STALE_S = (CONTRACT.speech && CONTRACT.speech.stale_s) || 3;
 
-  const devices = {};          // id -> {status, coach, live, session, liveAt, trace: [[t, cm/s]]}
+  // id -> {status, coach, live, session, liveAt, trace: [[t, cm/s]]}; no prototype, so an id
+  // such as "__proto__" or "constructor" is a key like any other
+  const devices = Object.create(null);
   let current = null;          // the device shown
   let streamOpen = false;
   let brokerConnected = false;
@@ -34,6 +36,56 @@
   const query = new URLSearchParams(location.search);
   // The roller asked for in the link (?device=) or picked last time; shown as soon as it appears.
   let wanted = query.get("device") || localStorage.getItem("roller.device") || "";
+
+  // ---------------------------------------------------------------- pairing
+  // Watching needs nothing; the buttons need the display's pairing token. It comes once in the
+  // link roller display prints (?token=...), is kept by this browser, and leaves the address
+  // bar at once (not bookmarked, shared or read over a shoulder). Sent as a Bearer header.
+  const TOKEN_KEY = "roller.token";
+  let token = "";
+  try { token = localStorage.getItem(TOKEN_KEY) || ""; } catch (err) { token = ""; }
+  if (query.has("token")) {
+    token = query.get("token") || "";
+    try { localStorage.setItem(TOKEN_KEY, token); } catch (err) { /* private mode: this visit */ }
+    const rest = new URLSearchParams(location.search);
+    rest.delete("token");
+    const search = rest.toString();
+    history.replaceState(history.state, "",
+      location.pathname + (search ? "?" + search : "") + location.hash);
+  }
+  let paired = null;           // null: not known yet (the display has not answered)
+  record.paired = null;
+
+  function authHeaders() { return token ? { Authorization: "Bearer " + token } : {}; }
+
+  function setPaired(yes) {
+    paired = yes;
+    record.paired = yes;
+    document.body.dataset.paired = String(yes);
+    $("pair-note").hidden = yes;
+    if (!yes && token) {       // a replaced token: forget it, the new link brings the new one
+      token = "";
+      try { localStorage.removeItem(TOKEN_KEY); } catch (err) { /* nothing kept */ }
+    }
+  }
+
+  // a tap on a button of an unpaired page: the line that says how to pair lights up
+  // (the header's toast has no room on a phone when there are several rollers)
+  let nudgeTimer = 0;
+  function nudgePairNote() {
+    const note = $("pair-note");
+    note.dataset.nudged = "true";
+    record.nudges = (record.nudges || 0) + 1;
+    clearTimeout(nudgeTimer);
+    nudgeTimer = setTimeout(() => { note.dataset.nudged = "false"; }, 2500);
+  }
+
+  async function checkPairing() {
+    try {
+      const res = await fetch("/api/pairing", { headers: authHeaders(), cache: "no-store" });
+      if (res.ok) setPaired(!!(await res.json()).paired);
+    } catch (err) { /* unreachable: the connection pill says so; asked again on reconnect */ }
+  }
 
   function device(id) {
     if (!devices[id]) {
@@ -462,13 +514,20 @@
       const verb = btn.dataset.verb;
       if (VERBS.length && !VERBS.includes(verb)) { toast(`not sent: unknown command ${verb}`); return; }
       if (!current) { toast("no roller to send to yet"); return; }
+      if (paired === false) {
+        toast(verb === "pain" ? "not sent: pair this page first \u2013 stop rolling anyway"
+                              : "not sent: pair this page first (see below)");
+        nudgePairNote();
+        return;
+      }
       try {
         const res = await fetch("/api/cmd/" + verb, {
           method: "POST",
-          headers: { "Content-Type": "application/json" },
+          headers: Object.assign({ "Content-Type": "application/json" }, authHeaders()),
           body: JSON.stringify({ device: current }),
         });
         const body = await res.json();
+        if (res.status === 401) setPaired(false);
         toast(res.ok ? `sent: ${verb}` : `not sent: ${body.error}`);
       } catch (err) {
         toast("not sent: the display server is unreachable");
@@ -485,7 +544,7 @@
   // ---------------------------------------------------------------- the stream
   function connect() {
     const es = new EventSource("/events");
-    es.onopen = () => { streamOpen = true; renderConnection(); };
+    es.onopen = () => { streamOpen = true; renderConnection(); checkPairing(); };
     es.onerror = () => {
       streamOpen = false;
       renderConnection();
