@@ -234,7 +234,9 @@ def test_pairing_in_a_real_page(display, pub, playwright, tmp_path) -> None:
     out = Path(os.environ.get("ROLLER_SCREENSHOTS") or tmp_path)
     pub.send("mat1", "status", b"online", retain=True)
     pub.send("mat1", "coach", coach_holding(), retain=True)
-    for odd in ("__proto__", "constructor"):
+    # __proto__ is refused by the id rule (the bridge drops it); ids that are names of
+    # Object.prototype's members are valid ids and must stay ordinary keys in the page.
+    for odd in ("__proto__", "constructor", "toString"):
         pub.send(odd, "coach", dict(coach_holding(), prompt=f"{odd} here"), retain=True)
         pub.send(odd, "live", live(strokes=3))
     browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
@@ -255,12 +257,12 @@ def test_pairing_in_a_real_page(display, pub, playwright, tmp_path) -> None:
         page.wait_for_timeout(500)
         assert not [t for t, _ in pub.received if t.startswith("roller/mat1/cmd/")]
         options = page.eval_on_selector_all("#device option", "os => os.map(o => o.value)")
-        assert options == ["__proto__", "constructor", "mat1"]
+        assert options == ["constructor", "mat1", "toString"]
         polluted = page.evaluate("() => [({}).coach, ({}).status, ({}).trace, "
                                  "Object.keys(Object.prototype).length, typeof ({}).constructor]")
         assert polluted == [None, None, None, 0, "function"]
-        page.select_option("#device", "__proto__")
-        assert page.text_content("#prompt") == "__proto__ here"
+        page.select_option("#device", "toString")
+        assert page.text_content("#prompt") == "toString here"
         page.select_option("#device", "mat1")
 
         page.goto(display.pairing.link(display.url()) + "&device=mat1")

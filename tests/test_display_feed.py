@@ -178,7 +178,8 @@ def test_a_command_to_a_malformed_device_id_is_refused_before_the_client(shared_
     try:
         request = urllib.request.Request(
             server.url() + "api/cmd/pause", data=json.dumps({"device": "mat-1\n"}).encode(),
-            headers={"Content-Type": "application/json"}, method="POST")
+            headers={"Content-Type": "application/json",
+                     "Authorization": f"Bearer {server.token}"}, method="POST")
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(request, timeout=5)
         assert err.value.code == 400 and "must be" in json.loads(err.value.read())["error"]

@@ -52,7 +52,7 @@ from roller.display.http_limits import (
 from roller.display.pairing import PairingToken
 from roller.display.refusals import RefusalLog
 from roller.display.request_guard import RequestGuard, machine_names
-from roller.mqtt_contract import SAFE_ID, display_contract
+from roller.mqtt_contract import ID_RULE, display_contract, is_safe_id
 from roller.settings import setting
 from roller.speech import SpeechSettings
 from roller.verbs import VERBS
@@ -74,7 +74,6 @@ WRITE_TIMEOUT_S = 10.0
 """A client that takes longer to accept an answer (or an event) is disconnected."""
 CONTRACT_MARK = b"<!--contract-->"
 TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s]*")
-ID_RULE = SAFE_ID.pattern.removeprefix("^").removesuffix("$")
 SECURITY_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),  # the pairing link must not leak in a Referer
@@ -365,10 +364,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(HTTPStatus.BAD_REQUEST, "bad_request",
                          "expected {\"device\": \"<id>\", \"payload\": {...} or absent}")
             return
-        if not SAFE_ID.fullmatch(device):
+        if not is_safe_id(device):
             self._refuse(HTTPStatus.BAD_REQUEST, "bad_id",
-                         f"device id must be 1-64 letters, digits, '_' or '-' (the whole id "
-                         f"matching {ID_RULE}), got {_short(device)}")
+                         f"device id must be {ID_RULE} (the whole id), got {_short(device)}")
             return
         try:
             sent = self.display.bridge.publish_command(device, verb, payload)
