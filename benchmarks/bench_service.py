@@ -190,11 +190,11 @@ def bench_alerts(port: int, workdir: Path, rate_hz: float) -> dict:
     from firmware_bridge.clock import SystemClock
     from firmware_bridge.sensor import SensorSettings, open_sensor
     from roller.config import DeviceSettings, RollerConfig
+    from roller.mqtt_contract import Topics
     from roller.outbox import Outbox
     from roller.pipeline import Pipeline, PipelineSettings
     from roller.publisher import MqttSettings, Publisher
     from roller.service import Service
-    from roller.topics import Topics
 
     scenario = alert_scenario()
     clock = SystemClock()

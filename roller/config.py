@@ -39,7 +39,7 @@ from roller.history import HistorySettings
 from roller.homeassistant import HomeAssistantSettings
 from roller.homeassistant import check_settings as check_homeassistant
 from roller.machine import machine_hash
-from roller.mqtt_contract import ID_RULE
+from roller.mqtt_contract import ID_RULE, SAFE_ID, SAFE_PREFIX
 from roller.paths import CONFIG_ENV, default_state_dir
 from roller.pipeline import PipelineSettings
 from roller.publisher import MqttSettings, resolve_password
@@ -54,7 +54,6 @@ from roller.tomlfile import (
     read_toml,
     shown,
 )
-from roller.topics import SAFE_ID, SAFE_PREFIX
 
 
 @dataclass(frozen=True)

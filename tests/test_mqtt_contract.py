@@ -150,7 +150,7 @@ def test_the_coach_draws_the_band_the_pipeline_judges_by(tmp_path) -> None:
 def test_home_assistant_reads_only_fields_the_contract_declares() -> None:
     import re
 
-    from roller.discovery import discovery_config
+    from roller.homeassistant import discovery_config
 
     topics = contract.Topics("r1")
     every_event = {f.name for name, fs in contract.FIELDS.items() if name.startswith("event")
