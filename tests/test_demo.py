@@ -89,7 +89,9 @@ def test_roller_demo_runs_and_stops_cleanly(tmp_path: Path, broker_kind: str,
                             stderr=subprocess.STDOUT)
     out = Lines(demo.stdout)
     try:
-        url = out.wait_for(r"open (http://\S+)", 20).group(1)
+        paired = out.wait_for(r"open (http://\S+)", 20).group(1)
+        assert "?token=" in paired  # the demo's link pairs the page at once
+        url = paired.split("?", 1)[0]
         service_pid = int(out.wait_for(r"service pid (\d+)", 5).group(1))
         broker_pid = None
         if broker_kind == "mosquitto":

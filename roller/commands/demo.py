@@ -53,7 +53,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from roller.broker import LocalBroker, die_with_parent, start_local_broker
-    from roller.commands.display import print_pairing
     from roller.config import load_config, override_broker
     from roller.display.pairing import PairingToken
     from roller.paths import default_state_dir, ensure_dir
@@ -95,8 +94,14 @@ def run(args: argparse.Namespace) -> int:
         url = display.url()
         print(f"roller demo: a simulated person is rolling as device "
               f"'{config.device_id}' (service pid {service.pid})", flush=True)
-        print(f"roller demo: open {url}", flush=True)
-        print_pairing("roller demo", display)
+        # On a laptop the person is at this machine: the link to open is the paired one, so
+        # the buttons work at once (the token pairs the page; without it the page only watches).
+        links = display.pairing_links()
+        print(f"roller demo: open {links.get('local', url)}", flush=True)
+        if "lan" in links:
+            print(f"roller demo: on a phone on this network, open {links['lan']}", flush=True)
+        print(f"roller demo: (the token in the link lets that page send commands; "
+              f"{url} without it shows the live state only)", flush=True)
         print("roller demo: press Ctrl-C to stop", flush=True)
         while not stop.is_set():
             if service.poll() is not None:
