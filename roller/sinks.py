@@ -106,7 +106,9 @@ class ControlsSink:
 
 
 class HistorySink:
-    """Stores each finished coached session in the history (``None``: history disabled)."""
+    """Stores each finished coached session in the history (``None``: history disabled),
+    however it ended: routine done, stop, pain, idle timeout -- and the service's shutdown
+    (Ctrl-C, SIGTERM), whose summary comes in the closing tick."""
 
     def __init__(self, history: History | None, *, device_id: str,
                  report: ErrorReporter) -> None:
@@ -129,7 +131,11 @@ class HistorySink:
             self.report("history_failed", f"could not store the session in the history: {exc}")
 
     def close(self, tick: Tick) -> None:
-        if self.history is not None:
+        if self.history is None:
+            return
+        try:
+            self.on_step(tick)  # the session the shutdown ended
+        finally:
             self.history.close()
 
 
@@ -208,6 +214,13 @@ class MqttSink:
             self._last_coach_pub = now
 
     def close(self, tick: Tick) -> None:
+        # The last retained coach and session say how the session ended (``shutdown``), so a
+        # display shows the offline roller's summary, not a live-looking prompt.
+        try:
+            if tick.coach is not None:
+                self.publisher.publish_retained("coach", tick.coach.to_dict())
+        except Exception:
+            log.exception("publishing the final coach state failed")
         try:
             if tick.session.state != "idle":
                 self.publisher.publish_retained("session", tick.session.to_dict(tick.now))
