@@ -48,7 +48,7 @@ from roller.errors import RollerError
 from roller.events import Event, Hold, HoldStarted, LiveState, Stroke, TooFast, TooFastAlert
 from roller.mqtt_contract import coach_payload
 from roller.routine import DEFAULT_ROUTINE, Routine, RoutineStep
-from roller.session import EndReason, Session, SessionSettings
+from roller.session import ActiveTime, EndReason, Session, SessionSettings
 from roller.session_stats import SpeedStats
 from roller.settings import from_mapping, setting
 from roller.speech import Announcer, Priority, SpeechSettings
@@ -58,10 +58,6 @@ CoachPhase = Literal["ready", "active", "transition", "paused", "done"]
 
 __all__ = ["Coach", "CoachCommandError", "CoachSettings", "CoachState", "EndReason",
            "SessionSummary", "StepRecord", "balance"]
-
-
-_MAX_HOLD_LAG_S = 10.0
-"""Cap on the hold-recognition delay credited as active time (guards against odd timestamps)."""
 
 PAIN_PROMPT = "Stop rolling now. Ease off the roller and breathe slowly."
 PAIN_ADVICE = ("Rest for a while. If the pain was sharp, or it is still there later, see a doctor "
@@ -304,6 +300,7 @@ class Coach:
         self._index: int | None = None
         self._records: list[StepRecord] = []
         self._sides = {"left": 0.0, "right": 0.0, "none": 0.0}
+        self._active = ActiveTime()
         self._session_started: float | None = None
         """Coach time the routine began; None when no session of the coach's is under way."""
         self._session_started_wall = 0.0
@@ -393,7 +390,8 @@ class Coach:
         foreign_hold = phase == "holding" and self._hold_owner != self._index
         self._holding = phase == "holding" and not foreign_hold
 
-        if record is not None and moving and not foreign_hold:
+        counted = self._active.tick(now, dt, record is not None and moving and not foreign_hold)
+        if counted > 0 and record is not None:
             record.active_s += dt
             if phase == "rolling":
                 record.rolling_s += dt
@@ -522,6 +520,7 @@ class Coach:
                                     prop=s.prop, target_s=s.target_active_s)
                          for s in self.routine.steps]
         self._sides = {"left": 0.0, "right": 0.0, "none": 0.0}
+        self._active = ActiveTime()
         self._session_started = now
         self._session_started_wall = self.session.started_unix_s or self._wall()
         self._index = index
@@ -584,7 +583,8 @@ class Coach:
         elif isinstance(event, HoldStarted) and self._hold_owner == self._index:
             # The pipeline recognises a hold only after the roller has stayed put for a few
             # seconds; those seconds were holding, so count them once it is known.
-            lag = min(max(event.emitted_at - event.start, 0.0), _MAX_HOLD_LAG_S)
+            # (:class:`~roller.session.ActiveTime`: not those already counted as rolling).
+            lag = self._active.hold_credit(event.start, event.emitted_at)
             record.active_s += lag
             record.holding_s += lag
             self._sides[record.side] += lag

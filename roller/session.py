@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -87,6 +88,45 @@ LEGACY_KEYS: dict[tuple[str, str], str] = {
 for one release): (old section, old key) -> new key."""
 
 
+MAX_HOLD_LAG_S = 10.0
+"""Cap on the hold-recognition delay credited as active time (guards against odd timestamps)."""
+
+
+class ActiveTime:
+    """Active time -- what a person is doing -- from the live phase, with the hold-recognition
+    lag credited once.
+
+    The live phase counts as it comes (``rolling`` and ``holding`` count; ``rolling`` includes
+    the short pauses of reversals, by the pipeline's hysteresis). The pipeline recognises a hold
+    only after the roller has stayed put for a few seconds: those seconds were holding, but the
+    phase may have shown them as rolling (the grace after a stroke) or idle. :meth:`hold_credit`
+    gives the part of them not counted already, so nothing is counted twice.
+    """
+
+    def __init__(self) -> None:
+        self._recent: deque[tuple[float, float]] = deque()  # (time, seconds counted up to it)
+
+    def tick(self, now: float, dt: float, counting: bool) -> float:
+        """Note an update at ``now`` covering ``dt`` [s]; returns the seconds counted."""
+        counted = dt if counting else 0.0
+        if counted > 0:
+            self._recent.append((now, counted))
+        while self._recent and self._recent[0][0] < now - 2 * MAX_HOLD_LAG_S:
+            self._recent.popleft()
+        return counted
+
+    def hold_credit(self, start: float, emitted_at: float) -> float:
+        """Seconds of a hold recognised at ``emitted_at`` that began at ``start`` [s], not yet
+        counted (at most :data:`MAX_HOLD_LAG_S`)."""
+        lag = min(max(emitted_at - start, 0.0), MAX_HOLD_LAG_S)
+        begun = emitted_at - lag
+        counted = 0.0
+        for t, dt in self._recent:
+            if t > begun:  # the update covering (t - dt, t]: its part after the hold began
+                counted += min(dt, t - begun)
+        return max(lag - counted, 0.0)
+
+
 class Session:
     """The session lifecycle and its figures (see the module docstring).
 
@@ -129,6 +169,7 @@ class Session:
         unattended roller excluded)."""
         self.running_s = 0.0
         """Time the session ran [s] (pauses excluded)."""
+        self._active = ActiveTime()
         self._running_since: float | None = None
         self.last_activity: float | None = None
 
@@ -255,6 +296,7 @@ class Session:
             self.hold_time_s += event.duration_s
             self.last_activity = now
         elif isinstance(event, HoldStarted):
+            self.active_s += self._active.hold_credit(event.start, event.emitted_at)
             self.last_activity = now
         return started
 
@@ -277,8 +319,8 @@ class Session:
         if moving and self.may_auto_start:
             self.start(now)
         elif self.state == "running":
+            self.active_s += self._active.tick(now, dt, moving)
             if moving:
-                self.active_s += dt
                 self.last_activity = now
             elif self.last_activity is not None and \
                     now - self.last_activity >= self.settings.idle_timeout_s:
