@@ -30,6 +30,7 @@ from firmware_bridge.sensor import SensorSettings, open_sensor
 from firmware_bridge.simulator import HoldSegment, RestSegment, Scenario, StrokeSegment
 from roller.command_table import CommandError, decode_payload
 from roller.config import DeviceSettings, RollerConfig
+from roller.history import History
 from roller.mqtt_contract import Topics
 from roller.outbox import Outbox
 from roller.pipeline import Pipeline, PipelineSettings
@@ -441,6 +442,40 @@ def test_roller_run_without_a_config_file_then_sigterm(broker, tmp_path):
         proc.wait()
         sub.close()
         sock.close()
+
+
+def test_a_session_ended_by_sigterm_is_in_the_history_and_says_so(broker, tmp_path):
+    """Issue 9 item 2, through the real command line: SIGTERM ends the running session as
+    ``shutdown``; it is stored in the history, and the retained session and coach say it
+    ended (a display then shows the offline roller's summary, not a live prompt)."""
+    config = tmp_path / "roller.toml"
+    config.write_text("[device]\nid = \"term\"\n[session]\nmin_record_active_s = 1.0\n",
+                      encoding="utf-8")
+    sub = Subscriber(broker.host, broker.port, ["roller/term/coach", "roller/term/session",
+                                                 "roller/term/status"])
+    proc = roller_run(broker, tmp_path, "--config", str(config))
+    try:
+        sub.wait_for(lambda ms: any(m.topic.endswith("/coach") and m.json()["state"] == "active"
+                                    and m.json()["step_active_s"] >= 2 for m in ms), 60,
+                     "a coached session with activity")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0, (tmp_path / "roller-run.log").read_text()
+        sub.wait_for(lambda ms: ms[-1].topic == "roller/term/status"
+                     and ms[-1].payload == b"offline", 5, "offline after SIGTERM")
+    finally:
+        proc.kill()
+        proc.wait()
+        sub.close()
+    session = retained(broker.host, broker.port, "roller/term/session").json()
+    coach = retained(broker.host, broker.port, "roller/term/coach").json()
+    assert session["state"] == "finished" and session["end_reason"] == "shutdown"
+    assert coach["state"] == "done" and coach["cue"] == "shutdown"
+    assert coach["session_id"] == session["session_id"]
+    assert coach["summary"]["end_reason"] == "shutdown"
+    with History(tmp_path / "xdg" / "roller" / "history.sqlite3") as history:
+        rows = history.sessions()
+    assert [row.end_reason for row in rows] == ["shutdown"]
+    assert rows[0].active_s >= 2
 
 
 def test_last_will_after_kill_9_of_roller_run(broker, tmp_path):

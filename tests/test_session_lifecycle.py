@@ -19,7 +19,7 @@ from firmware_bridge.clock import ManualClock
 from firmware_bridge.simulator import SimulatedRoller, person_scenario
 from roller.coach import Coach, CoachSettings
 from roller.config import DeviceSettings, RollerConfig, document, load_config
-from roller.events import Stroke, TooFast
+from roller.events import LiveState, Stroke, TooFast
 from roller.history import History
 from roller.pipeline import Pipeline, PipelineSettings
 from roller.publisher import MqttSettings
@@ -214,8 +214,6 @@ def test_the_mean_speed_is_weighted_by_time() -> None:
 
 
 def test_an_idle_timeout_ends_the_session_and_the_coachs_routine() -> None:
-    from roller.events import LiveState
-
     clock = ManualClock(0.0)
     coach = Coach(load_routine(), CoachSettings(), clock, wall_clock=lambda: 1.7e9,
                   session_settings=SessionSettings(idle_timeout_s=30.0,
@@ -263,7 +261,6 @@ def test_pain_before_any_session_needs_a_rest_before_rolling_starts_one() -> Non
     session.pain(0.0)
     assert session.state == "finished" and session.end_reason == "pain" and session.id is None
     assert not session.may_auto_start
-    from roller.events import LiveState
 
     def live(phase: str) -> LiveState:
         return LiveState(t=0, speed_m_s=0, velocity_m_s=0, phase=phase,  # type: ignore[arg-type]
