@@ -30,7 +30,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from roller.command_table import CommandError, CommandTable, short
 from roller.events import Event, Hold, HoldStarted, LiveState, Stroke, TooFast, TooFastAlert
@@ -40,7 +40,6 @@ from roller.settings import setting
 
 if TYPE_CHECKING:
     from firmware_bridge.clock import Clock
-    from roller.coach import Coach
 
 SessionState = Literal["idle", "running", "paused", "finished"]
 EndReason = Literal["completed", "stopped", "pain", "idle", "shutdown"]
@@ -343,13 +342,21 @@ class Session:
             peak_speed_m_s=st.peak_speed_m_s, routine=self.routine)
 
 
+class Follower(Protocol):
+    """What :class:`SessionCommands` needs of a coach (:class:`roller.coach.Coach`): it applies a
+    command to the session it follows and to its routine."""
+
+    def command(self, verb: str, payload: Mapping[str, Any] | None = None,
+                now: float | None = None) -> object: ...
+
+
 class SessionCommands:
     """The command verbs (:data:`roller.mqtt_contract.COMMAND_VERBS`) on ``session``: each checks
     the session allows it, then hands it to the coach, which moves the session itself and its
     routine with it (so a coach that refuses leaves the session as it was), or, without a coach,
     moves the session."""
 
-    def __init__(self, session: Session, coach: Coach | None, clock: Clock,
+    def __init__(self, session: Session, coach: Follower | None, clock: Clock,
                  table: CommandTable) -> None:
         self.session, self.coach, self.clock, self.table = session, coach, clock, table
         handlers = {"start": self.start, "pause": self.pause, "resume": self.resume,
