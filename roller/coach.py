@@ -6,18 +6,27 @@ snapshot for displays (published retained on the ``coach`` topic). Commands (``s
 ``pause``, ``resume``, ``next``, ``stop``, ``pain``, and ``start_pause`` for a single button)
 arrive through :meth:`Coach.command` from MQTT or the GPIO buttons.
 
-How a session goes:
+The session itself -- when it starts, pauses, resumes and ends, and why -- is the one lifecycle
+in :mod:`roller.session`; the coach follows it and keeps only the routine's progress and prompts.
+Its state is a view of the session's:
 
-* **ready** until ``start`` (or, with ``auto_start``, until the person starts rolling);
+* **ready** while the session is ``idle`` (until ``start``, or, with ``[session] auto_start``,
+  until the person starts rolling);
 * **active** in a step: the step counts *active time* -- time spent rolling or holding on a
   tender spot; lying still does not count. Prompts follow the live phase: a slow-down prompt
   after a too-fast alert, a breathing rhythm and countdown during a hold, then "hold long
   enough" and "time to move on"; the step's cues while rolling; its position while idle;
 * **transition** once the step's target is reached: "switch sides" or "next: ..." for
   ``transition_s`` (the person changes position; nothing counts), then the next step;
-* **paused** on ``pause`` (nothing counts) until ``resume``;
-* **done** when the last step is complete, on ``stop``, or on ``pain`` -- which ends the session
-  at once and tells the person to stop, breathe, and see a health professional if the pain stays.
+* **paused** while the session is paused (nothing counts) until ``resume``;
+* **done** once the session is ``finished``: the last step complete (the coach ends the session
+  itself, ``completed``), ``stop``, the idle timeout, the service's shutdown, or ``pain`` -- which
+  ends the session at once and tells the person to stop, breathe, and see a health professional
+  if the pain stays.
+
+Without a session given, the coach makes its own (tests, benchmarks) and feeds it the pipeline's
+events itself; in the service the :class:`~roller.service.Service` owns the session, feeds it,
+and gives it to the coach with :meth:`Coach.follow`.
 
 When a session ends its :class:`SessionSummary` waits in :meth:`Coach.pop_summary` for the
 service to store it in the history. Times given to ``update`` are seconds on the coach's clock
@@ -28,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -40,16 +48,16 @@ from roller.errors import RollerError
 from roller.events import Event, Hold, HoldStarted, LiveState, Stroke, TooFast, TooFastAlert
 from roller.mqtt_contract import coach_payload
 from roller.routine import DEFAULT_ROUTINE, Routine, RoutineStep
+from roller.session import ActiveTime, EndReason, Session, SessionSettings
+from roller.session_stats import SpeedStats
 from roller.settings import from_mapping, setting
 from roller.speech import Announcer, Priority, SpeechSettings
 from roller.verbs import VERBS
 
 CoachPhase = Literal["ready", "active", "transition", "paused", "done"]
-EndReason = Literal["completed", "stopped", "pain"]
 
-
-_MAX_HOLD_LAG_S = 10.0
-"""Cap on the hold-recognition delay credited as active time (guards against odd timestamps)."""
+__all__ = ["Coach", "CoachCommandError", "CoachSettings", "CoachState", "EndReason",
+           "SessionSummary", "StepRecord", "balance"]
 
 PAIN_PROMPT = "Stop rolling now. Ease off the roller and breathe slowly."
 PAIN_ADVICE = ("Rest for a while. If the pain was sharp, or it is still there later, see a doctor "
@@ -62,8 +70,6 @@ class CoachSettings:
 
     routine: str = setting(DEFAULT_ROUTINE,
                            doc="routine name (in config/routines/) or path to a routine file")
-    auto_start: bool = setting(True, doc="start the routine when the person starts rolling, "
-                                         "without pressing start")
     auto_advance: bool = setting(True, doc="move to the next step by itself after "
                                            "transition_s; false waits for next")
     transition_s: float = setting(8.0, unit="s", minimum=0.0, maximum=120.0,
@@ -76,16 +82,6 @@ class CoachSettings:
                                        doc="how long the slow-down prompt stays after an alert")
     cue_interval_s: float = setting(12.0, unit="s", minimum=2.0, maximum=120.0,
                                     doc="show the step's next cue after this much active time")
-    max_update_gap_s: float = setting(1.0, unit="s", minimum=0.05, maximum=10.0,
-                                      doc="a longer gap between updates (a stall) counts only "
-                                          "this much active time")
-    restart_idle_s: float = setting(30.0, unit="s", minimum=0.0, maximum=3600.0,
-                                    doc="after a session ends, stay idle this long before "
-                                        "rolling auto-starts a new one (the service's "
-                                        "session follows the same rule)")
-    min_record_active_s: float = setting(10.0, unit="s", minimum=0.0, maximum=3600.0,
-                                         doc="sessions with less active time are not summarised "
-                                             "for the history")
     publish_interval_s: float = setting(1.0, unit="s", minimum=0.1, maximum=60.0,
                                         doc="republish the coach state at least this often "
                                             "while it changes (prompt changes go out at once)")
@@ -119,21 +115,28 @@ class StepRecord:
     active_s: float = 0.0
     rolling_s: float = 0.0
     holding_s: float = 0.0
-    strokes: int = 0
     holds_s: list[float] = field(default_factory=list)
     too_fast_count: int = 0
-    too_fast_s: float = 0.0
-    stroke_speeds_m_s: list[float] = field(default_factory=list)
-    peak_speed_m_s: float = 0.0
+    """Too-fast alerts in this step (an excursion's alert comes before its end)."""
+    stats: SpeedStats = field(default_factory=SpeedStats)
+    """Strokes and too-fast excursions (:mod:`roller.session_stats`)."""
     completed: bool = False
     skipped: bool = False
 
+    @property
+    def strokes(self) -> int:
+        return self.stats.strokes
+
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        speeds = d.pop("stroke_speeds_m_s")
-        d["mean_speed_m_s"] = statistics.fmean(speeds) if speeds else None
-        d["longest_hold_s"] = max(self.holds_s, default=0.0)
-        return d
+        st = self.stats
+        return {"id": self.id, "title": self.title, "muscle": self.muscle, "side": self.side,
+                "prop": self.prop, "target_s": self.target_s, "active_s": self.active_s,
+                "rolling_s": self.rolling_s, "holding_s": self.holding_s,
+                "strokes": st.strokes, "holds_s": list(self.holds_s),
+                "too_fast_count": self.too_fast_count, "too_fast_s": st.too_fast_s,
+                "peak_speed_m_s": st.peak_speed_m_s, "completed": self.completed,
+                "skipped": self.skipped, "mean_speed_m_s": st.mean_speed_m_s,
+                "longest_hold_s": max(self.holds_s, default=0.0)}
 
 
 @dataclass(frozen=True)
@@ -157,8 +160,10 @@ class SessionSummary:
     too_fast_count: int
     too_fast_s: float
     mean_speed_m_s: float | None
-    """Mean of the strokes' mean speeds [m/s] (None without strokes)."""
+    """Time-weighted mean speed while rolling [m/s] (:mod:`roller.session_stats`; None
+    without strokes)."""
     median_speed_m_s: float | None
+    """Time-weighted median of the strokes' speeds [m/s]."""
     peak_speed_m_s: float | None
     steps: tuple[dict[str, Any], ...]
     advice: str = ""
@@ -189,6 +194,11 @@ class CoachState:
     t_s: float
     """Coach clock time of this snapshot [s]."""
     state: CoachPhase
+    """The session's state seen through the routine (see the module docstring)."""
+    session_id: str | None
+    """The session this snapshot belongs to (None before the first)."""
+    end_reason: str | None
+    """Once ``done``: why the session ended (the session's ``end_reason``)."""
     routine: str
     routine_title: str
     step_index: int | None
@@ -204,7 +214,7 @@ class CoachState:
     cue: str
     """Machine-readable kind of prompt: calibrating, ready, position, rolling, keep_going,
     too_fast, hold, hold_reached, hold_long, switch_sides, step_done, paused, routine_done,
-    stopped, pain_stop."""
+    stopped, idle_end, shutdown, pain_stop."""
     step_active_s: float
     step_target_s: float
     step_progress: float
@@ -259,38 +269,45 @@ class Coach:
 
     ``speed_target_m_s`` / ``speed_limit_m_s`` are the pipeline's go-slow figures, passed through
     so displays draw the same band the pipeline judges by. ``wall_clock`` labels summaries with
-    real dates (tests inject a fixed one).
+    real dates (tests inject a fixed one). ``session`` is the lifecycle to follow; without one
+    the coach makes its own (with ``session_settings``) and feeds it itself.
     """
 
     def __init__(self, routine: Routine, settings: CoachSettings | None = None,
                  clock: Clock | None = None, *, speed_target_m_s: float | None = 0.025,
                  speed_limit_m_s: float | None = 0.05,
                  wall_clock: Callable[[], float] = time.time,
-                 speech: SpeechSettings | None = None) -> None:
+                 speech: SpeechSettings | None = None,
+                 session: Session | None = None,
+                 session_settings: SessionSettings | None = None) -> None:
         self.routine = routine
         self.settings = settings or CoachSettings()
         self.clock = clock or SystemClock()
         self.speed_target_m_s = speed_target_m_s
         self.speed_limit_m_s = speed_limit_m_s
         self._wall = wall_clock
+        self.session = session or Session(session_settings, wall_clock=wall_clock)
+        self._owns_session = session is None
         self._side_targets = {"left": 0.0, "right": 0.0, "none": 0.0}
         for step in routine.steps:
             self._side_targets[step.side] += step.target_active_s
-        self._state: CoachPhase = "ready"
-        self._resume_to: CoachPhase = "active"
+        self._generation = self.session.generation
+        self._in_transition = False
+        self._start_index = 0
         self._paused_at: float | None = None
         self._last_now: float | None = None
         self._live: LiveState | None = None
         self._index: int | None = None
         self._records: list[StepRecord] = []
         self._sides = {"left": 0.0, "right": 0.0, "none": 0.0}
+        self._active = ActiveTime()
         self._session_started: float | None = None
+        """Coach time the routine began; None when no session of the coach's is under way."""
         self._session_started_wall = 0.0
         self._transition_since = 0.0
         self._too_fast_until = -math.inf
         self._last_too_fast_speed = 0.0
-        self._end_reason: EndReason | None = None
-        self._ended_at: float | None = None
+        self._pain = False
         self._idle_since: float | None = None
         self._summary: SessionSummary | None = None
         self._summary_dict: dict[str, Any] | None = None  # built once: snapshots are frequent
@@ -306,47 +323,66 @@ class Coach:
         self._step_began = False
         self._step_named = False
 
+    def follow(self, session: Session) -> None:
+        """Follow ``session`` (the service's) instead of its own: whoever owns it feeds it the
+        pipeline's events and moves it; the coach's commands move it too."""
+        self.session = session
+        self._owns_session = False
+        self._generation = session.generation
+
     # ---------------------------------------------------------------- inputs
 
     @property
     def state(self) -> CoachPhase:
-        return self._state
+        """The session's state seen through the routine (the module docstring)."""
+        s = self.session.state
+        if s == "idle":
+            return "ready"
+        if s == "finished":
+            return "done"
+        if s == "paused":
+            return "paused"
+        return "transition" if self._in_transition else "active"
 
     @property
     def current_step(self) -> RoutineStep | None:
-        if self._index is None or self._state == "done":
+        if self._index is None or self._session_started is None:
             return None
         return self.routine.steps[self._index]
 
     def update(self, events: Iterable[Event], live: LiveState | None, now: float) -> CoachState:
         """Take the pipeline's new events and live state at coach time ``now`` [s]."""
+        events = list(events)
         dt = 0.0 if self._last_now is None else now - self._last_now
-        dt = min(max(dt, 0.0), self.settings.max_update_gap_s)
+        dt = min(max(dt, 0.0), self.session.settings.max_update_gap_s)
         self._last_now = now
         self._live = live
         phase = live.phase if live is not None else "idle"
         moving = phase in ("rolling", "holding")
-        if phase in ("rolling", "holding"):
-            self._last_moving_phase = phase
-
-        if moving and self._should_auto_start(now):
-            self._start(now, 0)
         if moving:
+            self._last_moving_phase = phase
             self._idle_since = None
         elif self._idle_since is None:
             self._idle_since = now
+        if self._owns_session:
+            for event in events:
+                self.session.observe_event(event, now)
+            self.session.observe_phase(live, now)
+        self._follow(now)
 
         # Only the active step collects events and time: moving about between steps or while
         # paused is not part of any step.
+        state = self.state
         record = self._records[self._index] if self._index is not None and \
-            self._state == "active" else None
+            state == "active" and self._session_started is not None else None
         if phase == "holding" and self._prev_phase != "holding":
             self._hold_started()
         self._prev_phase = phase
         for event in events:
             if isinstance(event, Hold) and self._hold_owner is not None:
                 # a hold belongs to the step it started in, even if it ends after that step
-                self._records[self._hold_owner].holds_s.append(event.duration_s)
+                if self._records:
+                    self._records[self._hold_owner].holds_s.append(event.duration_s)
                 self._hold_owner = None
             elif record is not None:
                 self._account_event(record, event, now)
@@ -354,24 +390,23 @@ class Coach:
         foreign_hold = phase == "holding" and self._hold_owner != self._index
         self._holding = phase == "holding" and not foreign_hold
 
-        if record is not None and moving and not foreign_hold:
+        counted = self._active.tick(now, dt, record is not None and moving and not foreign_hold)
+        if counted > 0 and record is not None:
             record.active_s += dt
             if phase == "rolling":
                 record.rolling_s += dt
             else:
                 record.holding_s += dt
             self._sides[record.side] += dt
-            if live is not None and live.speed_m_s > record.peak_speed_m_s:
-                record.peak_speed_m_s = live.speed_m_s
-        if self._state == "active" and record is not None and \
+        if state == "active" and record is not None and \
                 record.active_s >= record.target_s and not self._hold_too_short():
             record.completed = True
             if self._index == len(self.routine.steps) - 1:
-                self._finish(now, "completed")
+                self._end(now, "completed")
             else:
-                self._state = "transition"
+                self._in_transition = True
                 self._transition_since = now
-        if self._state == "transition" and self.settings.auto_advance and \
+        if self.state == "transition" and self.settings.auto_advance and \
                 now - self._transition_since >= self.settings.transition_s:
             self._advance(now, announced=True)
         self._holding = phase == "holding" and self._hold_owner == self._index
@@ -381,7 +416,8 @@ class Coach:
     def command(self, verb: str, payload: Mapping[str, Any] | None = None,
                 now: float | None = None) -> CoachState:
         """Apply a command (``start``, ``pause``, ``resume``, ``next``, ``stop``, ``pain``,
-        ``start_pause``). Commands that do not apply in the current state change nothing.
+        ``start_pause``) to the session and the routine. Commands that do not apply in the
+        current state change nothing.
 
         Raises :class:`CoachCommandError` for an unknown verb or a malformed payload.
         """
@@ -392,15 +428,15 @@ class Coach:
         if payload is not None and not isinstance(payload, Mapping):
             raise CoachCommandError(f"cmd/{verb}: expected a JSON object or nothing as payload, "
                                     f"got {payload!r}")
+        session = self.session
         if verb == "start_pause":
-            verb = {"active": "pause", "transition": "pause", "paused": "resume"}.get(
-                self._state, "start")
+            verb = {"running": "pause", "paused": "resume"}.get(session.state, "start")
         if verb == "start":
             try:
                 start = from_mapping(StartPayload, payload or {}, where="cmd/start payload")
             except ValueError as exc:
                 raise CoachCommandError(str(exc)) from None
-            if self._state in ("ready", "done"):
+            if not session.live:
                 index = 0
                 if start.step is not None:
                     try:
@@ -409,29 +445,33 @@ class Coach:
                         ids = ", ".join(s.id for s in self.routine.steps)
                         raise CoachCommandError(f"cmd/start payload: step: expected one of "
                                                 f"{ids}, got {start.step!r}") from None
-                self._start(now, index)
-            elif self._state == "paused":
-                self._resume(now)
+                self._start_index = index
+                session.start(now)
+            elif session.state == "paused":
+                session.resume(now)
         elif payload:
             raise CoachCommandError(f"cmd/{verb}: expected no payload, got {dict(payload)!r}")
-        elif verb == "pause" and self._state in ("active", "transition"):
-            self._resume_to = self._state
-            self._paused_at = now
-            self._state = "paused"
-        elif verb == "resume" and self._state == "paused":
-            self._resume(now)
+        elif verb == "pause" and session.state == "running":
+            session.pause(now)
+        elif verb == "resume" and session.state == "paused":
+            session.resume(now)
         elif verb == "next":
-            if self._state == "ready":
-                self._start(now, 0)
-            elif self._state in ("active", "transition", "paused"):
+            if session.state == "idle":
+                session.start(now)
+            elif session.live and self._session_started is not None:
                 record = self._records[self._index]  # type: ignore[index]
                 record.skipped = not record.completed
-                self._state = "active"
+                if session.state == "paused":
+                    session.resume(now)
+                    self._paused_at = None
+                self._in_transition = False
                 self._advance(now)
-        elif verb == "stop" and self._state in ("active", "transition", "paused"):
-            self._finish(now, "stopped")
+        elif verb == "stop" and session.live:
+            session.stop(now, "stopped")
         elif verb == "pain":
-            self._finish(now, "pain")
+            session.pain(now)
+            self._pain = True
+        self._follow(now)
         self._last_now = now if self._last_now is None else max(self._last_now, now)
         self._speak(now)
         return self.snapshot(now)
@@ -441,30 +481,54 @@ class Coach:
         summary, self._pending_summary = self._pending_summary, None
         return summary
 
-    # ---------------------------------------------------------------- transitions
+    # ---------------------------------------------------------------- following the session
 
-    def _should_auto_start(self, now: float) -> bool:
-        if not self.settings.auto_start:
-            return False
-        if self._state == "ready":
-            return True
-        if self._state == "done" and self._ended_at is not None and self._idle_since is not None:
-            quiet_since = max(self._idle_since, self._ended_at)
-            return now - quiet_since >= self.settings.restart_idle_s
-        return False
+    def sync(self, now: float) -> CoachState:
+        """Catch up with the session without new pipeline data (the service calls it after
+        ending the session on shutdown) and return the state to publish."""
+        self._follow(now)
+        self._speak(now)
+        return self.snapshot(now)
+
+    def _follow(self, now: float) -> None:
+        """Catch up with the session: a new one begins the routine, an ended one ends it, a
+        pause freezes the transition clock."""
+        s = self.session
+        if s.generation != self._generation:
+            self._generation = s.generation
+            if self._session_started is not None:  # the one before ended unseen
+                self._finish(now, s.end_reason or "stopped")
+            self._start(now, self._start_index)
+            self._start_index = 0
+        if s.state == "finished" and self._session_started is not None:
+            self._finish(now, s.end_reason or "stopped")
+        if s.state == "paused" and self._paused_at is None:
+            self._paused_at = now
+        elif s.state == "running" and self._paused_at is not None:
+            if self._in_transition:
+                self._transition_since += now - self._paused_at
+            self._paused_at = None
+
+    def _end(self, now: float, reason: EndReason) -> None:
+        """The routine ended the session."""
+        if self.session.live:
+            self.session.stop(now, reason)
+        self._finish(now, reason)
 
     def _start(self, now: float, index: int) -> None:
         self._records = [StepRecord(id=s.id, title=s.title, muscle=s.muscle, side=s.side,
                                     prop=s.prop, target_s=s.target_active_s)
                          for s in self.routine.steps]
         self._sides = {"left": 0.0, "right": 0.0, "none": 0.0}
+        self._active = ActiveTime()
         self._session_started = now
-        self._session_started_wall = self._wall()
+        self._session_started_wall = self.session.started_unix_s or self._wall()
         self._index = index
-        self._state = "active"
-        self._end_reason = None
-        self._ended_at = None
+        self._in_transition = False
+        self._paused_at = None
+        self._pain = False
         self._summary = None
+        self._summary_dict = None
         self._too_fast_until = -math.inf
         self._step_began = True
         self._step_named = False
@@ -474,9 +538,10 @@ class Coach:
     def _hold_started(self) -> None:
         """The pipeline recognised a hold: it belongs to the active step, or, when it started
         while changing position between steps, to the step that follows."""
-        if self._index is None or self._state in ("ready", "done"):
+        state = self.state
+        if self._index is None or state in ("ready", "done"):
             self._hold_owner = None
-        elif self._state == "transition":
+        elif state == "transition":
             self._hold_owner = self._index + 1
         else:
             self._hold_owner = self._index
@@ -488,47 +553,38 @@ class Coach:
         return (self._holding and step is not None and live is not None
                 and live.hold_time_s < step.hold_min_s)
 
-    def _resume(self, now: float) -> None:
-        if self._resume_to == "transition" and self._paused_at is not None:
-            self._transition_since += now - self._paused_at
-        self._state = self._resume_to
-        self._paused_at = None
-
     def _advance(self, now: float, *, announced: bool = False) -> None:
         """Begin the next step; ``announced``: the transition prompt already named it."""
         assert self._index is not None
+        self._in_transition = False
         if self._index + 1 >= len(self.routine.steps):
-            self._finish(now, "completed")
+            self._end(now, "completed")
             return
         self._index += 1
-        self._state = "active"
         self._too_fast_until = -math.inf
         self._step_began = True
         self._step_named = announced
 
     def _finish(self, now: float, reason: EndReason) -> None:
-        self._state = "done"
         self.announcer.reset()
-        self._end_reason = reason
-        self._ended_at = now
-        if self._session_started is None:  # "pain" before any session: advice only
-            self._summary = None
+        self._in_transition = False
+        if self._session_started is None:
             return
         self._summary = self._summarise(now, reason)
         self._summary_dict = self._summary.to_dict()
         self._session_started = None
-        if self._summary.active_s >= self.settings.min_record_active_s:
+        if self._summary.active_s >= self.session.settings.min_record_active_s:
             self._pending_summary = self._summary
+        self.session.routine = self._summary_dict
 
     def _account_event(self, record: StepRecord, event: Event, now: float) -> None:
-        if isinstance(event, Stroke):
-            record.strokes += 1
-            record.stroke_speeds_m_s.append(event.mean_speed_m_s)
-            record.peak_speed_m_s = max(record.peak_speed_m_s, event.peak_speed_m_s)
+        if isinstance(event, (Stroke, TooFast)):
+            record.stats.add(event)
         elif isinstance(event, HoldStarted) and self._hold_owner == self._index:
             # The pipeline recognises a hold only after the roller has stayed put for a few
             # seconds; those seconds were holding, so count them once it is known.
-            lag = min(max(event.emitted_at - event.start, 0.0), _MAX_HOLD_LAG_S)
+            # (:class:`~roller.session.ActiveTime`: not those already counted as rolling).
+            lag = self._active.hold_credit(event.start, event.emitted_at)
             record.active_s += lag
             record.holding_s += lag
             self._sides[record.side] += lag
@@ -538,28 +594,26 @@ class Coach:
             record.too_fast_count += 1
             self._too_fast_until = now + self.settings.too_fast_prompt_s
             self._last_too_fast_speed = event.speed_m_s
-        elif isinstance(event, TooFast):
-            record.too_fast_s += max(event.end - event.start, 0.0)
-            record.peak_speed_m_s = max(record.peak_speed_m_s, event.peak_speed_m_s)
 
     def _summarise(self, now: float, reason: EndReason) -> SessionSummary:
         started = self._session_started if self._session_started is not None else now
-        speeds = [v for r in self._records for v in r.stroke_speeds_m_s]
+        stats = SpeedStats()
+        for r in self._records:
+            stats.merge(r.stats)
         holds = [h for r in self._records for h in r.holds_s]
-        peaks = [r.peak_speed_m_s for r in self._records if r.peak_speed_m_s > 0]
         duration = max(now - started, 0.0)
         return SessionSummary(
             routine=self.routine.name, routine_title=self.routine.title,
             started_at=self._session_started_wall,
             ended_at=self._session_started_wall + duration, duration_s=duration,
             end_reason=reason, active_s=sum(r.active_s for r in self._records),
-            sides_s=dict(self._sides), strokes=sum(r.strokes for r in self._records),
+            sides_s=dict(self._sides), strokes=stats.strokes,
             holds=len(holds), longest_hold_s=max(holds, default=0.0),
             too_fast_count=sum(r.too_fast_count for r in self._records),
-            too_fast_s=sum(r.too_fast_s for r in self._records),
-            mean_speed_m_s=statistics.fmean(speeds) if speeds else None,
-            median_speed_m_s=statistics.median(speeds) if speeds else None,
-            peak_speed_m_s=max(peaks) if peaks else None,
+            too_fast_s=stats.too_fast_s,
+            mean_speed_m_s=stats.mean_speed_m_s,
+            median_speed_m_s=stats.median_speed_m_s,
+            peak_speed_m_s=stats.peak_or_none_m_s,
             steps=tuple(r.to_dict() for r in self._records),
             advice=PAIN_ADVICE if reason == "pain" else "")
 
@@ -575,9 +629,10 @@ class Coach:
         record = self._records[self._index] if step is not None and self._index is not None \
             else None
         nxt = None
-        if self._index is not None and self._state != "done" and \
+        if self._index is not None and self._session_started is not None and \
                 self._index + 1 < len(self.routine.steps):
             nxt = self.routine.steps[self._index + 1]
+        state = self.state
         prompt, _, cue = self._prompt(now, step, record, nxt)
         key = (cue, prompt)
         if key != self._offered_key:
@@ -588,7 +643,7 @@ class Coach:
             # the position is offered once, when the step begins (below)
             if cue != "position":
                 self.announcer.offer(prompt, CUES[cue].priority, cue, now)
-        if self._step_began and step is not None and self._state == "active":
+        if self._step_began and step is not None and state == "active":
             words = step.position if self._step_named else f"{step.title}. {step.position}"
             # a step begun with next makes the skipped step's words obsolete
             self.announcer.offer(words, Priority.STEP, "position", now,
@@ -607,14 +662,15 @@ class Coach:
         record = self._records[self._index] if step is not None and self._index is not None \
             else None
         nxt = None
-        if self._index is not None and self._state != "done" and \
+        if self._index is not None and self._session_started is not None and \
                 self._index + 1 < len(self.routine.steps):
             nxt = self.routine.steps[self._index + 1]
+        state = self.state
         prompt, detail, cue = self._prompt(now, step, record, nxt)
         hold = None
         breath = None
         breath_left = None
-        if step is not None and self._state == "active" and live is not None and \
+        if step is not None and state == "active" and live is not None and \
                 self._holding:
             elapsed = live.hold_time_s
             hold = {"elapsed_s": elapsed, "min_s": step.hold_min_s, "max_s": step.hold_max_s,
@@ -623,7 +679,9 @@ class Coach:
         total_target = self.routine.total_target_s
         done_s = sum(min(r.active_s, r.target_s) for r in self._records)
         return CoachState(
-            t_s=now, state=self._state, routine=self.routine.name,
+            t_s=now, state=state, session_id=self.session.id,
+            end_reason=self.session.end_reason if state == "done" else None,
+            routine=self.routine.name,
             routine_title=self.routine.title,
             step_index=self._index if step is not None else None,
             step_count=len(self.routine.steps), step=_step_info(step),
@@ -635,9 +693,9 @@ class Coach:
             sides_s=dict(self._sides), side_targets_s=dict(self._side_targets),
             strokes=sum(r.strokes for r in self._records),
             hold=hold, breath=breath, breath_remaining_s=breath_left,
-            too_fast=self._state == "active" and self._too_fast_now(now),
+            too_fast=state == "active" and self._too_fast_now(now),
             speed_target_m_s=self.speed_target_m_s, speed_limit_m_s=self.speed_limit_m_s,
-            summary=self._summary_dict if self._summary and self._state == "done"
+            summary=self._summary_dict if self._summary and state == "done"
             else None,
             speech=self.announcer.current.to_dict() if self.announcer.current else None)
 
@@ -655,7 +713,8 @@ class Coach:
                 nxt: RoutineStep | None) -> tuple[str, str, str]:
         """(prompt, detail, cue) for the current situation: one place for every sentence."""
         r = self.routine
-        if self._state == "ready":
+        state = self.state
+        if state == "ready":
             if self._live is not None and not self._live.calibrated:
                 return ("Leave the roller still for a moment while it gets its bearings.",
                         "It measures its own drift before it can judge your speed.",
@@ -664,19 +723,26 @@ class Coach:
             tip = r.tips[0] if r.tips else ""
             return (f"Ready for {r.title.lower()}. Press start, or simply begin rolling.",
                     f"First: {first.title}. {tip}".strip(), "ready")
-        if self._state == "done":
-            if self._end_reason == "pain":
+        if state == "done":
+            reason = self.session.end_reason
+            if self._pain or reason == "pain":
                 return PAIN_PROMPT, PAIN_ADVICE, "pain_stop"
-            if self._end_reason == "stopped":
+            if reason == "stopped":
                 return ("Session stopped. Take a moment, breathe, and have some water.",
                         "Press start whenever you want to go again.", "stopped")
+            if reason == "idle":
+                return ("Session ended after a long rest.",
+                        "Start rolling, or press start, to begin a new one.", "idle_end")
+            if reason == "shutdown":
+                return ("The roller has been switched off. Session saved.",
+                        "Your summary stays here until it is back.", "shutdown")
             return (r.closing or "Routine complete. Well done.",
                     "Well done.", "routine_done")
         assert step is not None and record is not None
-        if self._state == "paused":
+        if state == "paused":
             return ("Paused. Resume when you are ready.",
                     f"{step.title}: {self._left(record)} s still to go.", "paused")
-        if self._state == "transition":
+        if state == "transition":
             assert nxt is not None
             if nxt.muscle == step.muscle and nxt.side != step.side and nxt.side != "none":
                 return (f"That side is done. Switch to your {nxt.side} side.", nxt.position,

@@ -19,6 +19,7 @@ Adding a section: declare its settings class beside its code, add one field belo
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import re
@@ -44,6 +45,7 @@ from roller.paths import CONFIG_ENV, default_state_dir
 from roller.pipeline import PipelineSettings
 from roller.publisher import MqttSettings, resolve_password
 from roller.service import ServiceSettings
+from roller.session import LEGACY_KEYS, SessionSettings
 from roller.settings import describe, from_mapping, setting
 from roller.tomlfile import (
     MAX_FILE_BYTES,
@@ -54,6 +56,8 @@ from roller.tomlfile import (
     read_toml,
     shown,
 )
+
+log = logging.getLogger("roller.config")
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ class RollerConfig:
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     homeassistant: HomeAssistantSettings = field(default_factory=HomeAssistantSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
+    session: SessionSettings = field(default_factory=SessionSettings)
     coach: CoachSettings = field(default_factory=CoachSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
     display: DisplaySettings = field(default_factory=DisplaySettings)
@@ -119,10 +124,38 @@ def load_config(path: str | os.PathLike[str] | None = None) -> RollerConfig:
         origin = "--config" if path else f"${CONFIG_ENV}"
         data = read_toml(source, key=origin, where=where)
     try:
+        data = map_legacy_keys(data, where)
         _check_known_keys(RollerConfig, data, "", where)
         return _check_and_complete(from_mapping(RollerConfig, data, where=where), where)
     except ConfigError as exc:
         raise concise(exc) from None  # a long value shortened, a secret-looking one hidden
+
+
+def map_legacy_keys(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """Move the session keys that used to live in ``[service]`` and ``[coach]``
+    (:data:`roller.session.LEGACY_KEYS`) to ``[session]``, with a deprecation warning in the
+    log for each. A key set in ``[session]`` wins over its old name (with a warning too)."""
+    if not any(isinstance(data.get(old), dict) and key in data[old]
+               for old, key in LEGACY_KEYS):
+        return data
+    data = {name: dict(value) if isinstance(value, dict) else value
+            for name, value in data.items()}
+    session = data.setdefault("session", {})
+    if not isinstance(session, dict):
+        return data  # from_mapping says what is wrong with it
+    for (old, key), new in LEGACY_KEYS.items():
+        section = data.get(old)
+        if not isinstance(section, dict) or key not in section:
+            continue
+        value = section.pop(key)
+        if new in session:
+            log.warning("%s: [%s] %s is deprecated and ignored: [session] %s is set", where,
+                        old, key, new)
+            continue
+        log.warning("%s: [%s] %s is deprecated: use [session] %s (read as that until the "
+                    "next release)", where, old, key, new)
+        session[new] = value
+    return data
 
 
 def _check_known_keys(cls: type, data: Any, prefix: str, where: str) -> None:
@@ -361,6 +394,11 @@ def document() -> str:
         if cls is not None and dataclasses.is_dataclass(cls):
             out.append("")
             out.extend(_section_lines(f.name, cls))
+            if cls is SessionSettings:
+                out.extend(_comment("Deprecated (still read, with a warning in the log, until "
+                                    "the next release): " + "; ".join(
+                                        f"[{old}] {key} is [session] {new}"
+                                        for (old, key), new in LEGACY_KEYS.items()) + "."))
     return "\n".join(out) + "\n"
 
 

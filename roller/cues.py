@@ -39,6 +39,8 @@ CUES: dict[str, Cue] = {
     "step_done": Cue(Priority.STEP, tone="chime"),
     "routine_done": Cue(Priority.STEP, "good", "chime"),
     "stopped": Cue(Priority.STEP),
+    "idle_end": Cue(Priority.STEP),
+    "shutdown": Cue(Priority.STEP),
     "paused": Cue(Priority.STEP),
     # invitations whose moment ends when the routine starts: the first step may interrupt them
     "ready": Cue(Priority.HOLD),

@@ -346,23 +346,39 @@ SESSION_FIELDS: tuple[Field, ...] = (
                                             "`completed`; null while running"),
     _f("started_unix_s", "number or null", "s", "wall clock at the start (Unix time)"),
     _f("ended_unix_s", "number or null", "s", "wall clock at the end (Unix time)"),
-    _f("active_s", "number", "s", "time running (pauses excluded)"),
+    _f("active_s", "number", "s", "time someone was rolling or holding while it ran (pauses, "
+                                  "rests and an unattended roller excluded)"),
+    _f("running_s", "number", "s", "time running, pauses excluded (what `active_s` meant "
+                                   "before 0.3)"),
     _f("strokes", "int", "-", "strokes in this session"),
     _f("distance_m", "number", "m", "distance rolled in this session"),
     _f("holds", "int", "-", "finished holds in this session"),
     _f("hold_time_s", "number", "s", "time spent in those holds"),
     _f("too_fast_count", "int", "-", "finished too-fast excursions"),
-    _f("mean_stroke_speed_m_s", "number or null", "m/s", "mean of the strokes' mean speeds "
-                                                         "(null without strokes)"),
-    _f("peak_speed_m_s", "number", "m/s", "fastest stroke peak"),
+    _f("too_fast_s", "number", "s", "time spent above the go-slow limit"),
+    _f("mean_speed_m_s", "number or null", "m/s", "time-weighted mean speed while rolling: "
+                                                  "distance / time in strokes "
+                                                  "(`roller/session_stats.py`; null without "
+                                                  "strokes)"),
+    _f("median_speed_m_s", "number or null", "m/s", "time-weighted median of the strokes' "
+                                                    "speeds"),
+    _f("mean_stroke_speed_m_s", "number or null", "m/s", "the same as `mean_speed_m_s`; the "
+                                                         "old name, kept until the next "
+                                                         "release"),
+    _f("peak_speed_m_s", "number", "m/s", "fastest moment (stroke and too-fast peaks)"),
     _f("routine", "object (optional)", "-", "the coach's summary once a coached session ended "
                                             "(fields below)"),
 )
 
 COACH_FIELDS: tuple[Field, ...] = (
     _f("t_s", "number", "s", "the coach's clock (monotonic; only differences mean anything)"),
-    _f("state", "string", "-", "`ready` (before start), `active` (in a step), `transition` "
-                               "(changing position, nothing counts), `paused`, `done`"),
+    _f("state", "string", "-", "the session's state seen through the routine: `ready` "
+                               "(session `idle`), `active` (`running`, in a step), "
+                               "`transition` (`running`, changing position, nothing counts), "
+                               "`paused` (`paused`), `done` (`finished`)"),
+    _f("session_id", "string or null", "-", "the session this state belongs to (the "
+                                            "`session` topic's `session_id`)"),
+    _f("end_reason", "string or null", "-", "once `done`: the session's `end_reason`"),
     _f("routine", "string", "-", "routine name"),
     _f("routine_title", "string", "-", "routine title for people"),
     _f("step_index", "int or null", "-", "0-based index of the current step (null before "
@@ -379,7 +395,7 @@ COACH_FIELDS: tuple[Field, ...] = (
                              "`calibrating`, `ready`, `position`, `rolling`, `keep_going`, "
                              "`too_fast`, `hold`, `hold_reached`, `hold_long`, "
                              "`switch_sides`, `step_done`, `paused`, `routine_done`, "
-                             "`stopped`, `pain_stop`"),
+                             "`stopped`, `idle_end`, `shutdown`, `pain_stop`"),
     _f("step_active_s", "number", "s", "active time (rolling or holding) in this step"),
     _f("step_target_s", "number", "s", "the step's target active time"),
     _f("step_progress", "number", "1", "step_active_s / step_target_s, 0..1"),
@@ -416,7 +432,8 @@ SUMMARY_FIELDS: tuple[Field, ...] = (
     _f("ended_unix_s", "number", "s", "wall clock at the end; also as `ended_at` until the "
                                       "next release"),
     _f("duration_s", "number", "s", "start to end, pauses included"),
-    _f("end_reason", "string", "-", "`completed`, `stopped` or `pain`"),
+    _f("end_reason", "string", "-", "`completed`, `stopped`, `pain`, `idle` (idle timeout) or "
+                                    "`shutdown` (the service stopped)"),
     _f("active_s", "number", "s", "time rolling or holding"),
     _f("sides_s", "object", "s", "active time per side: `left`, `right`, `none`"),
     _f("left_share", "number or null", "1", "left / (left + right); 0.5 is even"),
@@ -425,9 +442,12 @@ SUMMARY_FIELDS: tuple[Field, ...] = (
     _f("longest_hold_s", "number", "s", "the longest hold"),
     _f("too_fast_count", "int", "-", "too-fast excursions"),
     _f("too_fast_s", "number", "s", "time spent too fast"),
-    _f("mean_speed_m_s", "number or null", "m/s", "mean of the strokes' mean speeds"),
-    _f("median_speed_m_s", "number or null", "m/s", "median of the strokes' mean speeds"),
-    _f("peak_speed_m_s", "number or null", "m/s", "fastest stroke peak"),
+    _f("mean_speed_m_s", "number or null", "m/s", "time-weighted mean speed while rolling "
+                                                  "(`roller/session_stats.py`)"),
+    _f("median_speed_m_s", "number or null", "m/s", "time-weighted median of the strokes' "
+                                                    "speeds"),
+    _f("peak_speed_m_s", "number or null", "m/s", "fastest moment (stroke and too-fast "
+                                                  "peaks)"),
     _f("advice", "string", "-", "set after `pain`"),
     _f("steps", "list", "-", "one object per step: `id`, `title`, `muscle`, `side`, `prop`, "
                              "`target_s`, `active_s`, `rolling_s`, `holding_s`, `strokes`, "
@@ -608,18 +628,23 @@ def live_payload(live: Any) -> dict[str, Any]:
 
 def session_payload(*, session_id: str | None, state: str, end_reason: str | None,
                     started_unix_s: float | None, ended_unix_s: float | None, active_s: float,
-                    strokes: int, distance_m: float, holds: int, hold_time_s: float,
-                    too_fast_count: int, mean_stroke_speed_m_s: float | None,
+                    running_s: float, strokes: int, distance_m: float, holds: int,
+                    hold_time_s: float, too_fast_count: int, too_fast_s: float,
+                    mean_speed_m_s: float | None, median_speed_m_s: float | None,
                     peak_speed_m_s: float, routine: Mapping[str, Any] | None = None
                     ) -> dict[str, Any]:
     """The retained ``session`` summary (see :data:`SESSION_FIELDS`)."""
+    def speed(v: float | None) -> float | None:
+        return None if v is None else round(v, 4)
+
     body = {"session_id": session_id, "state": state, "end_reason": end_reason,
             "started_unix_s": started_unix_s, "ended_unix_s": ended_unix_s,
-            "active_s": round(active_s, 3), "strokes": strokes,
-            "distance_m": round(distance_m, 4), "holds": holds,
+            "active_s": round(active_s, 3), "running_s": round(running_s, 3),
+            "strokes": strokes, "distance_m": round(distance_m, 4), "holds": holds,
             "hold_time_s": round(hold_time_s, 3), "too_fast_count": too_fast_count,
-            "mean_stroke_speed_m_s": None if mean_stroke_speed_m_s is None
-            else round(mean_stroke_speed_m_s, 4),
+            "too_fast_s": round(too_fast_s, 3), "mean_speed_m_s": speed(mean_speed_m_s),
+            "median_speed_m_s": speed(median_speed_m_s),
+            "mean_stroke_speed_m_s": speed(mean_speed_m_s),
             "peak_speed_m_s": round(peak_speed_m_s, 4)}
     if routine is not None:
         body["routine"] = summary_payload(routine)

@@ -7,8 +7,9 @@ Each :meth:`Service.step`:
    :data:`roller.mqtt_contract.COMMAND_VERBS`);
 2. reads every sample the driver has and feeds the pipeline;
 3. counts each pipeline event into the :class:`~roller.session.Session` (the first sign of
-   someone rolling starts one) and hands it to every sink at once;
-4. lets the coach follow and takes the summary of a coached session that ended;
+   someone rolling starts one) and hands it to every sink at once; then the session sees the
+   live phase (rest, auto-start, active time, idle timeout: :meth:`Session.observe_phase`);
+4. lets the coach follow the session and takes the summary of a coached session that ended;
 5. checks the sensor's health (:class:`~roller.health.HealthMonitor`);
 6. hands the step's :class:`~roller.sinks.Tick` to the sinks, in order: GPIO LED and buzzer,
    history, MQTT (events, live, session, coach, health), systemd (readiness, watchdog).
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING
 from firmware_bridge.clock import Clock, SystemClock
 from roller.command_table import MAX_QUEUED_COMMANDS, CommandError, CommandInbox, CommandTable
 from roller.errors import RollerError
-from roller.events import Event, HoldStarted, LiveState, Stroke, TooFastAlert
+from roller.events import Event, LiveState, TooFastAlert
 from roller.health import HealthMonitor, SensorChange
 from roller.pace import read_period_s
 from roller.session import Session, SessionCommands
@@ -72,15 +73,6 @@ class ServiceSettings:
         10.0, unit="s", minimum=0.0, maximum=600,
         doc="wait this long for the sensor and the broker before telling systemd READY with a "
             "degraded status")
-    session_publish_interval_s: float = setting(
-        5.0, unit="s", minimum=0.5, maximum=600,
-        doc="republish the running session summary at most this often")
-    session_idle_timeout_s: float = setting(
-        600.0, unit="s", minimum=10, maximum=86400,
-        doc="a running session with no stroke or hold for this long is finished")
-    auto_start_session: bool = setting(
-        True, doc="start a session on the first stroke or hold without a start command (after "
-                  "a session ended: once the roller has rested [coach] restart_idle_s)")
 
 
 class Service:
@@ -98,7 +90,9 @@ class Service:
         self.clock = clock or SystemClock()
         self.calibration_path = calibration_path
         """Where to save a confident calibration on shutdown (None: do not save)."""
-        self.session = Session()
+        self.session = Session(config.session)
+        if coach is not None:
+            coach.follow(self.session)
         self.commands = CommandTable()
         self.inbox = inbox or CommandInbox()
         self.live: LiveState | None = None
@@ -115,7 +109,7 @@ class Service:
             self._controls,
             HistorySink(history, device_id=config.device_id, report=publisher.publish_error),
             MqttSink(publisher, self.health, health_interval_s=self.settings.health_interval_s,
-                     session_publish_interval_s=self.settings.session_publish_interval_s,
+                     session_publish_interval_s=config.session.publish_interval_s,
                      coach_publish_interval_s=coach.settings.publish_interval_s
                      if coach is not None else 1.0),
             self._systemd]
@@ -176,30 +170,22 @@ class Service:
     def step(self) -> list[Event]:
         """One pass of the loop (see the module docstring); returns the new events."""
         self.steps += 1
-        self.session_commands.changed = self._touched = False
+        self._touched = False
+        version = self.session.version
         self.inbox.run(self.commands, self.publisher.publish_error,
                        lambda verb, source: log.info("command %s from %s", verb, source))
         now = self.clock.monotonic()
         events = self._read(now)
-        self.session.watch_rest(self.live.phase if self.live is not None else "idle", now,
-                                self.config.coach.restart_idle_s)
         for event in events:
             self._count(event, now)
+        self.session.observe_phase(self.live, now)
         state = summary = None
-        if self.coach is not None:
+        if self.coach is not None:  # the coach follows the session (and may end it: done)
             state = self.coach.update(events, self.live, now)
             summary = self.coach.pop_summary()
-        if summary is not None:
-            if self.session.state in ("running", "paused"):  # the routine ended the session
-                self.session.stop(now, reason=summary.end_reason)
-            self.session.routine = summary.to_dict()
-        s = self.session
-        if s.state == "running" and s.last_activity is not None and \
-                now - s.last_activity >= self.settings.session_idle_timeout_s:
-            s.stop(now, reason="idle")
-            self.session_commands.changed = True
         self._sensor(self.health.check(now))
-        tick = self._tick(now, events, state, summary)
+        tick = self._tick(now, events, state, summary,
+                          changed=self.session.version != version)
         for sink in self.sinks:
             sink.on_step(tick)
         return events
@@ -218,15 +204,9 @@ class Service:
         return events
 
     def _count(self, event: Event, now: float) -> None:
-        # Any sign of someone on the roller starts a session: a too-fast alert comes mid-stroke,
-        # before that stroke is known, and belongs to the session as much as the stroke does.
-        # After Stop, a pain stop or the end of the routine, only once the roller has rested
-        # ([coach] restart_idle_s, the coach's own rule), so the two never disagree.
-        if isinstance(event, (Stroke, HoldStarted, TooFastAlert)) and \
-                self.settings.auto_start_session and self.session.may_auto_start:
-            self.session.start(now)
-            self.session_commands.changed = True
-        self.session.account(event, now)
+        # Any sign of someone on the roller starts a session ([session] auto_start; after an
+        # end, once the roller has rested): the session decides, and the coach follows it.
+        self.session.observe_event(event, now)
         self._touched |= not isinstance(event, TooFastAlert)
         for sink in self.sinks:
             sink.on_event(event, self.session)
@@ -238,9 +218,9 @@ class Service:
                 sink.on_sensor(change)
 
     def _tick(self, now: float, events: Sequence[Event], coach: CoachState | None = None,
-              summary: CoachSummary | None = None) -> Tick:
+              summary: CoachSummary | None = None, *, changed: bool = False) -> Tick:
         return Tick(now=now, events=events, live=self.live, session=self.session,
-                    session_changed=self.session_commands.changed,
+                    session_changed=changed,
                     session_touched=self._touched, coach=coach, summary=summary,
                     sensor_ok=self.health.sensor_ok is not False,
                     events_published=self.events_published)
@@ -258,13 +238,23 @@ class Service:
                 self._count(event, now)
         except Exception:
             log.exception("closing the pipeline failed")
-        if self.session.state in ("running", "paused"):
+        # The session under way ends here ("shutdown"), and the coach with it: its summary
+        # goes to the history and the retained coach/session say the session ended.
+        changed = self.session.live
+        if changed:
             self.session.stop(now, reason="shutdown")
+        state = summary = None
+        if self.coach is not None:
+            try:
+                state = self.coach.sync(now)
+                summary = self.coach.pop_summary()
+            except Exception:
+                log.exception("ending the coached session failed")
         try:
             self._save_calibration()
         except Exception:
             log.exception("saving the calibration failed")
-        tick = self._tick(now, [])
+        tick = self._tick(now, [], state, summary, changed=changed)
         for sink in [self._systemd, *[s for s in self.sinks if s is not self._systemd]]:
             try:
                 sink.close(tick)

@@ -106,7 +106,9 @@ class ControlsSink:
 
 
 class HistorySink:
-    """Stores each finished coached session in the history (``None``: history disabled)."""
+    """Stores each finished coached session in the history (``None``: history disabled),
+    however it ended: routine done, stop, pain, idle timeout -- and the service's shutdown
+    (Ctrl-C, SIGTERM), whose summary comes in the closing tick."""
 
     def __init__(self, history: History | None, *, device_id: str,
                  report: ErrorReporter) -> None:
@@ -129,7 +131,11 @@ class HistorySink:
             self.report("history_failed", f"could not store the session in the history: {exc}")
 
     def close(self, tick: Tick) -> None:
-        if self.history is not None:
+        if self.history is None:
+            return
+        try:
+            self.on_step(tick)  # the session the shutdown ended
+        finally:
             self.history.close()
 
 
@@ -171,10 +177,18 @@ class MqttSink:
             self._last_session_pub = -math.inf
         elif tick.session_touched:
             self._session_dirty = True
+        # The session first: a display that reads the coach's new state (done, paused...)
+        # has already seen the session state it follows.
+        if tick.summary is not None:  # the routine ended the session: say so at once
+            self._last_session_pub = -math.inf
+            self._session_dirty = True
+        if self._session_dirty and now - self._last_session_pub >= \
+                self.session_publish_interval_s:
+            pub.publish_retained("session", tick.session.to_dict(now))
+            self._session_dirty = False
+            self._last_session_pub = now
         if tick.coach is not None:
             self._publish_coach(tick.coach, now)
-        if tick.summary is not None:  # the routine ended the session: say so at once
-            pub.publish_retained("session", tick.session.to_dict(now))
         if tick.live is not None and now >= self._next_live:
             pub.publish_live(live_payload(tick.live))
             # On a fixed grid, so the rate stays 1 / live_interval_s whatever the loop period;
@@ -183,11 +197,6 @@ class MqttSink:
             self._next_live += interval
             if self._next_live <= now:
                 self._next_live = now + interval
-        if self._session_dirty and now - self._last_session_pub >= \
-                self.session_publish_interval_s:
-            pub.publish_retained("session", tick.session.to_dict(now))
-            self._session_dirty = False
-            self._last_session_pub = now
         key = (*self.health.key(tick.live, pub.outbox.dropped), pub.degraded)
         due = key != self._last_health_key or now - self._last_health >= self.health_interval_s
         if due and pub.connected:
@@ -209,11 +218,18 @@ class MqttSink:
             self._last_coach_pub = now
 
     def close(self, tick: Tick) -> None:
+        # The last retained session and coach say how the session ended (``shutdown``), so a
+        # display shows the offline roller's summary, not a live-looking prompt.
         try:
             if tick.session.state != "idle":
                 self.publisher.publish_retained("session", tick.session.to_dict(tick.now))
         except Exception:
             log.exception("publishing the final session failed")
+        try:
+            if tick.coach is not None:
+                self.publisher.publish_retained("coach", tick.coach.to_dict())
+        except Exception:
+            log.exception("publishing the final coach state failed")
         for name, closer in (("publisher", self.publisher.close),
                              ("outbox", self.publisher.outbox.close)):
             try:

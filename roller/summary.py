@@ -3,8 +3,10 @@
 :class:`SessionSummary` collects events as they stream out of the pipeline (its memory grows
 with the number of strokes and holds, never with the number of samples) and reports strokes,
 holds, time spent rolling and holding, speed statistics and the too-fast excursions, as text for
-people or as one JSON object for programs. Times are on the recording's own clock [s]; speeds
-along the muscle [m/s]; distances [m].
+people or as one JSON object for programs. The session speed figures (time-weighted mean and
+median while rolling, peak, time too fast) come from :class:`roller.session_stats.SpeedStats`,
+the same definition the live session, the coach's summary and the history use. Times are on
+the recording's own clock [s]; speeds along the muscle [m/s]; distances [m].
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from roller.events import Event, Hold, Stroke, TooFast, TooFastAlert
+from roller.session_stats import SpeedStats
 
 
 def _r(x: float, digits: int = 4) -> float:
@@ -75,21 +78,31 @@ class SessionSummary:
     def distance_m(self) -> float:
         return sum(s.distance_m for s in self.strokes)
 
+    def session_stats(self) -> SpeedStats:
+        """The session figures (:mod:`roller.session_stats`) from these strokes and excursions."""
+        stats = SpeedStats()
+        for ev in (*self.strokes, *self.too_fast):
+            stats.add(ev)
+        return stats
+
     def speed_stats(self) -> dict[str, Any]:
-        """Statistics over strokes [m/s]: typical (median) and fastest peak, mean stroke speed
-        weighted by time, and how many strokes peaked above the limit."""
+        """Statistics over strokes [m/s]: the session figures of :mod:`roller.session_stats`
+        (``mean_speed_m_s``, ``median_speed_m_s``, ``peak_speed_m_s``, ``too_fast_s``), plus the
+        typical (median) and fastest stroke peak and how many strokes peaked above the limit.
+        ``mean_m_s`` is ``mean_speed_m_s`` under its old name."""
+        session = {k: None if v is None else _r(v)
+                   for k, v in self.session_stats().to_dict().items()}
         if not self.strokes:
             return {"strokes": 0, "median_peak_m_s": None, "max_peak_m_s": None,
-                    "mean_m_s": None, "strokes_over_limit": 0, "limit_m_s": self.max_speed_m_s}
+                    "mean_m_s": None, "strokes_over_limit": 0, "limit_m_s": self.max_speed_m_s,
+                    **session}
         peaks = sorted(s.peak_speed_m_s for s in self.strokes)
         n = len(peaks)
         median = peaks[n // 2] if n % 2 else 0.5 * (peaks[n // 2 - 1] + peaks[n // 2])
-        rolling = self.time_rolling_s
-        mean = self.distance_m / rolling if rolling > 0 else 0.0
         return {"strokes": n, "median_peak_m_s": _r(median), "max_peak_m_s": _r(peaks[-1]),
-                "mean_m_s": _r(mean),
+                "mean_m_s": session["mean_speed_m_s"],
                 "strokes_over_limit": sum(p > self.max_speed_m_s for p in peaks),
-                "limit_m_s": self.max_speed_m_s}
+                "limit_m_s": self.max_speed_m_s, **session}
 
     # -- output ------------------------------------------------------------------------------
 
@@ -135,12 +148,13 @@ class SessionSummary:
                      f"{_count(len(self.holds), 'hold')}")
         st = self.speed_stats()
         if st["strokes"]:
-            lines.append(f"speed: typical peak {st['median_peak_m_s'] * 100:.1f} cm/s, fastest "
-                         f"{st['max_peak_m_s'] * 100:.1f} cm/s, average while rolling "
-                         f"{st['mean_m_s'] * 100:.1f} cm/s")
+            lines.append(f"speed: mean while rolling {st['mean_speed_m_s'] * 100:.1f} cm/s, "
+                         f"median {st['median_speed_m_s'] * 100:.1f} cm/s, peak "
+                         f"{st['peak_speed_m_s'] * 100:.1f} cm/s; typical stroke peak "
+                         f"{st['median_peak_m_s'] * 100:.1f} cm/s")
         if self.too_fast:
             lines.append(f"too fast: {_count(len(self.too_fast), 'time')} above "
-                         f"{self.max_speed_m_s * 100:.1f} cm/s")
+                         f"{self.max_speed_m_s * 100:.1f} cm/s, {st['too_fast_s']:.1f} s in all")
             for e in self.too_fast:
                 lines.append(f"  at {_clock(e.start - t0)} for {e.end - e.start:.1f} s, peak "
                              f"{e.peak_speed_m_s * 100:.1f} cm/s")

@@ -16,6 +16,7 @@ from roller.errors import RollerError
 from roller.events import Hold, LiveState, Stroke, TooFast, TooFastAlert
 from roller.history import History, HistoryError, HistorySettings, HistoryWriteError
 from roller.routine import parse_routine
+from roller.session import SessionSettings
 
 ROUTINE = parse_routine({
     "name": "t", "title": "Test routine",
@@ -32,7 +33,8 @@ def session(right_s: float, left_s: float, *, wall: float = 1_700_000_000.0,
     """Run a coach: roll ``right_s`` on the right (with a too-fast excursion and a hold),
     skip to the left, roll ``left_s``, then ``end``."""
     clock = ManualClock(50.0)
-    coach = Coach(ROUTINE, CoachSettings(min_record_active_s=0), clock, wall_clock=lambda: wall)
+    coach = Coach(ROUTINE, CoachSettings(), clock,
+                  session_settings=SessionSettings(min_record_active_s=0), wall_clock=lambda: wall)
 
     def roll(seconds: float, events_at: dict[int, list]) -> None:
         for i in range(round(seconds * 10)):

@@ -521,3 +521,27 @@ def test_each_pipeline_setting_a_stage_uses_is_declared_once() -> None:
         assert a.default == b.default, mine
     with pytest.raises(ConfigError, match="hold_min_duration_s"):
         from_mapping(PipelineSettings, {"hold_min_duration_s": 0.2}, where="test")
+
+
+def test_the_live_phase_stays_rolling_through_reversals_and_short_pauses() -> None:
+    """Issue 9 item 5: a reversal or a short slow moment inside rolling is not ``idle``."""
+    strokes = []
+    for i in range(10):
+        strokes.append(StrokeSegment(0.08 * (-1) ** i, 0.03, ramp_s=0.6))
+        strokes.append(RestSegment(0.8 if i % 3 == 0 else 0.2))    # slow turns, short pauses
+    segs = (RestSegment(3.0), *strokes, RestSegment(20.0))
+    sc = Scenario(segs, gyro_bias_rad_s=(0.03, -0.02, 0.01), mounting_rotvec=(0.4, -0.2, 0.9))
+    sim = SimulatedRoller(sc, seed=8)
+    t, samples = sim.recording(200.0)
+    truth = sim.truth()
+    p = Pipeline()
+    phases = []
+    for i in range(0, t.size, 10):
+        p.update(t[i:i + 10], samples[i:i + 10])
+        live = p.live
+        phases.append((float(t[min(i + 9, t.size - 1)]), live.phase, live.calibrated))
+    first, last = truth.strokes[0].start, truth.strokes[-1].end
+    # once the start-up is over (before it the phase cannot be known yet)
+    inside = [ph for tt, ph, cal in phases if cal and first + 1.0 < tt < last - 0.2]
+    assert len(inside) > 100 and "idle" not in inside
+    assert phases[-1][1] == "idle"          # 20 s later nobody is on it

@@ -30,11 +30,13 @@ from firmware_bridge.sensor import SensorSettings, open_sensor
 from firmware_bridge.simulator import HoldSegment, RestSegment, Scenario, StrokeSegment
 from roller.command_table import CommandError, decode_payload
 from roller.config import DeviceSettings, RollerConfig
+from roller.history import History
 from roller.mqtt_contract import Topics
 from roller.outbox import Outbox
 from roller.pipeline import Pipeline, PipelineSettings
 from roller.publisher import MqttSettings, Publisher
 from roller.service import Service, ServiceSettings
+from roller.session import SessionSettings
 from roller.systemd import Notifier
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,11 +55,13 @@ def session_scenario() -> Scenario:
 
 def make_service(broker: Broker, state: Path, *, clock: ManualClock, device: str = "svc",
                  scenario: Scenario | None = None, seed: int = 0, controls=None,
-                 notifier: Notifier | None = None, **service) -> Service:
+                 notifier: Notifier | None = None, auto_start: bool = True,
+                 **service) -> Service:
     config = RollerConfig(
         device=DeviceSettings(id=device),
         mqtt=MqttSettings(host=broker.host, port=broker.port, **FAST_MQTT),
-        service=ServiceSettings(**service), state_dir=str(state))
+        service=ServiceSettings(**service), session=SessionSettings(auto_start=auto_start),
+        state_dir=str(state))
     publisher = Publisher(config.mqtt, Topics(device), Outbox(state / "outbox.sqlite3"))
     driver = open_sensor(SensorSettings(), simulate=True, scenario=scenario or session_scenario(),
                          seed=seed, clock=clock)
@@ -113,12 +117,18 @@ def test_events_and_live_reach_a_subscriber(broker, tmp_path):
     assert 0.8 * expected <= len(live) <= 1.1 * expected
     assert {"t_s", "speed_m_s", "phase", "stroke_count", "hold_time_s", "too_fast"} <= set(live[0])
     assert max(m["speed_m_s"] for m in live) > 0.08  # the fast pass is visible live
+    # the running session's figures go out at most every publish_interval_s: within it
     session = retained(broker.host, broker.port, "roller/svc/session")
-    assert session is not None and session.json()["strokes"] == kinds.count("stroke")
+    assert session is not None and session.json()["state"] == "running"
+    assert 0 < session.json()["strokes"] <= kinds.count("stroke")
     health = retained(broker.host, broker.port, "roller/svc/health")
     assert health is not None and health.json()["sensor"]["connected"] is True
     service.close()
     assert retained(broker.host, broker.port, "roller/svc/status").payload == b"offline"
+    # the shutdown ended the session, and the last figures say so, every stroke counted
+    final = retained(broker.host, broker.port, "roller/svc/session").json()
+    assert final["state"] == "finished" and final["end_reason"] == "shutdown"
+    assert final["strokes"] == kinds.count("stroke")
     sub.close()
 
 
@@ -144,7 +154,7 @@ def test_a_session_that_begins_with_a_fast_pass_includes_its_alert(broker, tmp_p
 
 def test_rolling_on_after_stop_is_no_new_session_until_the_roller_has_rested(broker, tmp_path):
     slow = [StrokeSegment(0.08 * (-1) ** i, 0.03) for i in range(4)]
-    # the rest: 10 s before the stillness counts as nobody there, then restart_idle_s (30 s)
+    # the rest: 10 s before the stillness counts as nobody there, then restart_rest_s (30 s)
     scenario = Scenario(segments=(RestSegment(3.0), *slow, *slow, RestSegment(50.0), *slow,
                                   RestSegment(2.0)),
                         gyro_bias_rad_s=(0.02, -0.01, 0.015))
@@ -158,7 +168,7 @@ def test_rolling_on_after_stop_is_no_new_session_until_the_roller_has_rested(bro
     service.submit_command("stop", b"", "test")
     advance(service, clock, 20.0)  # the person carries on rolling after pressing Stop
     assert service.session.state == "finished" and service.session.id == first
-    advance(service, clock, 55.0)  # a rest of more than restart_idle_s, then rolling again
+    advance(service, clock, 55.0)  # a rest of more than restart_rest_s, then rolling again
     assert service.session.state == "running" and service.session.id != first
     service.close()
 
@@ -166,7 +176,7 @@ def test_rolling_on_after_stop_is_no_new_session_until_the_roller_has_rested(bro
 def test_commands_change_the_session_and_bad_ones_are_reported(broker, tmp_path):
     sub = Subscriber(broker.host, broker.port, "roller/svc/#")
     clock = ManualClock()
-    service = make_service(broker, tmp_path, clock=clock, auto_start_session=False)
+    service = make_service(broker, tmp_path, clock=clock, auto_start=False)
     service.publisher.start()
     assert service.publisher.wait_connected(5)
     time.sleep(0.1)  # SUBSCRIBE cmd/+ in flight
@@ -434,6 +444,40 @@ def test_roller_run_without_a_config_file_then_sigterm(broker, tmp_path):
         sock.close()
 
 
+def test_a_session_ended_by_sigterm_is_in_the_history_and_says_so(broker, tmp_path):
+    """Issue 9 item 2, through the real command line: SIGTERM ends the running session as
+    ``shutdown``; it is stored in the history, and the retained session and coach say it
+    ended (a display then shows the offline roller's summary, not a live prompt)."""
+    config = tmp_path / "roller.toml"
+    config.write_text("[device]\nid = \"term\"\n[session]\nmin_record_active_s = 1.0\n",
+                      encoding="utf-8")
+    sub = Subscriber(broker.host, broker.port, ["roller/term/coach", "roller/term/session",
+                                                 "roller/term/status"])
+    proc = roller_run(broker, tmp_path, "--config", str(config))
+    try:
+        sub.wait_for(lambda ms: any(m.topic.endswith("/coach") and m.json()["state"] == "active"
+                                    and m.json()["step_active_s"] >= 2 for m in ms), 60,
+                     "a coached session with activity")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0, (tmp_path / "roller-run.log").read_text()
+        sub.wait_for(lambda ms: ms[-1].topic == "roller/term/status"
+                     and ms[-1].payload == b"offline", 5, "offline after SIGTERM")
+    finally:
+        proc.kill()
+        proc.wait()
+        sub.close()
+    session = retained(broker.host, broker.port, "roller/term/session").json()
+    coach = retained(broker.host, broker.port, "roller/term/coach").json()
+    assert session["state"] == "finished" and session["end_reason"] == "shutdown"
+    assert coach["state"] == "done" and coach["cue"] == "shutdown"
+    assert coach["session_id"] == session["session_id"]
+    assert coach["summary"]["end_reason"] == "shutdown"
+    with History(tmp_path / "xdg" / "roller" / "history.sqlite3") as history:
+        rows = history.sessions()
+    assert [row.end_reason for row in rows] == ["shutdown"]
+    assert rows[0].active_s >= 2
+
+
 def test_last_will_after_kill_9_of_roller_run(broker, tmp_path):
     sub = Subscriber(broker.host, broker.port, "roller/+/status")
     proc = roller_run(broker, tmp_path)
@@ -466,7 +510,7 @@ def test_gpio_buttons_led_and_buzzer(broker, tmp_path):
 
     factory = MockFactory()
     clock = ManualClock()
-    service = make_service(broker, tmp_path, clock=clock, auto_start_session=False)
+    service = make_service(broker, tmp_path, clock=clock, auto_start=False)
     gpio = GpioSettings(start_pause_pin=17, next_pin=27, status_led_pin=22, buzzer_pin=23,
                         bounce_time_s=0.0)
     service.controls = Controls(

@@ -131,6 +131,7 @@ class LegTracker:
         self.legs_seen = 0
         self._recent: deque[tuple[float, float, int]] = deque()   # (t, position, sign of v)
         self._s1 = self._s2 = 0.0      # the two previous frames' speeds
+        self._last_end: float | None = None
 
     def _onset_time(self, fallback: float) -> float:
         """Where the latest rise began (speed zero), by the square law; until the rise has
@@ -297,6 +298,7 @@ class LegTracker:
 
     def _leg(self, end: float, emitted_at: float, direction: int) -> Leg:
         """Close the leg in progress at ``end``."""
+        self._last_end = end
         if self._big:
             self.still_since = end
         return Leg(self._start_t, end, abs(self._ext_p - self._start_p), direction,
@@ -314,6 +316,21 @@ class LegTracker:
     def rolling(self) -> bool:
         """A leg is in progress."""
         return self.direction != 0
+
+    @property
+    def moving(self) -> bool:
+        """The newest frame's speed is above the standing level (a leg may be starting)."""
+        return self._prev_s >= self.settings.onset_speed_m_s
+
+    @property
+    def last_leg_end(self) -> float | None:
+        """When the last leg ended [s], or None before any."""
+        return self._last_end
+
+    @property
+    def now(self) -> float:
+        """Centre time of the newest frame [s]."""
+        return self._prev_tc
 
     def state(self) -> dict:
         return {"position_m": self.position_m, "direction": self.direction,

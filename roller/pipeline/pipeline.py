@@ -36,7 +36,7 @@ from roller.pipeline.clipping import ClipDetector, ClipSettings
 from roller.pipeline.frames import Framer, Frames, FrameSettings
 from roller.pipeline.holds import HoldDetector, HoldSettings
 from roller.pipeline.legs import LegSettings, LegTracker
-from roller.pipeline.presence import PresenceDetector
+from roller.pipeline.presence import PresenceDetector, live_phase
 from roller.pipeline.roll_axis import RollAxisEstimator, RollAxisSettings
 from roller.pipeline.settings import PipelineSettings
 from roller.pipeline.speed import SpeedEstimator
@@ -273,16 +273,19 @@ class Pipeline:
     @property
     def live(self) -> LiveState:
         """What is happening now (refreshed by every :meth:`update`)."""
-        phase: Phase = "idle"
         hold_time = 0.0
-        if self.holds.holding:
-            # A still roller with nobody on it is a hold by the definition (and the hold
-            # events say so), but what the person is doing is nothing: idle.
-            if self.presence.attended:
-                phase = "holding"
-                hold_time = max(0.0, self._last_t - self.holds.start)
-        elif self.legs is not None and self.legs.rolling:
-            phase = "rolling"
+        legs = self.legs
+        # A still roller with nobody on it is a hold by the definition (and the hold events
+        # say so), but what the person is doing is nothing: idle.
+        attended = self.presence.attended if self.holds.holding else True
+        last_end = None if legs is None else legs.last_leg_end
+        phase: Phase = live_phase(  # type: ignore[assignment]
+            holding=self.holds.holding, attended=attended,
+            rolling=legs is not None and legs.rolling,
+            moving=legs is not None and legs.moving,
+            since_last_leg_s=None if last_end is None or legs is None else legs.now - last_end)
+        if phase == "holding":
+            hold_time = max(0.0, self._last_t - self.holds.start)
         return LiveState(t=0.0 if math.isnan(self._last_t) else self._last_t,
                          speed_m_s=abs(self._last_v), velocity_m_s=self._last_v, phase=phase,
                          stroke_count=self.strokes.count, hold_time_s=hold_time,

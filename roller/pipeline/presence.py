@@ -12,6 +12,9 @@ from one 40 ms frame to the next as much as it varies overall, while breathing i
 hardly changes between frames. Over the last ``window_s`` we compare the variance of the
 angular rate (offset removed) with half the mean squared frame-to-frame difference (the noise
 variance). Someone is there when the first is clearly larger.
+
+:func:`live_phase` turns that, the hold and the leg in progress into the phase shown live, with
+hysteresis so that stroke reversals and short slow moments stay ``rolling``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,32 @@ class PresenceSettings:
         0.003, unit="rad/s", minimum=0.0,
         doc="and at least this much motion (standard deviation of the rate): a quiet, coarsely "
             "quantised sensor on an empty roller must not look like breathing")
+
+
+@dataclass(frozen=True)
+class PhaseSettings:
+    rolling_grace_s: float = setting(
+        1.5, unit="s", minimum=0.0, maximum=10.0,
+        doc="after a stroke ends, how long a pause (a slow turn, a reversal that stopped) "
+            "still counts as rolling before it is anything else")
+
+
+def live_phase(*, holding: bool, attended: bool, rolling: bool, moving: bool,
+               since_last_leg_s: float | None,
+               settings: PhaseSettings = PhaseSettings()) -> str:
+    """The phase a display shows, with hysteresis: ``idle`` means nobody is on the roller.
+
+    A hold with someone on it is ``holding``; a leg in progress, a roller already moving again,
+    or a pause of up to ``rolling_grace_s`` after a leg is ``rolling`` -- so a reversal or a
+    short slow moment does not flash ``idle``. A longer stillness that is not (yet) a hold, or
+    a hold with nobody on the roller, is ``idle``."""
+    if holding:
+        return "holding" if attended else "idle"
+    if rolling or moving:
+        return "rolling"
+    if since_last_leg_s is not None and since_last_leg_s <= settings.rolling_grace_s:
+        return "rolling"
+    return "idle"
 
 
 class PresenceDetector:

@@ -204,15 +204,34 @@
   function render(what) {
     const d = devices[current];
     if (!d) return;
-    if (what === "all" || what === "coach") renderCoach(d);
+    // a roller going offline changes what its last coach state means: render it again
+    if (what === "all" || what === "coach" || what === "status") renderCoach(d);
     if (what === "all" || what === "live") renderLive(d);
   }
 
   function fmtS(s) { return Math.max(0, Math.round(s || 0)) + " s"; }
 
-  function renderCoach(d) {
+  // A roller that is offline is not coaching: its last retained coach state is history. After
+  // a clean shutdown that state already says so (done, cue "shutdown", with the summary); after
+  // a lost link it may still hold a live prompt, which is replaced by an offline notice (and
+  // the last summary the session topic carries, if any). Nothing live is shown or spoken.
+  function offlineView(d) {
     const c = d.coach;
-    if (!c) return;
+    if (d.status !== "offline" || c.state === "done") return c;
+    const last = c.step ? `It was at ${c.step.title}` : "It was not coaching";
+    const summary = d.session && d.session.routine ? d.session.routine : null;
+    return Object.assign({}, c, {
+      state: "done", cue: "offline", step: null, hold: null, breath: null, too_fast: false,
+      prompt: "The roller is offline.",
+      detail: `${last} when it went offline; this page carries on when it is back.`,
+      summary: summary, speech: null,
+    });
+  }
+
+  function renderCoach(d) {
+    if (!d.coach) return;
+    const offline = d.status === "offline";
+    const c = offlineView(d);
     const step = c.step;
     if (step) {
       $("step-line").textContent = `Step ${c.step_index + 1} of ${c.step_count} \u00b7 ${c.routine_title}` +
@@ -223,10 +242,12 @@
       badge.textContent = step.side.toUpperCase();
     } else {
       $("step-line").textContent = c.routine_title + (c.state === "ready" ? " \u00b7 ready" : "");
-      $("step-title").textContent = c.state === "done" ? "Session over" : c.routine_title;
+      $("step-title").textContent = offline ? "Roller offline"
+        : c.state === "done" ? "Session over" : c.routine_title;
       $("side-badge").hidden = true;
     }
     $("main").dataset.state = c.state || "";
+    $("main").dataset.offline = String(offline);
     $("prompt").textContent = c.prompt || "";
     $("detail").textContent = c.detail || "";
     $("prompt-box").dataset.cue = c.cue || "none";
@@ -265,10 +286,10 @@
     $("pause-btn").textContent = c.state === "paused" ? "Resume" : "Pause";
     $("pause-btn").dataset.verb = c.state === "paused" ? "resume" : "pause";
     // nothing to pause before the start or after the end
-    $("pause-btn").disabled = !["active", "transition", "paused"].includes(c.state);
+    $("pause-btn").disabled = offline || !["active", "transition", "paused"].includes(c.state);
     renderSummary(c);
     fitText();
-    speakAndCue(c, d.coachAge || 0);
+    if (!offline) speakAndCue(c, d.coachAge || 0);
   }
 
   // The go-slow band [cm/s]: the roller's own (in its coach state), else the server's.
@@ -299,7 +320,8 @@
     const s = c.state === "done" ? c.summary : null;
     box.hidden = !s;
     if (!s) return;
-    const reason = { completed: "Routine complete", stopped: "Session stopped", pain: "Stopped for pain" };
+    const reason = { completed: "Routine complete", stopped: "Session stopped", pain: "Stopped for pain",
+                     idle: "Session ended after a long rest", shutdown: "Session saved at switch-off" };
     $("summary-title").textContent = reason[s.end_reason] || "Session summary";
     box.dataset.reason = s.end_reason || "";
     const left = s.sides_s.left || 0, right = s.sides_s.right || 0;
@@ -491,8 +513,8 @@
       if (audio && audio.state === "suspended") audio.resume();
       // the current prompt, once: what the coach has already said is not said again
       const d = devices[current];
-      const c = d && d.coach;
-      if (c) heardKey = speechKey(c.speech);
+      const c = d && d.coach ? offlineView(d) : null;
+      if (d && d.coach) heardKey = speechKey(d.coach.speech);
       say(c ? c.prompt : "Sound is on.", c && CUES[c.cue] ? CUES[c.cue].priority : 0);
     } else {
       talking = null;
