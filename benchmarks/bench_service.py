@@ -209,7 +209,8 @@ def bench_alerts(port: int, workdir: Path, rate_hz: float) -> dict:
     driver = open_sensor(SensorSettings(output_rate_hz=rate_hz), simulate=True,
                          scenario=scenario, clock=clock)
     pipeline_settings = PipelineSettings()
-    service = Service(config, driver=driver, pipeline=Pipeline(pipeline_settings),
+    service = Service(config.service, config.session, device_id=config.device_id,
+                      driver=driver, pipeline=Pipeline(pipeline_settings),
                       publisher=publisher, clock=clock)
     chip = driver.dev.bus.chips[driver.address]
     t0 = chip.source_t0

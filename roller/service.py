@@ -36,7 +36,7 @@ from roller.errors import RollerError
 from roller.events import Event, LiveState, TooFastAlert
 from roller.health import HealthMonitor, SensorChange
 from roller.pace import read_period_s
-from roller.session import Session, SessionCommands
+from roller.session import Session, SessionCommands, SessionSettings
 from roller.settings import setting
 from roller.sinks import ControlsSink, HistorySink, MqttSink, Sink, SystemdSink, Tick
 from roller.systemd import Notifier
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from firmware_bridge.imu.base import ImuDriver
     from roller.coach import Coach, CoachState
     from roller.coach import SessionSummary as CoachSummary
-    from roller.config import RollerConfig
     from roller.history import History
     from roller.pipeline import Pipeline
     from roller.publisher import Publisher
@@ -78,19 +77,19 @@ class ServiceSettings:
 class Service:
     """The running roller: see the module docstring. Call :meth:`run` or :meth:`step`."""
 
-    def __init__(self, config: RollerConfig, *, driver: ImuDriver, pipeline: Pipeline,
+    def __init__(self, settings: ServiceSettings, session: SessionSettings, *, device_id: str,
+                 driver: ImuDriver, pipeline: Pipeline,
                  publisher: Publisher, controls: Controls | None = None,
                  coach: Coach | None = None, history: History | None = None,
                  clock: Clock | None = None, notifier: Notifier | None = None,
                  calibration_path: Path | None = None, inbox: CommandInbox | None = None,
                  sinks: Sequence[Sink] | None = None) -> None:
-        self.config = config
-        self.settings: ServiceSettings = config.service
+        self.settings = settings
         self.driver, self.pipeline, self.publisher, self.coach = driver, pipeline, publisher, coach
         self.clock = clock or SystemClock()
         self.calibration_path = calibration_path
         """Where to save a confident calibration on shutdown (None: do not save)."""
-        self.session = Session(config.session)
+        self.session = Session(session)
         if coach is not None:
             coach.follow(self.session)
         self.commands = CommandTable()
@@ -100,16 +99,16 @@ class Service:
         self._stop = threading.Event()
         self._touched = self._closed = False
         started = self.clock.monotonic()
-        self.health = HealthMonitor(driver, device_id=config.device_id, started_at=started,
+        self.health = HealthMonitor(driver, device_id=device_id, started_at=started,
                                     sensor_stale_s=self.settings.sensor_stale_s)
         self._controls = ControlsSink(controls)
         self._systemd = SystemdSink(notifier or Notifier(), publisher, started_at=started,
                                     ready_timeout_s=self.settings.ready_timeout_s)
         self.sinks: list[Sink] = list(sinks) if sinks is not None else [
             self._controls,
-            HistorySink(history, device_id=config.device_id, report=publisher.publish_error),
+            HistorySink(history, device_id=device_id, report=publisher.publish_error),
             MqttSink(publisher, self.health, health_interval_s=self.settings.health_interval_s,
-                     session_publish_interval_s=config.session.publish_interval_s,
+                     session_publish_interval_s=session.publish_interval_s,
                      coach_publish_interval_s=coach.settings.publish_interval_s
                      if coach is not None else 1.0),
             self._systemd]

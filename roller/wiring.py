@@ -60,7 +60,8 @@ def build_service(config: RollerConfig, *, simulate: bool = False, seed: int = 0
         # Queued by paho until the broker connection is up.
         publisher.publish_error("history_failed", f"the session history could not be opened, "
                                 f"sessions are not stored: {exc}")
-    service = Service(config, driver=driver, pipeline=make_pipeline(config, calibration_path),
+    service = Service(config.service, config.session, device_id=config.device_id,
+                      driver=driver, pipeline=make_pipeline(config, calibration_path),
                       publisher=publisher, coach=coach, history=history,
                       controls=open_controls(config, inbox, simulate=simulate), clock=clock,
                       notifier=notifier, calibration_path=calibration_path, inbox=inbox)

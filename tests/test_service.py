@@ -65,8 +65,9 @@ def make_service(broker: Broker, state: Path, *, clock: ManualClock, device: str
     publisher = Publisher(config.mqtt, Topics(device), Outbox(state / "outbox.sqlite3"))
     driver = open_sensor(SensorSettings(), simulate=True, scenario=scenario or session_scenario(),
                          seed=seed, clock=clock)
-    return Service(config, driver=driver, pipeline=Pipeline(PipelineSettings()),
-                   publisher=publisher, controls=controls, clock=clock,
+    return Service(config.service, config.session, device_id=config.device_id, driver=driver,
+                   pipeline=Pipeline(PipelineSettings()), publisher=publisher,
+                   controls=controls, clock=clock,
                    notifier=notifier or Notifier({}))
 
 
