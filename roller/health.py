@@ -77,7 +77,8 @@ class HealthMonitor:
         """What makes ``health`` worth republishing at once when it changes (cheap to get)."""
         h = self.driver.health
         return (self.sensor_ok, h.connected, h.last_error, h.reinits, outbox_dropped,
-                live.calibrated if live is not None else None)
+                live.calibrated if live is not None else None,
+                live.speed_clipped if live is not None else None)
 
     def payload(self, now: float, *, live: LiveState | None, mqtt: Mapping[str, Any],
                 events_published: int, instance: str = "") -> dict[str, Any]:
@@ -97,4 +98,6 @@ class HealthMonitor:
                               uptime_s=now - self.started_at, sensor=sensor, mqtt=mqtt,
                               events_published=events_published,
                               calibrated=bool(live.calibrated) if live is not None else False,
-                              time_unix_s=time.time(), instance=instance)
+                              time_unix_s=time.time(), instance=instance,
+                              speed_clipped=bool(live.speed_clipped) if live is not None
+                              else False)

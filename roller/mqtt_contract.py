@@ -464,8 +464,9 @@ HEALTH_FIELDS: tuple[Field, ...] = (
     _f("uptime_s", "number", "s", "time since the service started"),
     _f("sensor", "object", "-", "`chip`, `output_rate_hz` [Hz], `connected`, the driver's "
                                 "counters (`samples`, `overflows`, `fifo_faults`, `retries`, "
-                                "`reinits`, `disconnects`, `samples_lost_estimate`), "
-                                "`last_error` and `last_sample_age_s` [s]"),
+                                "`reinits`, `disconnects`, `samples_lost_estimate`, "
+                                "`burst_failures`, `burst_frames_lost`), `last_error` and "
+                                "`last_sample_age_s` [s]"),
     _f("mqtt", "object", "-", "`connected`, `connects`, `outbox_pending`, `outbox_dropped`, "
                               "`last_seq`, `epoch`, `outbox_in_memory`, `outbox_disk_error` "
                               "(null when the disk is fine), `undeliverable`, `live_sent`, "
@@ -477,6 +478,8 @@ HEALTH_FIELDS: tuple[Field, ...] = (
                                   "rollers share the device id"),
     _f("events_published", "int", "-", "events handed to the outbox since the start"),
     _f("calibrated", "bool", "-", "whether the speed can be trusted"),
+    _f("speed_clipped", "bool", "-", "whether the sensor reads at its full scale now (the "
+                                     "speed is then a lower bound: a larger gyro range helps)"),
     _f("time_unix_s", "number", "s", "wall clock when it was sent (Unix time)"),
 )
 
@@ -672,13 +675,14 @@ def coach_payload(state: Mapping[str, Any]) -> dict[str, Any]:
 
 def health_payload(*, device_id: str, degraded: bool, uptime_s: float,
                    sensor: Mapping[str, Any], mqtt: Mapping[str, Any], events_published: int,
-                   calibrated: bool, time_unix_s: float, instance: str = ""
-                   ) -> dict[str, Any]:
+                   calibrated: bool, time_unix_s: float, instance: str = "",
+                   speed_clipped: bool = False) -> dict[str, Any]:
     """The retained ``health`` payload (see :data:`HEALTH_FIELDS`)."""
     return {"device_id": device_id, "state": "degraded" if degraded else "ok",
             "uptime_s": round(uptime_s, 1), "sensor": dict(sensor), "mqtt": dict(mqtt),
             "events_published": events_published, "calibrated": calibrated,
-            "instance": instance, "time_unix_s": round(time_unix_s, 3)}
+            "speed_clipped": speed_clipped, "instance": instance,
+            "time_unix_s": round(time_unix_s, 3)}
 
 
 MAX_STATE_TEXT_CHARS = 255

@@ -55,6 +55,10 @@ COMMAND_ERRORS = frozenset({"unknown_command", "bad_payload", "not_possible",
                             "too_many_commands", "retained_command"})
 """``error`` codes about refused commands: a flood of them is logged at a limited rate."""
 
+DISK_REPORT_INTERVAL_S = 60.0
+"""A disk that refuses again within this long of the last ``outbox_disk`` report is the same
+outage (a nearly full disk flaps as acknowledged rows free pages): not reported twice."""
+
 DUPLICATE_MEMORY_S = 120.0
 """How long a sighting of another roller with our device id keeps ``health`` degraded [s]
 (it publishes health at least every ``service.health_interval_s``, 10 s by default)."""
@@ -206,6 +210,7 @@ class Publisher:
         """This run's id in ``health``: ``<machine>-<run>`` (see :meth:`_check_instance`)."""
         self._duplicate: tuple[str, float] | None = None  # (other instance, monotonic s)
         self._reported_disk_error: str | None = None
+        self._disk_reported_at = -math.inf
         self._command_log = RateLimitedLog(log, interval_s=60.0, burst=5)
         self._error_log = RateLimitedLog(log, interval_s=60.0, burst=10)
         self._started = False
@@ -395,7 +400,9 @@ class Publisher:
         new disk fault once on ``error`` and log when it clears."""
         self.outbox.retry_disk(force=False)
         error = self.outbox.disk_error
-        if error is not None and self._reported_disk_error is None:
+        if error is not None and self._reported_disk_error is None and \
+                time.monotonic() - self._disk_reported_at >= DISK_REPORT_INTERVAL_S:
+            self._disk_reported_at = time.monotonic()
             self.publish_error("outbox_disk", f"the outbox cannot write to disk ({error}); "
                                f"events wait in memory (at most "
                                f"{self.outbox.max_memory_messages}) until it can",

@@ -7,13 +7,16 @@ the history. Each piece is opened by its own small function, so a test can build
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from pathlib import Path
 
 from firmware_bridge.clock import Clock, SystemClock
 from firmware_bridge.gpio import Controls
 from firmware_bridge.imu.base import ImuDriver
-from firmware_bridge.sensor import open_sensor
+from firmware_bridge.physics import STANDARD_GRAVITY_M_S2
+from firmware_bridge.sensor import SensorSettings, open_sensor
 from roller.calibration import FILE_NAME as CALIBRATION_FILE_NAME
 from roller.calibration import Calibration
 from roller.coach import Coach
@@ -29,7 +32,7 @@ from roller.homeassistant import (
 from roller.mqtt_contract import Topics
 from roller.outbox import Outbox
 from roller.paths import ensure_dir
-from roller.pipeline import Pipeline
+from roller.pipeline import Pipeline, PipelineSettings
 from roller.publisher import Publisher, resolve_password
 from roller.routine import load_routine
 from roller.service import Service
@@ -120,7 +123,20 @@ def make_pipeline(config: RollerConfig, calibration_path: Path | None) -> Pipeli
     saved = Calibration.load_or_none(calibration_path) if calibration_path else None
     if saved is not None:
         log.info("starting from the calibration in %s", calibration_path)
-    return Pipeline(config.pipeline, calibration=saved)
+    return Pipeline(with_sensor_full_scale(config.pipeline, config.sensor), calibration=saved)
+
+
+def with_sensor_full_scale(pipeline: PipelineSettings, sensor: SensorSettings
+                           ) -> PipelineSettings:
+    """``[pipeline]`` with the full scales the driver is configured for (``[sensor]``
+    gyro_range_dps, accel_range_g), unless the pipeline's own settings name them: a reading at
+    the full scale is then marked clipped at once, instead of once its plateau is recognised."""
+    return dataclasses.replace(
+        pipeline,
+        gyro_full_scale_rad_s=pipeline.gyro_full_scale_rad_s
+        or math.radians(sensor.gyro_range_dps),
+        accel_full_scale_m_s2=pipeline.accel_full_scale_m_s2
+        or sensor.accel_range_g * STANDARD_GRAVITY_M_S2)
 
 
 def open_controls(config: RollerConfig, inbox: CommandInbox, *, simulate: bool) -> Controls:

@@ -14,6 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from firmware_bridge.clock import ManualClock
 from roller.config import DeviceSettings, RollerConfig
 from roller.history import History
+from roller.pipeline import PipelineSettings
 from roller.publisher import MqttSettings
 from roller.wiring import build_service
 
@@ -88,7 +89,7 @@ def test_the_service_coaches_publishes_and_records_a_pain_stop(service, broker) 
         coach = watcher.json("coach")
         assert coach["routine"] == "lower_back_hips"
         assert coach["step"]["id"] in ("glutes_right", "glutes_left")
-        assert coach["speed_limit_m_s"] == svc.config.pipeline.max_speed_m_s
+        assert coach["speed_limit_m_s"] == PipelineSettings().max_speed_m_s
         assert coach["sides_s"]["right"] > 5
         # pain, from any MQTT client
         watcher.client.publish("roller/coached/cmd/pain", b"", qos=1).wait_for_publish(5)

@@ -68,7 +68,7 @@ def test_hostile_command_payloads_get_an_error_each_and_the_service_goes_on(
         shared_broker, tmp_path, caplog):
     device = "hostile"
     sub = Subscriber(shared_broker.host, shared_broker.port, f"roller/{device}/error")
-    service, clock = started(shared_broker, tmp_path, device=device, auto_start_session=False)
+    service, clock = started(shared_broker, tmp_path, device=device, auto_start=False)
     caplog.set_level(logging.WARNING, logger="roller.publisher")
     began = time.monotonic()
     for raw in HOSTILE.values():
@@ -121,7 +121,7 @@ def test_a_retained_command_is_never_run_and_reported_once(shared_broker, tmp_pa
                        retain=True).wait_for_publish(5)
     for run in range(2):  # a restart sees them again, and again does nothing
         service, clock = started(shared_broker, tmp_path / str(run), device=device,
-                                 auto_start_session=False)
+                                 auto_start=False)
         advance(service, clock, 0.5)
         assert service.session.state == "idle" and len(service.inbox) == 0
         assert service.publisher.retained_commands == 2
@@ -249,7 +249,7 @@ def test_a_full_disk_degrades_health_and_is_reported_once(shared_broker, tmp_pat
         advance(service, clock, 1.0)
         service.close()
     errors = [m.json() for m in sub.on("roller/disk/error")]
-    assert [e["error"] for e in errors].count("outbox_disk") == 1
+    assert [e["error"] for e in errors].count("outbox_disk") == 1, errors
     assert sub.on("roller/disk/health")[-1].json()["state"] == "ok"
     sub.close()
 
