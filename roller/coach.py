@@ -625,13 +625,7 @@ class Coach:
         A new prompt is offered at its cue's priority; when a step begins its title and
         position are offered as well (at step priority, so they win over the step's first cue).
         """
-        step = self.current_step
-        record = self._records[self._index] if step is not None and self._index is not None \
-            else None
-        nxt = None
-        if self._index is not None and self._session_started is not None and \
-                self._index + 1 < len(self.routine.steps):
-            nxt = self.routine.steps[self._index + 1]
+        step, record, nxt = self._step_context()
         state = self.state
         prompt, _, cue = self._prompt(now, step, record, nxt)
         key = (cue, prompt)
@@ -652,12 +646,8 @@ class Coach:
         self._step_named = False
         self.announcer.update(now)
 
-    # ---------------------------------------------------------------- output
-
-    def snapshot(self, now: float | None = None) -> CoachState:
-        """The current :class:`CoachState` without feeding anything in."""
-        now = self.clock.monotonic() if now is None else now
-        live = self._live
+    def _step_context(self) -> tuple[RoutineStep | None, StepRecord | None, RoutineStep | None]:
+        """The current step, its record and the step after it (None where there is none)."""
         step = self.current_step
         record = self._records[self._index] if step is not None and self._index is not None \
             else None
@@ -665,6 +655,15 @@ class Coach:
         if self._index is not None and self._session_started is not None and \
                 self._index + 1 < len(self.routine.steps):
             nxt = self.routine.steps[self._index + 1]
+        return step, record, nxt
+
+    # ---------------------------------------------------------------- output
+
+    def snapshot(self, now: float | None = None) -> CoachState:
+        """The current :class:`CoachState` without feeding anything in."""
+        now = self.clock.monotonic() if now is None else now
+        live = self._live
+        step, record, nxt = self._step_context()
         state = self.state
         prompt, detail, cue = self._prompt(now, step, record, nxt)
         hold = None

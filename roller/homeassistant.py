@@ -355,7 +355,7 @@ class HomeAssistantSink:
             self._too_fast_s += max(0.0, event.end - event.start)
 
     def on_sensor(self, change: SensorChange) -> None:
-        pass
+        """Sensor faults are not this sink's business (the MQTT and LED sinks report them)."""
 
     def on_step(self, tick: Tick) -> None:
         live = tick.live

@@ -87,7 +87,7 @@ class ControlsSink:
                 log.warning("buzzer failed: %s", exc)
 
     def on_sensor(self, change: SensorChange) -> None:
-        pass
+        """Sensor faults are not this sink's business (the MQTT and LED sinks report them)."""
 
     def on_step(self, tick: Tick) -> None:
         status = "fault" if not tick.sensor_ok else (
@@ -117,10 +117,10 @@ class HistorySink:
         self.report = report
 
     def on_event(self, event: Event, session: Session) -> None:
-        pass
+        """Events reach the history through the coach's summary, not one by one."""
 
     def on_sensor(self, change: SensorChange) -> None:
-        pass
+        """Sensor faults are not this sink's business (the MQTT and LED sinks report them)."""
 
     def on_step(self, tick: Tick) -> None:
         if tick.summary is None or self.history is None:
@@ -254,7 +254,7 @@ class SystemdSink:
         self._last_watchdog = -math.inf
 
     def on_event(self, event: Event, session: Session) -> None:
-        pass
+        """Events reach the history through the coach's summary, not one by one."""
 
     def on_sensor(self, change: SensorChange) -> None:
         if change.ok:
