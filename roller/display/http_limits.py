@@ -156,10 +156,10 @@ class SocketWriter:
         return len(data)
 
     def flush(self) -> None:
-        pass
+        """Nothing to flush: :meth:`write` sends at once (``sendall``)."""
 
     def close(self) -> None:
-        pass
+        """The socket is the server's to close, after the handler returns."""
 
     @property
     def closed(self) -> bool:
