@@ -37,8 +37,8 @@ from firmware_bridge.simulator import (
     SimulatedRoller,
     person_scenario,
 )
-from roller.events import Event, Hold, Stroke, TooFastAlert
 from roller.pipeline import Pipeline, PipelineSettings
+from roller.pipeline.events import Event, Hold, Stroke, TooFastAlert
 
 RATES_HZ = (50.0, 100.0, 200.0, 400.0, 1000.0)
 
@@ -343,7 +343,7 @@ def run_real(directory: Path, name: str, *, block: int = 256,
     """Analyse one real recording as the live service would (blocks of ``block`` samples)."""
     import json
 
-    from roller.recording import read
+    from roller.recordings.recording import read
 
     truth = json.loads((directory / f"{name}.truth.json").read_text())
     t, samples = read(directory / f"{name}.csv")

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from firmware_bridge.simulator import SimulatedRoller, person_scenario  # noqa: E402
-from roller.simulate import write_recording  # noqa: E402
+from roller.recordings.simulate import write_recording  # noqa: E402
 
 # Runs the command from a small, fresh process: a child forked from this (large) one would
 # report this one's memory as its own. Prints the child's output, then wall time and peak RSS.

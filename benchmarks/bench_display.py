@@ -20,9 +20,9 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from roller.broker import start_local_broker
 from roller.display import DisplayServer, DisplaySettings, MqttBridge
-from roller.publisher import MqttSettings
+from roller.mqtt.local_broker import start_local_broker
+from roller.mqtt.publisher import MqttSettings
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -26,9 +26,9 @@ from collections import Counter
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from roller.broker import start_local_broker
 from roller.display import DisplayServer, DisplaySettings, MqttBridge
-from roller.publisher import MqttSettings
+from roller.mqtt.local_broker import start_local_broker
+from roller.mqtt.publisher import MqttSettings
 
 TIMEOUT_S = 2.0
 

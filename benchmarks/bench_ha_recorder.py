@@ -30,11 +30,11 @@ sys.path.insert(0, str(REPO / "tests"))
 from ha_rules import check_device_config, recorder_rows  # noqa: E402
 
 from firmware_bridge.clock import ManualClock  # noqa: E402
-from roller import mqtt_contract as contract  # noqa: E402
-from roller.config import DeviceSettings, RollerConfig  # noqa: E402
-from roller.homeassistant import HomeAssistantSink  # noqa: E402
-from roller.mqtt_contract import Topics  # noqa: E402
-from roller.wiring import build_service, home_assistant_discovery  # noqa: E402
+from roller.contract import messages as contract  # noqa: E402
+from roller.contract.messages import Topics  # noqa: E402
+from roller.mqtt.homeassistant import HomeAssistantSink  # noqa: E402
+from roller.service.config import DeviceSettings, RollerConfig  # noqa: E402
+from roller.service.wiring import build_service, home_assistant_discovery  # noqa: E402
 
 OLD_LIVE_TEMPLATES = {
     "speed": "{{ value_json.speed_m_s }}",

@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/bench_hostile_payloads.py [--repeat 5]
 
-Times :func:`roller.command_table.decode_payload` (the service's ``cmd/<verb>`` decoder) and
+Times :func:`roller.contract.command_table.decode_payload` (the service's ``cmd/<verb>`` decoder)
+and
 :func:`roller.display.bridge.decode_message` (the display's feed) on payloads built to be slow
 or to crash a naive decoder: deep nesting, long runs of quotes and backslashes, megabytes of
 junk, huge numbers. Prints the best of ``--repeat`` per payload and decoder, and what each
@@ -19,9 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from roller.command_table import CommandError, decode_payload  # noqa: E402
+from roller.base.untrusted import PayloadError  # noqa: E402
+from roller.contract.command_table import CommandError, decode_payload  # noqa: E402
 from roller.display.bridge import decode_message  # noqa: E402
-from roller.untrusted import PayloadError  # noqa: E402
 
 PAYLOADS: dict[str, bytes] = {
     "1000 [ then 1000 ]": b"[" * 1000 + b"]" * 1000,

@@ -152,7 +152,7 @@ def bench_emulator(seconds: float, rate_hz: float) -> float:
 
     from firmware_bridge.clock import SystemClock
     from firmware_bridge.sensor import SensorSettings, open_sensor
-    from roller.service import ServiceSettings
+    from roller.service.loop import ServiceSettings
 
     driver = open_sensor(SensorSettings(output_rate_hz=rate_hz), simulate=True,
                          clock=SystemClock())
@@ -189,12 +189,12 @@ def alert_scenario():
 def bench_alerts(port: int, workdir: Path, rate_hz: float) -> dict:
     from firmware_bridge.clock import SystemClock
     from firmware_bridge.sensor import SensorSettings, open_sensor
-    from roller.config import DeviceSettings, RollerConfig
-    from roller.mqtt_contract import Topics
-    from roller.outbox import Outbox
+    from roller.contract.messages import Topics
+    from roller.mqtt.outbox import Outbox
+    from roller.mqtt.publisher import MqttSettings, Publisher
     from roller.pipeline import Pipeline, PipelineSettings
-    from roller.publisher import MqttSettings, Publisher
-    from roller.service import Service
+    from roller.service.config import DeviceSettings, RollerConfig
+    from roller.service.loop import Service
 
     scenario = alert_scenario()
     clock = SystemClock()

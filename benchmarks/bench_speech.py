@@ -36,12 +36,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_bridge.clock import ManualClock
 from firmware_bridge.simulator import SimulatedRoller, person_scenario
-from roller.broker import start_local_broker
-from roller.coach import Coach, CoachSettings
+from roller.coaching.coach import Coach, CoachSettings
+from roller.coaching.routine import load_routine
 from roller.display import DisplayServer, DisplaySettings, MqttBridge
+from roller.mqtt.local_broker import start_local_broker
+from roller.mqtt.publisher import MqttSettings
 from roller.pipeline import Pipeline, PipelineSettings
-from roller.publisher import MqttSettings
-from roller.routine import load_routine
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -112,7 +112,7 @@ def simulate(seed: int, duration_s: float) -> tuple[list[tuple[float, dict[str, 
         now = float(t[min(i + BLOCK, len(t)) - 1])
         clock.advance(max(now - clock.monotonic(), 0.0))
         state = coach.update(events, pipeline.live, now)
-        # the service's rule (roller/service.py _update_coach)
+        # the service's rule (roller/service/loop.py _update_coach)
         key = (state.state, state.step_index, state.prompt, state.cue, state.breath,
                state.summary is not None)
         if key != last_key or now - last_pub >= coach.settings.publish_interval_s:

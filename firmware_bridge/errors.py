@@ -3,7 +3,7 @@
 Every error we raise on purpose derives from :class:`RollerError` and from the builtin it most
 resembles, so callers can catch either (the gpiozero pattern). The root lives here, in the
 bottom layer, because the hardware layer raises it too and must not import the application;
-``roller.errors`` re-exports it. Each message says what was wrong and what to check.
+``roller.base.errors`` re-exports it. Each message says what was wrong and what to check.
 """
 
 from __future__ import annotations

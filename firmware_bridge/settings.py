@@ -7,7 +7,8 @@ Each stage declares its own settings class beside its code (``PipelineSettings``
 found, so config files, routine files and MQTT payloads all fail the same readable way.
 
 It lives in the bottom layer because the hardware layer declares its settings (``[sensor]``,
-``[gpio]``) the same way and must not import the application; ``roller.settings`` re-exports it.
+``[gpio]``) the same way and must not import the application; ``roller.base.settings`` re-exports
+it.
 
 Example::
 

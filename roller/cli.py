@@ -16,7 +16,7 @@ import importlib.util
 import sys
 
 from roller import __version__
-from roller.errors import ConfigError, RecordingError, RollerError
+from roller.base.errors import ConfigError, RecordingError, RollerError
 
 COMMANDS = (
     "analyze",    # analyse a recording                           (pipeline)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from firmware_bridge.simulator import SimulatedRoller, person_scenario
-from roller import recording
+from roller.recordings import recording
 
 
 def analyze(*args: str) -> subprocess.CompletedProcess[str]:
@@ -168,6 +168,6 @@ def test_columns_in_any_order_extra_columns_and_blank_lines_read_the_same(tmp_pa
     (0.0, "0:00.0"), (59.94, "0:59.9"), (59.96, "1:00.0"), (119.97, "2:00.0"),
     (754.25, "12:34.2"), (-3.0, "-0:03.0")])
 def test_times_are_shown_as_minutes_and_seconds(seconds, shown) -> None:
-    from roller.summary import _clock
+    from roller.recordings.summary import _clock
 
     assert _clock(seconds) == shown

@@ -9,9 +9,9 @@ import numpy as np
 
 from firmware_bridge.physics import STANDARD_GRAVITY_M_S2
 from firmware_bridge.sensor import SensorSettings
-from roller.config import RollerConfig
-from roller.mqtt_contract import health_payload
-from roller.wiring import make_pipeline, with_sensor_full_scale
+from roller.contract.messages import health_payload
+from roller.service.config import RollerConfig
+from roller.service.wiring import make_pipeline, with_sensor_full_scale
 
 
 def test_the_pipeline_takes_the_drivers_full_scale_unless_it_names_its_own() -> None:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from firmware_bridge.simulator import rotation_matrix
-from roller import recording
-from roller.calibration import Calibration
-from roller.calibration_measurement import calibration_scenario
 from roller.cli import main
+from roller.pipeline.calibration import Calibration
+from roller.pipeline.calibration_measurement import calibration_scenario
+from roller.recordings import recording
 
 
 @pytest.fixture(autouse=True)

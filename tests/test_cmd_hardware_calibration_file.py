@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from roller.calibration import Calibration, CalibrationError, default_path
-from roller.errors import RollerError
+from roller.base.errors import RollerError
+from roller.pipeline.calibration import Calibration, CalibrationError, default_path
 
 
 def test_round_trip_normalises_the_axis(tmp_path):

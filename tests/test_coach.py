@@ -8,10 +8,10 @@ import json
 import pytest
 
 from firmware_bridge.clock import ManualClock
-from roller.coach import PAIN_ADVICE, Coach, CoachCommandError, CoachSettings, CoachState
-from roller.events import Hold, HoldStarted, LiveState, Stroke, TooFast, TooFastAlert
-from roller.routine import load_routine, parse_routine
-from roller.session import SessionSettings
+from roller.coaching.coach import PAIN_ADVICE, Coach, CoachCommandError, CoachSettings, CoachState
+from roller.coaching.routine import load_routine, parse_routine
+from roller.coaching.session import SessionSettings
+from roller.pipeline.events import Hold, HoldStarted, LiveState, Stroke, TooFast, TooFastAlert
 
 TICK_S = 0.1
 

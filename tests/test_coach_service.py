@@ -12,11 +12,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_bridge.clock import ManualClock
-from roller.config import DeviceSettings, RollerConfig
-from roller.history import History
+from roller.coaching.history import History
+from roller.mqtt.publisher import MqttSettings
 from roller.pipeline import PipelineSettings
-from roller.publisher import MqttSettings
-from roller.wiring import build_service
+from roller.service.config import DeviceSettings, RollerConfig
+from roller.service.wiring import build_service
 
 STEP_S = 0.05
 

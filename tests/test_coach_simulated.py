@@ -12,9 +12,9 @@ import pytest
 
 from firmware_bridge.clock import ManualClock
 from firmware_bridge.simulator import SimulatedRoller, person_scenario
-from roller.coach import Coach, CoachSettings, CoachState
+from roller.coaching.coach import Coach, CoachSettings, CoachState
+from roller.coaching.routine import load_routine
 from roller.pipeline import Pipeline, PipelineSettings
-from roller.routine import load_routine
 
 RATE_HZ = 200.0
 BLOCK = 20  # samples per pipeline update: 0.1 s, the service's pace

@@ -13,10 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from roller.config import RollerConfig, document, host_device_id, load_config, override_broker
-from roller.errors import ConfigError
-from roller.publisher import PASSWORD_ENV, resolve_password
-from roller.routine import load_routine
+from roller.base.errors import ConfigError
+from roller.coaching.routine import load_routine
+from roller.mqtt.publisher import PASSWORD_ENV, resolve_password
+from roller.service.config import (
+    RollerConfig,
+    document,
+    host_device_id,
+    load_config,
+    override_broker,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 ROLLER = [sys.executable, "-m", "roller.cli"]
@@ -149,7 +155,7 @@ def test_host_device_id_is_topic_safe():
 
 def test_documented_file_lists_every_key_and_loads():
     text = (REPO / "config" / "roller.toml").read_text()
-    assert text == document(), "regenerate: python -m roller.config > config/roller.toml"
+    assert text == document(), "regenerate: python -m roller.service.config > config/roller.toml"
     tomllib.loads(text)
     load_config(REPO / "config" / "roller.toml")
     for f in dataclasses.fields(RollerConfig):

@@ -9,7 +9,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from roller.broker import BrokerError, find_mosquitto, start_local_broker
+from roller.mqtt.local_broker import BrokerError, find_mosquitto, start_local_broker
 
 
 def roundtrip(host: str, port: int) -> list[tuple[str, bytes, bool]]:

@@ -24,11 +24,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_bridge.clock import ManualClock
-from roller.coach import Coach, CoachSettings
+from roller.coaching.coach import Coach, CoachSettings
+from roller.coaching.routine import load_routine
 from roller.display import DisplayServer, DisplaySettings, MqttBridge
-from roller.events import HoldStarted, LiveState, TooFastAlert
-from roller.publisher import MqttSettings
-from roller.routine import load_routine
+from roller.mqtt.publisher import MqttSettings
+from roller.pipeline.events import HoldStarted, LiveState, TooFastAlert
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -144,7 +144,7 @@ def test_page_shows_step_prompt_hold_speed_and_progress(display, pub, page) -> N
     assert page.text_content("#hold-count") == "12"  # 20 s - 8 s
     assert page.text_content("#breath") in ("Breathe in", "Breathe out")
     # 20 s rolling; the hold's first 3 s were rolling in this script, so nothing is credited
-    # twice (roller.session.ActiveTime)
+    # twice (roller.coaching.session.ActiveTime)
     assert page.text_content("#step-time").startswith("20 / 45 s")
     assert page.is_hidden("#device-picker")  # a single roller: no picker
     # live messages drive the speed and stroke count
@@ -662,8 +662,8 @@ def test_speed_colour_follows_the_number_and_titles_and_buttons(display, pub, pa
 
 
 def test_contract_comes_from_the_python_declarations(display, page) -> None:
-    from roller.cues import CUES
-    from roller.verbs import VERBS
+    from roller.contract.cues import CUES
+    from roller.contract.verbs import VERBS
 
     with urllib.request.urlopen(display.url() + "api/contract", timeout=5) as res:
         contract = json.loads(res.read())

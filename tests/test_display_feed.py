@@ -28,7 +28,7 @@ from test_mqtt_support import Subscriber
 
 from roller.display.bridge import MqttBridge
 from roller.display.server import DisplayServer, DisplaySettings
-from roller.publisher import MqttSettings
+from roller.mqtt.publisher import MqttSettings
 
 FAST = {"keepalive_s": 2, "reconnect_min_delay_s": 0.05, "reconnect_max_delay_s": 0.25}
 
@@ -285,9 +285,9 @@ def test_the_service_gives_up_a_blackholed_link_with_the_default_keepalive(share
     """The default ``mqtt.keepalive_s`` (5 s, was 30): a broker that went silent is given up
     within two keepalives, while live messages still leave (they fill the socket, not the
     broker), and the outbox keeps what was not acknowledged."""
-    from roller.mqtt_contract import Topics
-    from roller.outbox import Outbox
-    from roller.publisher import Publisher
+    from roller.contract.messages import Topics
+    from roller.mqtt.outbox import Outbox
+    from roller.mqtt.publisher import Publisher
 
     hole = Blackhole((shared_broker.host, shared_broker.port))
     settings = MqttSettings(host="127.0.0.1", port=hole.port, reconnect_min_delay_s=0.1,

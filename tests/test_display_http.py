@@ -28,12 +28,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
+from roller.base.errors import ConfigError
+from roller.contract.messages import ID_RULE, SAFE_ID
 from roller.display import DisplayServer, DisplaySettings, MqttBridge
 from roller.display.pairing import TOKEN_FILE_NAME, PairingToken
 from roller.display.request_guard import RequestGuard
-from roller.errors import ConfigError
-from roller.mqtt_contract import ID_RULE, SAFE_ID
-from roller.publisher import MqttSettings
+from roller.mqtt.publisher import MqttSettings
 
 TIMEOUT_S = 1.0
 """The test server's request deadline (the default is 5 s): slow clients are closed after it."""

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from roller import recording
-from roller.config import load_config
-from roller.errors import ConfigError, RecordingError
-from roller.routine import load_routine
+from roller.base.errors import ConfigError, RecordingError
+from roller.coaching.routine import load_routine
+from roller.recordings import recording
+from roller.service.config import load_config
 
 FUZZ = settings(max_examples=150, deadline=3000,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

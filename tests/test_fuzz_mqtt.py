@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware_bridge.clock import ManualClock
-from roller.command_table import CommandError, CommandInbox, CommandTable, decode_payload
+from roller.base.untrusted import PayloadError, nesting_depth
+from roller.coaching.session import Session, SessionCommands
+from roller.contract.command_table import CommandError, CommandInbox, CommandTable, decode_payload
 from roller.display.bridge import MqttBridge, _forbidden_key, decode_message
-from roller.publisher import MqttSettings
-from roller.session import Session, SessionCommands
-from roller.untrusted import PayloadError, nesting_depth
+from roller.mqtt.publisher import MqttSettings
 
 BOUND_S = 0.5
 """No single decode may take longer than this (they take microseconds to milliseconds)."""
@@ -160,9 +160,9 @@ _PUBLISHERS: list = []
 def _publisher(tmp_path_factory):
     """One publisher, never connected (its callbacks are fed directly)."""
     if not _PUBLISHERS:
-        from roller.mqtt_contract import Topics
-        from roller.outbox import Outbox
-        from roller.publisher import Publisher
+        from roller.contract.messages import Topics
+        from roller.mqtt.outbox import Outbox
+        from roller.mqtt.publisher import Publisher
 
         box = Outbox(tmp_path_factory.mktemp("fuzz-pub") / "o.sqlite3")
         _PUBLISHERS.append(Publisher(MqttSettings(), Topics("fz"), box,

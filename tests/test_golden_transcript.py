@@ -31,9 +31,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from firmware_bridge.clock import ManualClock
-from roller.config import DeviceSettings, RollerConfig
-from roller.publisher import MqttSettings
-from roller.wiring import build_service
+from roller.mqtt.publisher import MqttSettings
+from roller.service.config import DeviceSettings, RollerConfig
+from roller.service.wiring import build_service
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "mqtt_transcript.jsonl"
 SEED = 7

@@ -10,13 +10,13 @@ import pytest
 from small_disk import small_disk
 
 from firmware_bridge.clock import ManualClock
+from roller.base.errors import RollerError
 from roller.cli import main
-from roller.coach import Coach, CoachSettings, SessionSummary
-from roller.errors import RollerError
-from roller.events import Hold, LiveState, Stroke, TooFast, TooFastAlert
-from roller.history import History, HistoryError, HistorySettings, HistoryWriteError
-from roller.routine import parse_routine
-from roller.session import SessionSettings
+from roller.coaching.coach import Coach, CoachSettings, SessionSummary
+from roller.coaching.history import History, HistoryError, HistorySettings, HistoryWriteError
+from roller.coaching.routine import parse_routine
+from roller.coaching.session import SessionSettings
+from roller.pipeline.events import Hold, LiveState, Stroke, TooFast, TooFastAlert
 
 ROUTINE = parse_routine({
     "name": "t", "title": "Test routine",

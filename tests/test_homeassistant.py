@@ -29,11 +29,12 @@ from ha_rules import (
 from test_mqtt_support import Subscriber, retained
 
 from firmware_bridge.clock import ManualClock
-from roller import mqtt_contract as contract
-from roller.command_table import CommandTable
-from roller.config import DeviceSettings, RollerConfig
-from roller.errors import ConfigError
-from roller.homeassistant import (
+from roller.base.errors import ConfigError
+from roller.coaching.session import Session, SessionCommands
+from roller.contract import messages as contract
+from roller.contract.command_table import CommandTable
+from roller.contract.messages import Topics
+from roller.mqtt.homeassistant import (
     ENTITIES,
     RETIRED,
     HomeAssistantSettings,
@@ -41,10 +42,9 @@ from roller.homeassistant import (
     check_settings,
     display_url,
 )
-from roller.mqtt_contract import Topics
-from roller.session import Session, SessionCommands
-from roller.sinks import Tick
-from roller.wiring import build_service, home_assistant_discovery
+from roller.service.config import DeviceSettings, RollerConfig
+from roller.service.sinks import Tick
+from roller.service.wiring import build_service, home_assistant_discovery
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden" / "mqtt_transcript.jsonl"
@@ -143,7 +143,7 @@ def test_the_device_links_the_display_and_names_the_chip() -> None:
 
 
 def test_a_bad_display_url_in_the_config_file_is_refused_with_its_key(tmp_path) -> None:
-    from roller.config import load_config
+    from roller.service.config import load_config
 
     path = tmp_path / "roller.toml"
     path.write_text('[device]\nid = "m"\n[homeassistant]\ndisplay_url = "pi.local:8080"\n')

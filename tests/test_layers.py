@@ -1,14 +1,13 @@
-"""The layers point one way: hardware below, the application above, and no import cycles.
+"""The layers point one way: hardware below, the stages of the flow above, no import cycles.
 
-The flow is sensor -> pipeline -> coach -> publisher -> display. These tests build the graph of
-the modules' imports from their source (the abstract syntax tree, so an import hidden inside a
-function counts as much as one at the top of a file; imports under ``if TYPE_CHECKING:`` are
-left out, as they never run) and check the rules a newcomer relies on:
-
-* ``firmware_bridge`` imports nothing from ``roller``: it can be used and tested alone;
-* no module imports itself through others (no cycles);
-* the display knows neither the coach nor the service (it only hears them over MQTT);
-* the pipeline knows nothing of the coach, the service, the publisher or the display.
+The flow is sensor -> pipeline -> coach -> publisher -> display, and ``roller/`` is cut into
+packages by stage (``base``, ``contract``, ``pipeline``, ``recordings``, ``coaching``, ``mqtt``,
+``service``, ``display``, ``commands``). These tests build the graph of the modules' imports
+from their source (the abstract syntax tree, so an import hidden inside a function counts as
+much as one at the top of a file; imports under ``if TYPE_CHECKING:`` are left out, as they
+never run) and hold it against :data:`ALLOWED`, a package-to-package table of what may import
+what; ``firmware_bridge`` imports nothing from ``roller``, so it can be used and tested alone.
+``tests/test_process_imports.py`` checks the same at run time, process by process.
 """
 
 from __future__ import annotations
@@ -18,8 +17,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("firmware_bridge", "roller")
@@ -98,13 +95,36 @@ def import_graph(*, type_checking: bool = False) -> dict[str, set[str]]:
 GRAPH = import_graph()
 
 
-def _edges(source: str, target: str) -> list[str]:
-    """Imports from modules in package ``source`` of modules in package ``target``."""
-    def inside(module: str, package: str) -> bool:
-        return module == package or module.startswith(package + ".")
+def _package(module: str) -> str:
+    """The stage a module belongs to: ``roller.coaching.coach`` -> ``coaching``; the hardware
+    layer is one package, ``firmware_bridge``; ``roller`` itself (the version) and
+    ``roller.cli`` (the command) stand apart."""
+    parts = module.split(".")
+    if parts[0] == "firmware_bridge":
+        return "firmware_bridge"
+    if len(parts) == 1:
+        return "version"  # roller/__init__.py: the version, nothing else
+    return parts[1].removesuffix(".py")
 
-    return sorted(f"{a} -> {b}" for a, targets in GRAPH.items() if inside(a, source)
-                  for b in targets if inside(b, target))
+
+ALLOWED: dict[str, set[str]] = {
+    # package: the other packages it may import (at any depth, lazy imports included)
+    "firmware_bridge": set(),
+    "base": {"firmware_bridge"},  # the settings machinery and the exception root live there
+    "contract": {"base"},
+    "pipeline": {"base", "firmware_bridge"},  # firmware_bridge.physics (g), the simulator
+    "recordings": {"base", "pipeline", "firmware_bridge"},
+    "coaching": {"base", "contract", "pipeline", "firmware_bridge"},  # firmware_bridge.clock
+    "mqtt": {"base", "contract", "pipeline", "version"},  # roller.__version__
+    "service": {"base", "contract", "pipeline", "coaching", "mqtt", "firmware_bridge"},
+    "display": {"base", "contract", "mqtt"},  # mqtt: the client recipe, not the publisher
+    "commands": {"base", "contract", "pipeline", "recordings", "coaching", "mqtt", "service",
+                 "display", "firmware_bridge", "version"},
+    "cli": {"base", "commands", "version"},
+    "version": set(),
+}
+"""What may import what: the flow sensor -> pipeline -> coach -> publisher -> display, read as
+a table. A package not listed here fails the test below, so a new stage must be placed."""
 
 
 def test_the_graph_sees_imports_at_every_depth() -> None:
@@ -114,19 +134,23 @@ def test_the_graph_sees_imports_at_every_depth() -> None:
     assert len(GRAPH) > 40
 
 
-def test_the_hardware_layer_imports_nothing_from_the_application() -> None:
-    assert _edges("firmware_bridge", "roller") == []
+def test_every_package_is_placed_in_the_table() -> None:
+    assert {_package(m) for m in GRAPH} <= set(ALLOWED)
 
 
-@pytest.mark.parametrize("forbidden", ["roller.coach", "roller.service"])
-def test_the_display_knows_neither_the_coach_nor_the_service(forbidden: str) -> None:
-    assert _edges("roller.display", forbidden) == []
+PENDING = {"roller.service.config -> roller.display.server"}
+"""Known breaches being removed (issue 15: each process reads its own config sections)."""
 
 
-@pytest.mark.parametrize("forbidden", ["roller.coach", "roller.service", "roller.publisher",
-                                       "roller.display"])
-def test_the_pipeline_knows_nothing_downstream(forbidden: str) -> None:
-    assert _edges("roller.pipeline", forbidden) == []
+def test_each_package_imports_only_what_the_table_allows() -> None:
+    wrong = sorted(f"{a} -> {b}" for a, targets in GRAPH.items() for b in targets
+                   if _package(a) != _package(b) and _package(b) not in ALLOWED[_package(a)])
+    assert set(wrong) == PENDING
+
+
+def test_the_table_points_one_way() -> None:
+    # The table itself has no cycle: no two stages may import each other, however indirectly.
+    assert _cycles({k: v - {k} for k, v in ALLOWED.items()}) == []
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -183,7 +207,8 @@ def test_every_hardware_module_imports_with_the_application_absent() -> None:
 
 
 KNOWN_TYPE_ONLY_CYCLES: list[list[str]] = []
-"""None: the service takes its config sections, not the whole config, so roller.config (which
+"""None: the service takes its config sections, not the whole config, so roller.service.config
+(which
 lists every section) is imported by the composition root alone."""
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from roller import mqtt_contract as contract
 from roller.commands.analyze import analysis_json
-from roller.events import Hold, Stroke, TooFast
-from roller.summary import SessionSummary
+from roller.contract import messages as contract
+from roller.pipeline.events import Hold, Stroke, TooFast
+from roller.recordings.summary import SessionSummary
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden" / "mqtt_transcript.jsonl"
@@ -32,7 +32,7 @@ def topic_name(topic: str) -> str:
 def test_docs_tables_are_generated_from_the_contract() -> None:
     text = (REPO / "docs" / "mqtt.md").read_text(encoding="utf-8")
     assert contract.render_docs(text) == text, \
-        "stale: run python -m roller.mqtt_contract docs/mqtt.md"
+        "stale: run python -m roller.contract.messages docs/mqtt.md"
     for name in contract.blocks():
         assert f"<!-- contract:{name} -->" in text, f"docs/mqtt.md lacks the {name} table"
 
@@ -138,9 +138,9 @@ def test_the_display_gets_verbs_kinds_and_the_band_from_one_place() -> None:
 
 def test_the_coach_draws_the_band_the_pipeline_judges_by(tmp_path) -> None:
     from firmware_bridge.clock import ManualClock
-    from roller.config import RollerConfig
     from roller.pipeline import PipelineSettings
-    from roller.wiring import make_coach
+    from roller.service.config import RollerConfig
+    from roller.service.wiring import make_coach
 
     config = RollerConfig(pipeline=PipelineSettings(max_speed_m_s=0.04, target_speed_m_s=0.02))
     state = make_coach(config, ManualClock()).snapshot(0.0).to_dict()
@@ -150,7 +150,7 @@ def test_the_coach_draws_the_band_the_pipeline_judges_by(tmp_path) -> None:
 def test_home_assistant_reads_only_fields_the_contract_declares() -> None:
     import re
 
-    from roller.homeassistant import discovery_config
+    from roller.mqtt.homeassistant import discovery_config
 
     topics = contract.Topics("r1")
     every_event = {f.name for name, fs in contract.FIELDS.items() if name.startswith("event")

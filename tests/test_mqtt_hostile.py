@@ -21,12 +21,12 @@ from test_mqtt_support import Subscriber
 from test_service import STEP_S, advance, make_service, session_scenario, wait
 
 from firmware_bridge.clock import ManualClock
-from roller.command_table import MAX_COMMAND_BYTES
-from roller.config import RollerConfig
-from roller.history import HistorySettings
-from roller.mqtt_contract import Topics
-from roller.outbox import Outbox
-from roller.publisher import MqttSettings, Publisher
+from roller.coaching.history import HistorySettings
+from roller.contract.command_table import MAX_COMMAND_BYTES
+from roller.contract.messages import Topics
+from roller.mqtt.outbox import Outbox
+from roller.mqtt.publisher import MqttSettings, Publisher
+from roller.service.config import RollerConfig
 
 FAST = {"keepalive_s": 2, "reconnect_min_delay_s": 0.05, "reconnect_max_delay_s": 0.25,
         "shutdown_flush_s": 1.0}
@@ -69,7 +69,7 @@ def test_hostile_command_payloads_get_an_error_each_and_the_service_goes_on(
     device = "hostile"
     sub = Subscriber(shared_broker.host, shared_broker.port, f"roller/{device}/error")
     service, clock = started(shared_broker, tmp_path, device=device, auto_start=False)
-    caplog.set_level(logging.WARNING, logger="roller.publisher")
+    caplog.set_level(logging.WARNING, logger="roller.mqtt.publisher")
     began = time.monotonic()
     for raw in HOSTILE.values():
         sub.client.publish(f"roller/{device}/cmd/start", raw, qos=1).wait_for_publish(10)
@@ -99,7 +99,7 @@ def test_hostile_command_payloads_get_an_error_each_and_the_service_goes_on(
 def test_a_flood_of_refused_commands_logs_a_few_lines_and_counts_all(shared_broker, tmp_path,
                                                                        caplog):
     service, clock = started(shared_broker, tmp_path, device="flood")
-    caplog.set_level(logging.WARNING, logger="roller.publisher")
+    caplog.set_level(logging.WARNING, logger="roller.mqtt.publisher")
     for _ in range(10):
         for _ in range(200):
             service.submit_command("dance", b"")
@@ -256,8 +256,8 @@ def test_a_full_disk_degrades_health_and_is_reported_once(shared_broker, tmp_pat
 
 def test_a_history_that_cannot_be_opened_is_reported_and_coaching_goes_on(shared_broker,
                                                                            tmp_path):
-    from roller.config import DeviceSettings
-    from roller.wiring import build_service
+    from roller.service.config import DeviceSettings
+    from roller.service.wiring import build_service
 
     (tmp_path / "history.sqlite3").mkdir()  # a directory where the file should be
     sub = Subscriber(shared_broker.host, shared_broker.port, "roller/nohist/error")

@@ -26,10 +26,10 @@ import pytest
 from conftest import Broker
 from test_mqtt_support import Subscriber, retained
 
-from roller.homeassistant import discovery_config
-from roller.mqtt_contract import Topics
-from roller.outbox import Outbox
-from roller.publisher import PASSWORD_ENV, MqttSettings, Publisher, resolve_password
+from roller.contract.messages import Topics
+from roller.mqtt.homeassistant import discovery_config
+from roller.mqtt.outbox import Outbox
+from roller.mqtt.publisher import PASSWORD_ENV, MqttSettings, Publisher, resolve_password
 
 FAST = {"keepalive_s": 2, "reconnect_min_delay_s": 0.05, "reconnect_max_delay_s": 0.25,
         "shutdown_flush_s": 2.0}
@@ -106,9 +106,9 @@ def test_retained_session_supersedes_and_is_seen_by_late_subscribers(broker, tmp
 def test_last_will_after_kill_9(broker, tmp_path):
     script = textwrap.dedent(f"""
         import time
-        from roller.outbox import Outbox
-        from roller.publisher import PASSWORD_ENV, MqttSettings, Publisher, resolve_password
-        from roller.mqtt_contract import Topics
+        from roller.mqtt.outbox import Outbox
+        from roller.mqtt.publisher import PASSWORD_ENV, MqttSettings, Publisher, resolve_password
+        from roller.contract.messages import Topics
         p = Publisher(MqttSettings(host="{broker.host}", port={broker.port}, keepalive_s=2),
                       Topics("doomed"), Outbox(r"{tmp_path}/o.sqlite3"))
         p.start()

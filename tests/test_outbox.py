@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from small_disk import small_disk
 
-from roller.outbox import Outbox, OutboxError
+from roller.mqtt.outbox import Outbox, OutboxError
 
 
 def test_messages_come_out_in_order_and_stay_until_acknowledged(tmp_path):

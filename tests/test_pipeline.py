@@ -22,12 +22,12 @@ from firmware_bridge.simulator import (
     random_rotvec,
     rotation_matrix,
 )
-from roller.calibration import Calibration
-from roller.errors import ConfigError
-from roller.events import Hold, HoldStarted, Stroke, TooFast, TooFastAlert
+from roller.base.errors import ConfigError
+from roller.base.settings import from_mapping
 from roller.pipeline import Pipeline, PipelineSettings
+from roller.pipeline.calibration import Calibration
+from roller.pipeline.events import Hold, HoldStarted, Stroke, TooFast, TooFastAlert
 from roller.pipeline.frames import Framer
-from roller.settings import from_mapping
 
 
 def run(t, samples, settings=None, block=None, pipeline=None):

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from roller import cli, recording
-from roller.errors import RecordingError
+from roller import cli
+from roller.base.errors import RecordingError
+from roller.recordings import recording
 
 
 def _samples(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from roller.errors import ConfigError
-from roller.routine import (
+from roller.base.errors import ConfigError
+from roller.coaching.routine import (
     DEFAULT_ROUTINE,
     ROUTINES_DIR,
     available_routines,
@@ -103,7 +103,7 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
 def test_routines_are_found_next_to_an_installed_venv(tmp_path: Path, monkeypatch) -> None:
     """scripts/install-pi copies the checkout to /opt/roller and pip-installs the package into
     /opt/roller/.venv: the routines are then beside the venv, not beside the package."""
-    import roller.routine as routine_module
+    import roller.coaching.routine as routine_module
 
     opt = tmp_path / "opt-roller"
     (opt / "config" / "routines").mkdir(parents=True)

@@ -1,7 +1,7 @@
 """The service end to end: the real driver on B's emulated chip fed by the simulator, A's
 pipeline, a real mosquitto and an independent subscriber.
 
-In-process tests drive :class:`roller.service.Service` step by step on a ManualClock (ten
+In-process tests drive :class:`roller.service.loop.Service` step by step on a ManualClock (ten
 simulated seconds take a fraction of a second); subprocess tests run ``roller run --simulate``
 as systemd would and kill it.
 """
@@ -28,16 +28,16 @@ from test_mqtt_support import Subscriber, retained
 from firmware_bridge.clock import ManualClock
 from firmware_bridge.sensor import SensorSettings, open_sensor
 from firmware_bridge.simulator import HoldSegment, RestSegment, Scenario, StrokeSegment
-from roller.command_table import CommandError, decode_payload
-from roller.config import DeviceSettings, RollerConfig
-from roller.history import History
-from roller.mqtt_contract import Topics
-from roller.outbox import Outbox
+from roller.coaching.history import History
+from roller.coaching.session import SessionSettings
+from roller.contract.command_table import CommandError, decode_payload
+from roller.contract.messages import Topics
+from roller.mqtt.outbox import Outbox
+from roller.mqtt.publisher import MqttSettings, Publisher
 from roller.pipeline import Pipeline, PipelineSettings
-from roller.publisher import MqttSettings, Publisher
-from roller.service import Service, ServiceSettings
-from roller.session import SessionSettings
-from roller.systemd import Notifier
+from roller.service.config import DeviceSettings, RollerConfig
+from roller.service.loop import Service, ServiceSettings
+from roller.service.systemd import Notifier
 
 REPO = Path(__file__).resolve().parent.parent
 FAST_MQTT = {"keepalive_s": 2, "reconnect_min_delay_s": 0.05, "reconnect_max_delay_s": 0.25,
@@ -541,8 +541,8 @@ def test_gpio_buttons_led_and_buzzer(broker, tmp_path):
 
 
 def test_calibration_is_loaded_at_start_and_saved_when_confident(broker, tmp_path):
-    from roller.calibration import Calibration
-    from roller.wiring import make_pipeline as _make_pipeline
+    from roller.pipeline.calibration import Calibration
+    from roller.service.wiring import make_pipeline as _make_pipeline
 
     path = tmp_path / "calibration.json"
     Calibration(gyro_bias_rad_s=(0.01, -0.02, 0.03), roll_axis=(0.0, 1.0, 0.0),
@@ -571,7 +571,7 @@ def test_calibration_is_loaded_at_start_and_saved_when_confident(broker, tmp_pat
 
 
 def test_a_command_flood_is_bounded_and_reported(broker, tmp_path):
-    from roller.command_table import MAX_QUEUED_COMMANDS
+    from roller.contract.command_table import MAX_QUEUED_COMMANDS
 
     sub = Subscriber(broker.host, broker.port, "roller/svc/error")
     clock = ManualClock()

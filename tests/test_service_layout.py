@@ -7,14 +7,15 @@ import inspect
 import subprocess
 import sys
 
-from roller import sinks
-from roller.service import Service
+from roller.service import sinks
+from roller.service.loop import Service
 
 
 def test_the_service_module_opens_nothing_itself() -> None:
     """Importing the loop loads no sensor, outbox, broker client, GPIO, history or wiring."""
-    code = ("import sys, roller.service; bad = [m for m in ('roller.wiring', 'roller.outbox', "
-            "'firmware_bridge.sensor', 'firmware_bridge.gpio', 'roller.history', "
+    code = ("import sys, roller.service.loop; bad = [m for m in ('roller.service.wiring', "
+            "'roller.mqtt.outbox', "
+            "'firmware_bridge.sensor', 'firmware_bridge.gpio', 'roller.coaching.history', "
             "'paho.mqtt.client', 'gpiozero') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()

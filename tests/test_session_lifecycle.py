@@ -17,17 +17,17 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_bridge.clock import ManualClock
 from firmware_bridge.simulator import SimulatedRoller, person_scenario
-from roller.coach import Coach, CoachSettings
-from roller.config import DeviceSettings, RollerConfig, document, load_config
-from roller.events import LiveState, Stroke, TooFast
-from roller.history import History
+from roller.coaching.coach import Coach, CoachSettings
+from roller.coaching.history import History
+from roller.coaching.routine import load_routine
+from roller.coaching.session import ActiveTime, Session, SessionSettings
+from roller.mqtt.publisher import MqttSettings
 from roller.pipeline import Pipeline, PipelineSettings
-from roller.publisher import MqttSettings
-from roller.routine import load_routine
-from roller.session import ActiveTime, Session, SessionSettings
-from roller.session_stats import SpeedStats
-from roller.summary import SessionSummary as AnalyzeSummary
-from roller.wiring import build_service
+from roller.pipeline.events import LiveState, Stroke, TooFast
+from roller.pipeline.speed_stats import SpeedStats
+from roller.recordings.summary import SessionSummary as AnalyzeSummary
+from roller.service.config import DeviceSettings, RollerConfig, document, load_config
+from roller.service.wiring import build_service
 
 STEP_S = 0.1
 AGREES = {"ready": {"idle"}, "active": {"running"}, "transition": {"running"},
@@ -279,7 +279,7 @@ def test_the_old_session_keys_still_work_with_a_warning(tmp_path, caplog) -> Non
     path.write_text("[service]\nsession_idle_timeout_s = 120.0\nauto_start_session = false\n"
                     "[coach]\nrestart_idle_s = 12.0\nmin_record_active_s = 3.0\n"
                     "[session]\npublish_interval_s = 2.0\n", encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="roller.config"):
+    with caplog.at_level(logging.WARNING, logger="roller.service.config"):
         config = load_config(path)
     assert config.session == SessionSettings(idle_timeout_s=120.0, auto_start=False,
                                              restart_rest_s=12.0, min_record_active_s=3.0,

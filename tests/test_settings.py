@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from roller.errors import ConfigError
-from roller.settings import describe, from_mapping, setting
+from roller.base.errors import ConfigError
+from roller.base.settings import describe, from_mapping, setting
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from firmware_bridge.simulator import (
     random_rotvec,
     rotation_matrix,
 )
-from roller import recording
+from roller.recordings import recording
 
 DT = 0.0005
 
@@ -163,7 +163,7 @@ def test_person_scenario_is_plausible() -> None:
 
 def test_command_line_writes_a_recording_and_its_truth(tmp_path) -> None:
     out = tmp_path / "session.csv"
-    proc = subprocess.run([sys.executable, "-m", "roller.simulate", str(out),
+    proc = subprocess.run([sys.executable, "-m", "roller.recordings.simulate", str(out),
                            "--seconds", "20", "--rate", "100", "--seed", "3"],
                           capture_output=True, text=True, check=True)
     assert "wrote" in proc.stdout

@@ -11,7 +11,8 @@ from collections import Counter
 
 import pytest
 
-from roller.speech import Announcer, Priority, SpeechSettings, speaking_time_s
+from roller.coaching.speech import Announcer, SpeechSettings, speaking_time_s
+from roller.contract.cues import Priority
 from tests.test_coach_simulated import coach_run, lively_seed
 
 
@@ -75,9 +76,9 @@ def test_higher_priority_interrupts_only_lower_sentences() -> None:
 
 def test_next_replaces_the_skipped_steps_position() -> None:
     from firmware_bridge.clock import ManualClock
-    from roller.coach import Coach
-    from roller.events import LiveState
-    from roller.routine import load_routine
+    from roller.coaching.coach import Coach
+    from roller.coaching.routine import load_routine
+    from roller.pipeline.events import LiveState
 
     clock = ManualClock(100.0)
     coach = Coach(load_routine(), clock=clock)

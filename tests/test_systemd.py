@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from roller.systemd import Notifier
+from roller.service.systemd import Notifier
 
 REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "systemd" / "roller.service"

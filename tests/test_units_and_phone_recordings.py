@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from roller.cli import main
-from roller.recording import read
-from roller.units import Units, UnitsError, diagnose, inspect
+from roller.recordings.recording import read
+from roller.recordings.units import Units, UnitsError, diagnose, inspect
 from tests.test_real_recordings import DIRECTORY
 
 pytestmark = pytest.mark.skipif(DIRECTORY is None, reason="real recordings not found")
@@ -51,8 +51,8 @@ def reference():
     """The original recording's analysis."""
     import argparse
 
-    from roller.analysis import analyze
     from roller.commands.analyze import settings_from_args
+    from roller.recordings.analysis import analyze
 
     args = argparse.Namespace(config=None, radius=0.05, max_speed=0.1, roll_axis=None,
                               gyro_bias=None, ball=False, gyro_range=None)

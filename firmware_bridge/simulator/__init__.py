@@ -25,7 +25,8 @@ frame has x along its long axis. Orientation of the body in the world:
 (for a roller: long axis along world Y). Everything here is analytic in time, so :meth:`imu`
 can be sampled at any times, in any order of calls, by a recorder or an emulated chip alike.
 
-``python -m roller.simulate OUT.csv --seconds 300`` writes a session as a recording file with its
+``python -m roller.recordings.simulate OUT.csv --seconds 300`` writes a session as a recording file
+with its
 ground truth (``OUT.truth.json``): the file format is the application's, so that lives there.
 
 One module per concept: ``segments`` (what the person does, piece by piece), ``scenario`` (a

@@ -1,10 +1,11 @@
 """``roller analyze FILE``: strokes, holds, speeds and too-fast moments of a recording.
 
 The recording is streamed through the same pipeline the live service runs
-(:mod:`roller.analysis`), in blocks, so memory stays flat however long the file is and the
+(:mod:`roller.recordings.analysis`), in blocks, so memory stays flat however long the file is and
+the
 results are what the service would have reported live (``emitted_at_s`` says when). A readable
 summary by default; ``--json`` prints exactly one JSON object (see
-:meth:`roller.summary.SessionSummary.to_dict`; events in the MQTT event schema,
+:meth:`roller.recordings.summary.SessionSummary.to_dict`; events in the MQTT event schema,
 :func:`analysis_json`). A malformed recording ends with one error line naming the file, the
 line and the problem, and exit status 2.
 """
@@ -17,7 +18,7 @@ import json
 import math
 import sys
 
-from roller.settings import from_mapping
+from roller.base.settings import from_mapping
 
 HELP = "analyse a recording: strokes, holds, speed and too-fast moments"
 
@@ -86,7 +87,7 @@ def settings_from_args(args: argparse.Namespace):
     if args.config:
         # Lazy: the config imports every section's module (MQTT, display, ...), which a plain
         # `roller analyze FILE` (and `roller --help`) need not load.
-        from roller.config import load_config
+        from roller.service.config import load_config
 
         base = dataclasses.asdict(load_config(args.config).pipeline)
     overrides = {"radius_m": args.radius, "max_speed_m_s": args.max_speed,
@@ -101,8 +102,8 @@ def settings_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     # Lazy: `roller --help` imports every command module; the pipeline waits for run().
-    from roller.analysis import analyze, warnings_for
-    from roller.units import Units
+    from roller.recordings.analysis import analyze, warnings_for
+    from roller.recordings.units import Units
 
     settings = settings_from_args(args)
     units = Units.parse(args.units) if args.units else None
@@ -123,11 +124,11 @@ def run(args: argparse.Namespace) -> int:
 
 def analysis_json(summary) -> dict:
     """The ``--json`` object: :meth:`SessionSummary.to_dict` with each stroke, hold and
-    too-fast excursion in the MQTT event schema (:func:`roller.mqtt_contract.analysis_event`:
+    too-fast excursion in the MQTT event schema (:func:`roller.contract.messages.analysis_event`:
     ``kind``, ``start_s``, ``end_s``, ``emitted_at_s``, ...). The old unitless names (``start``,
     ``end``, ``emitted_at``, also at the top level) stay for one release; ``deprecated`` lists
     them with their replacements."""
-    from roller.mqtt_contract import LEGACY_EVENT_NAMES, analysis_event
+    from roller.contract.messages import LEGACY_EVENT_NAMES, analysis_event
 
     body = summary.to_dict()
     for key, events in (("strokes", summary.strokes), ("holds", summary.holds),

@@ -1,8 +1,10 @@
 """``roller calibrate``: measure the gyro offset at rest and the roll axis from a few strokes.
 
 It asks the person to leave the roller still, then to roll a few slow strokes, and measures
-both with :mod:`roller.calibration_measurement` (where the method is explained). The result is
-saved as JSON (``roller.calibration``) in the state directory, where the service reads it at
+both with :mod:`roller.pipeline.calibration_measurement` (where the method is explained). The
+result is
+saved as JSON (``roller.pipeline.calibration``) in the state directory, where the service reads it
+at
 start.
 """
 
@@ -16,8 +18,8 @@ import numpy as np
 
 from firmware_bridge.clock import ManualClock, SystemClock
 from firmware_bridge.sensor import open_sensor
-from roller.calibration import FILE_NAME, Calibration
 from roller.commands.sensor_options import add_sensor_arguments, settings_from_args
+from roller.pipeline.calibration import FILE_NAME, Calibration
 
 HELP = "measure the gyro offset at rest and the roll axis from a few strokes; save them"
 
@@ -36,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Lazy: `roller --help` imports every command module; the pipeline waits for run().
-    from roller.calibration_measurement import (
+    from roller.pipeline.calibration_measurement import (
         Reader,
         calibration_scenario,
         canonical_sign,

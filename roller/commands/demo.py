@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from roller.display import DisplayServer
     from roller.display.pairing import PairingToken
-    from roller.publisher import MqttSettings
+    from roller.mqtt.publisher import MqttSettings
 
 HELP = "run everything on this laptop: broker, simulated roller + service, and the display"
 
@@ -52,10 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from roller.broker import LocalBroker, die_with_parent, start_local_broker
-    from roller.config import load_config, override_broker
+    from roller.base.paths import default_state_dir, ensure_dir
     from roller.display.pairing import PairingToken
-    from roller.paths import default_state_dir, ensure_dir
+    from roller.mqtt.local_broker import LocalBroker, die_with_parent, start_local_broker
+    from roller.service.config import load_config, override_broker
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -11,7 +11,7 @@ from firmware_bridge.clock import SystemClock
 from firmware_bridge.detection import DEFAULT_ADDRESSES, detect, scan
 from firmware_bridge.sensor import open_bus, simulated_bus
 from roller.commands.sensor_options import add_sensor_arguments, settings_from_args
-from roller.pace import TOOL_READ_INTERVAL_S, read_period_s
+from roller.service.pace import TOOL_READ_INTERVAL_S, read_period_s
 
 HELP = "find and identify the IMU on the I2C bus, and take a short reading"
 

@@ -33,10 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from roller.config import load_config, override_broker
+    from roller.base.errors import ConfigError
     from roller.display import DisplayServer, MqttBridge
     from roller.display.pairing import PairingToken
-    from roller.errors import ConfigError
+    from roller.service.config import load_config, override_broker
 
     config = load_config(args.config)
     if args.broker:

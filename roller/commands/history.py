@@ -43,7 +43,7 @@ def history_path(args: argparse.Namespace, service_state_dir: Path = SERVICE_STA
     """
     if args.db:
         return Path(args.db)
-    from roller.config import load_config
+    from roller.service.config import load_config
 
     config = load_config(args.config)
     path = config.history.path(config.state_path)
@@ -55,7 +55,7 @@ def history_path(args: argparse.Namespace, service_state_dir: Path = SERVICE_STA
 
 
 def run(args: argparse.Namespace) -> int:
-    from roller.history import History
+    from roller.coaching.history import History
 
     path = history_path(args)
     if not path.exists():

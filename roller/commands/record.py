@@ -14,8 +14,8 @@ import time
 from firmware_bridge.clock import ManualClock, SystemClock
 from firmware_bridge.sensor import open_sensor
 from roller.commands.sensor_options import add_sensor_arguments, settings_from_args
-from roller.pace import TOOL_READ_INTERVAL_S, read_period_s
-from roller.recording import RecordingWriter
+from roller.recordings.recording import RecordingWriter
+from roller.service.pace import TOOL_READ_INTERVAL_S, read_period_s
 
 HELP = "record the sensor to a CSV file (t, accel m/s^2, gyro rad/s)"
 

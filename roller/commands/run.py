@@ -25,8 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from roller.config import load_config, override_broker
-    from roller.wiring import build_service
+    from roller.service.config import load_config, override_broker
+    from roller.service.wiring import build_service
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -16,7 +16,7 @@ Messages to subscribers are plain dicts:
   roller's live feed goes stale (silent, or late) or becomes current again
 
 Anyone on the broker can publish anything, so only what the contract declares gets through:
-a device id matching :data:`~roller.mqtt_contract.SAFE_ID` (whole), a topic the contract
+a device id matching :data:`~roller.contract.messages.SAFE_ID` (whole), a topic the contract
 names (``status``, ``health``, ``live``, ``session``, ``coach``, ``error``, ``event/<kind>``),
 a JSON object within :data:`MAX_PAYLOAD_BYTES` and :data:`MAX_DEPTH` (``status``: ``online``
 or ``offline``). Anything else is dropped, counted (``bad_messages``, ``ignored_messages``)
@@ -35,11 +35,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from roller.command_table import MAX_COMMAND_BYTES
-from roller.display.freshness import DEFAULT_STALE_AFTER_S, LiveFreshness
-from roller.mqtt_contract import ID_RULE, MAX_TOPIC_BYTES, Topics, is_safe_id
-from roller.publisher import MqttSettings, make_client, resolve_password
-from roller.untrusted import (
+from roller.base.untrusted import (
     PayloadError,
     RateLimitedLog,
     decode_json,
@@ -47,6 +43,10 @@ from roller.untrusted import (
     preview,
     topic_text,
 )
+from roller.contract.command_table import MAX_COMMAND_BYTES
+from roller.contract.messages import ID_RULE, MAX_TOPIC_BYTES, Topics, is_safe_id
+from roller.display.freshness import DEFAULT_STALE_AFTER_S, LiveFreshness
+from roller.mqtt.publisher import MqttSettings, make_client, resolve_password
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ class MqttBridge:
                         payload: dict[str, Any] | None = None) -> bool:
         """Send ``cmd/<verb>`` to one roller (QoS 1). False when the broker is not connected.
         Raises ValueError, with a message for the HTTP client, when the device id or the verb
-        is not a topic level (:data:`~roller.mqtt_contract.SAFE_ID`, the whole string: a
+        is not a topic level (:data:`~roller.contract.messages.SAFE_ID`, the whole string: a
         trailing newline is refused too) or the payload is no small JSON object: nothing
         malformed ever reaches the client's queue, where it would come back at every
         reconnect."""

@@ -19,7 +19,7 @@ import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from roller.errors import ConfigError
+from roller.base.errors import ConfigError
 
 HOST_NAME = re.compile(r"(?=.{1,253}\Z)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
                        r"(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")

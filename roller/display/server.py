@@ -14,8 +14,10 @@
 * ``GET /api/pairing``: ``{"paired": bool}``, whether the request's token is the display's.
 * ``GET /api/state``: the broker link and every device's latest messages as JSON.
 * ``GET /api/contract``: what the page must agree on with the roller, built from the Python
-  declarations: the command verbs (:mod:`roller.verbs`), the cues with their speech priority,
-  look and tone (:mod:`roller.cues`), the go-slow band (the pipeline's settings, given by the
+  declarations: the command verbs (:mod:`roller.contract.verbs`), the cues with their speech
+  priority,
+  look and tone (:mod:`roller.contract.cues`), the go-slow band (the pipeline's settings, given by
+  the
   command that starts the display) and the speech freshness limit. The same JSON is embedded in
   the page when it is served, so the page has no copies of its own.
 
@@ -40,7 +42,10 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from roller.cues import CUES
+from roller.base.settings import setting
+from roller.contract.cues import CUES, SPEECH_STALE_S
+from roller.contract.messages import ID_RULE, display_contract, is_safe_id
+from roller.contract.verbs import VERBS
 from roller.display.bridge import MqttBridge
 from roller.display.http_limits import (
     DeadlineReader,
@@ -52,10 +57,6 @@ from roller.display.http_limits import (
 from roller.display.pairing import PairingToken
 from roller.display.refusals import RefusalLog
 from roller.display.request_guard import RequestGuard, machine_names
-from roller.mqtt_contract import ID_RULE, display_contract, is_safe_id
-from roller.settings import setting
-from roller.speech import SpeechSettings
-from roller.verbs import VERBS
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +89,12 @@ REASONS = {400: "bad_request", 401: "no_token", 403: "forbidden", 404: "not_foun
 
 
 def contract(speed_band_m_s: tuple[float, float] | None = None) -> dict[str, Any]:
-    """The page's contract: :func:`roller.mqtt_contract.display_contract` (verbs, event kinds,
+    """The page's contract: :func:`roller.contract.messages.display_contract` (verbs, event kinds,
     topics, the go-slow band (target, limit) [m/s]) plus the cues and the speech freshness."""
     target, limit = speed_band_m_s if speed_band_m_s is not None else (None, None)
     return display_contract(target_speed_m_s=target, max_speed_m_s=limit) | {
         "cues": {name: cue.to_dict() for name, cue in CUES.items()},
-        "speech": {"stale_s": SpeechSettings().stale_s}}
+        "speech": {"stale_s": SPEECH_STALE_S}}
 
 
 @dataclass(frozen=True)

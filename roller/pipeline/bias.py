@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from firmware_bridge.physics import STANDARD_GRAVITY_M_S2 as GRAVITY_M_S2
+from roller.base.settings import setting
 from roller.pipeline.frames import Frames, sum_by_group
-from roller.settings import setting
 
 
 @dataclass(frozen=True)

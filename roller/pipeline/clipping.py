@@ -4,7 +4,8 @@ A chip turned faster than its gyro range reads its full scale, not the true rate
 rotation then looks like a gyro offset to :mod:`~roller.pipeline.bias` (gravity turns faster
 than the gyro says) and like a different axis to :mod:`~roller.pipeline.roll_axis`, so pauses
 stop looking still and stroke edges come late. Clipped frames therefore teach neither, and the
-speed measured in them is marked as a lower bound (:attr:`~roller.events.LiveState.speed_clipped`).
+speed measured in them is marked as a lower bound
+(:attr:`~roller.pipeline.events.LiveState.speed_clipped`).
 
 Where the full scale is known (the driver's configured range; ``gyro_full_scale_rad_s``) a
 frame is clipped when a channel's mean over the frame is within ``margin`` of it. Where it is
@@ -28,8 +29,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from roller.base.settings import setting
 from roller.pipeline.frames import Frames
-from roller.settings import setting
 
 
 @dataclass(frozen=True)

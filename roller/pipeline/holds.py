@@ -5,10 +5,11 @@ it starts where the last such leg ended and ends where the next one started. Bre
 millimetres of rocking) and leaning (rotation about axes other than the roll axis, which the
 speed stage ignores) never make such a leg, so they neither end a hold nor count as strokes.
 
-:class:`~roller.events.HoldStarted` is sent as soon as the roller has stayed put for
+:class:`~roller.pipeline.events.HoldStarted` is sent as soon as the roller has stayed put for
 ``min_duration_s`` -- counting only time before any motion now in progress (and a small margin,
 as a motion is dated back to where it really began), so that a hold announced live is confirmed
-by the final :class:`~roller.events.Hold`; in the rare case that the start of the motion that
+by the final :class:`~roller.pipeline.events.Hold`; in the rare case that the start of the motion
+that
 ends it is dated back further, the Hold still follows (a little under the minimum).
 """
 
@@ -16,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from roller.events import Event, Hold, HoldStarted
-from roller.settings import setting
+from roller.base.settings import setting
+from roller.pipeline.events import Event, Hold, HoldStarted
 
 
 @dataclass(frozen=True)

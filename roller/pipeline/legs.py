@@ -42,7 +42,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from roller.settings import setting
+from roller.base.settings import setting
 
 
 @dataclass(frozen=True)

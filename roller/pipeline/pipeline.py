@@ -29,10 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from roller.calibration import Calibration
-from roller.events import Event, LiveState, Phase
+from roller.base.settings import setting
 from roller.pipeline.bias import BiasSettings, BiasTracker
+from roller.pipeline.calibration import Calibration
 from roller.pipeline.clipping import ClipDetector, ClipSettings
+from roller.pipeline.events import Event, LiveState, Phase
 from roller.pipeline.frames import Framer, Frames, FrameSettings
 from roller.pipeline.holds import HoldDetector, HoldSettings
 from roller.pipeline.legs import LegSettings, LegTracker
@@ -42,7 +43,6 @@ from roller.pipeline.settings import PipelineSettings
 from roller.pipeline.speed import SpeedEstimator
 from roller.pipeline.strokes import StrokeDetector, StrokeSettings
 from roller.pipeline.too_fast import TooFastDetector, TooFastSettings
-from roller.settings import setting
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,8 @@ class StartupSettings:
 
 
 class Pipeline:
-    """Roller (or ball) IMU samples in, :mod:`roller.events` out. See the module docstring."""
+    """Roller (or ball) IMU samples in, :mod:`roller.pipeline.events` out. See the module
+    docstring."""
 
     def __init__(self, settings: PipelineSettings | None = None, *,
                  frame_settings: FrameSettings | None = None,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from roller.settings import setting
+from roller.base.settings import setting
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from roller.base.settings import setting
 from roller.pipeline.frames import Frames, sum_by_group
-from roller.settings import setting
 
 
 @dataclass(frozen=True)

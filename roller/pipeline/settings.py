@@ -13,13 +13,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from roller.errors import ConfigError
+from roller.base.errors import ConfigError
+from roller.base.settings import setting
 from roller.pipeline.clipping import ClipSettings
 from roller.pipeline.holds import HoldSettings
 from roller.pipeline.legs import LegSettings
 from roller.pipeline.strokes import StrokeSettings
 from roller.pipeline.too_fast import TooFastSettings
-from roller.settings import setting
 
 
 def same_as(stage: type, name: str) -> Any:

@@ -2,7 +2,8 @@
 
 A stroke is continuous travel in one direction that ends at a reversal or a stop; the leg
 tracker (:mod:`roller.pipeline.legs`) finds those runs, and this stage keeps the ones long
-enough to be a pass along the muscle and turns them into :class:`~roller.events.Stroke` events.
+enough to be a pass along the muscle and turns them into :class:`~roller.pipeline.events.Stroke`
+events.
 Shorter legs are adjustments, breathing or noise.
 """
 
@@ -10,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from roller.events import Stroke
+from roller.base.settings import setting
+from roller.pipeline.events import Stroke
 from roller.pipeline.legs import Leg
-from roller.settings import setting
 
 
 @dataclass(frozen=True)

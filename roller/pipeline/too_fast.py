@@ -3,8 +3,10 @@
 An excursion starts where the speed crosses the limit (interpolated between frame centres) and
 ends where it falls back under it; it only ends once the speed is clearly below (``hysteresis``)
 so that noise around the limit does not split one excursion into several. The live
-:class:`~roller.events.TooFastAlert` goes out once per excursion, at the first frame that shows
-the speed has been above the limit for the minimum time; the :class:`~roller.events.TooFast`
+:class:`~roller.pipeline.events.TooFastAlert` goes out once per excursion, at the first frame that
+shows
+the speed has been above the limit for the minimum time; the
+:class:`~roller.pipeline.events.TooFast`
 summary follows when the excursion ends.
 """
 
@@ -12,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from roller.events import Event, TooFast, TooFastAlert
-from roller.settings import setting
+from roller.base.settings import setting
+from roller.pipeline.events import Event, TooFast, TooFastAlert
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The ground every stage stands on: errors, paths, TOML files, settings, untrusted input."""

@@ -1,0 +1,1 @@
+"""The coach: session lifecycle, routine, progress, prompts, speech, history."""

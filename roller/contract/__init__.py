@@ -1,0 +1,1 @@
+"""What other programs may rely on: MQTT topics and payloads, command verbs."""

@@ -1,0 +1,1 @@
+"""The broker side: the publisher, its on-disk outbox, Home Assistant discovery."""

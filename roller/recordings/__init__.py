@@ -1,0 +1,1 @@
+"""Files in: the recording format, phone-app exports, unit checks, offline analysis."""

@@ -1,0 +1,202 @@
+"""Units sanity for recordings: recognise timestamps in ms/us/ns, a gyro in deg/s and an
+accelerometer in g from the data, and convert when told to.
+
+A recording in the wrong units is not an error the pipeline can see for itself: millisecond
+timestamps make a 30 s session look like an 8-hour one, a gyro in deg/s reads 57 times too
+fast. So before analysing, the first block of samples is checked against what physics allows:
+
+* sample spacing: a sensor samples at 10-2000 Hz, so the median step between timestamps is
+  0.5-100 ms; the same in ms, us or ns is 1000, 10^6 or 10^9 times larger;
+* gravity: a roller at rest or rolling slowly feels about 1 g, so the median magnitude of the
+  accelerometer is near 9.81 in m/s^2 and near 1 in g;
+* the gyro: when the sensor turns, gravity turns against it at the gyro's rate; in deg/s the
+  gyro says 57 times more rotation than gravity shows. A rate above 35 rad/s (2000 deg/s, the
+  largest full scale of any MEMS gyro) is deg/s whatever else the data say.
+
+What was found and what to pass (``--units t=ms,gyro=deg/s,accel=g``) is said in a
+:class:`UnitsError`; with explicit units the data is converted and not second-guessed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from firmware_bridge.physics import STANDARD_GRAVITY_M_S2
+from roller.base.errors import RollerError
+
+GRAVITY_M_S2 = STANDARD_GRAVITY_M_S2
+TIME_SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+GYRO_SCALE = {"rad/s": 1.0, "deg/s": math.pi / 180.0}
+ACCEL_SCALE = {"m/s2": 1.0, "m/s^2": 1.0, "g": GRAVITY_M_S2}
+
+
+class UnitsError(RollerError, ValueError):
+    """The recording's units are not the ones expected (or cannot be parsed)."""
+
+
+@dataclass(frozen=True)
+class Units:
+    """Units of a recording's columns. Defaults: the recording format's own (s, rad/s, m/s^2)."""
+
+    time: str = "s"
+    gyro: str = "rad/s"
+    accel: str = "m/s2"
+
+    @classmethod
+    def parse(cls, text: str) -> Units:
+        """``t=ms,gyro=deg/s,accel=g`` (any subset, any order)."""
+        values = {"time": "s", "gyro": "rad/s", "accel": "m/s2"}
+        aliases = {"t": "time", "time": "time", "gyro": "gyro", "g": "gyro", "accel": "accel",
+                   "a": "accel", "acc": "accel"}
+        tables = {"time": TIME_SCALE, "gyro": GYRO_SCALE, "accel": ACCEL_SCALE}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, sep, value = part.partition("=")
+            name = aliases.get(key.strip().lower())
+            value = value.strip().lower().replace("°", "deg").replace("dps", "deg/s")
+            if not sep or name is None or value not in tables[name]:
+                raise UnitsError(
+                    f"--units {text!r}: cannot read {part!r}; expected t=s|ms|us|ns, "
+                    "gyro=rad/s|deg/s, accel=m/s2|g, comma-separated (e.g. t=ms,gyro=deg/s)")
+            values[name] = value
+        return cls(**values)
+
+    def describe(self) -> str:
+        return f"t={self.time},gyro={self.gyro},accel={self.accel}"
+
+    @property
+    def is_si(self) -> bool:
+        return self == Units()
+
+    def convert(self, t: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """To s, m/s^2 and rad/s."""
+        if self.is_si:
+            return t, samples
+        out = np.array(samples, dtype=np.float64, copy=True)
+        out[:, :3] *= ACCEL_SCALE[self.accel]
+        out[:, 3:] *= GYRO_SCALE[self.gyro]
+        return np.asarray(t, dtype=np.float64) * TIME_SCALE[self.time], out
+
+
+@dataclass(frozen=True)
+class Findings:
+    """What the data look like, in the units they claim to be in."""
+
+    median_step: float
+    median_accel: float
+    peak_gyro: float
+    gyro_over_gravity: float | None
+    """Rotation the gyro reports over the rotation gravity shows (1 in rad/s, 57 in deg/s);
+    None when the sensor hardly turned."""
+
+
+def inspect(t: np.ndarray, samples: np.ndarray) -> Findings:
+    t = np.asarray(t, dtype=np.float64)
+    x = np.asarray(samples, dtype=np.float64)
+    steps = np.diff(t)
+    steps = steps[steps > 0]
+    median_step = float(np.median(steps)) if steps.size else math.nan
+    acc = np.linalg.norm(x[:, :3], axis=1)
+    gyro = np.linalg.norm(x[:, 3:], axis=1)
+    ratio = _gyro_over_gravity(t, x) if t.size > 20 else None
+    return Findings(median_step, float(np.median(acc)) if acc.size else math.nan,
+                    float(np.percentile(gyro, 99.5)) if gyro.size else 0.0, ratio)
+
+
+def _gyro_over_gravity(t: np.ndarray, x: np.ndarray) -> float | None:
+    """Compare the rotation gravity shows with the gyro's, over steps of ~0.2 s (in whatever
+    time unit ``t`` is: only the ratio matters)."""
+    acc = x[:, :3]
+    norm = np.linalg.norm(acc, axis=1)
+    ok = norm > 0
+    if ok.sum() < 20:
+        return None
+    span = t[-1] - t[0]
+    n_steps = max(2, min(200, int(len(t) // 10)))
+    edges = np.linspace(t[0], t[-1], n_steps + 1)
+    idx = np.searchsorted(t, edges).clip(0, len(t) - 1)
+    g = acc / np.where(ok, norm, 1.0)[:, None]
+    gyro_angle = 0.0
+    gravity_angle = 0.0
+    dt = np.diff(t, prepend=t[0])
+    w = x[:, 3:]
+    for a, b in itertools.pairwise(idx.tolist()):
+        if b <= a:
+            continue
+        ga, gb = g[a], g[b]
+        turned = math.acos(max(-1.0, min(1.0, float(ga @ gb))))
+        # the gyro's rotation perpendicular to gravity over the step, in the data's time unit
+        wp = w[a + 1:b + 1] - (w[a + 1:b + 1] @ ga)[:, None] * ga
+        rot = float(np.linalg.norm((wp * dt[a + 1:b + 1, None]).sum(axis=0)))
+        if turned > 0.02 and turned < 1.5:
+            gyro_angle += rot
+            gravity_angle += turned
+    if gravity_angle < 0.5 or span <= 0:
+        return None
+    return gyro_angle / gravity_angle
+
+
+def diagnose(findings: Findings, units: Units = Units()) -> list[str]:
+    """Problems with ``units`` given the findings (empty if they fit)."""
+    f = findings
+    problems = []
+    scale_t = TIME_SCALE[units.time]
+    step_s = f.median_step * scale_t
+    if not math.isnan(step_s) and not 0.0002 <= step_s <= 0.2:
+        guess = next((u for u, k in TIME_SCALE.items() if 0.0002 <= f.median_step * k <= 0.2),
+                     None)
+        if guess is not None:
+            scale_t = TIME_SCALE[guess]     # judge the gyro with the time unit it seems to be
+        problems.append(
+            f"the median time step is {f.median_step:g} ({step_s * 1e3:g} ms if t is in "
+            f"{units.time}): a sensor samples every 0.5-100 ms"
+            + (f"; the timestamps look like {guess} (pass t={guess})" if guess else ""))
+    acc = f.median_accel * ACCEL_SCALE[units.accel]
+    if not math.isnan(acc) and not 5.0 <= acc <= 15.0:
+        hint = ""
+        if 0.5 <= f.median_accel <= 1.5:
+            hint = "; it looks like g (pass accel=g)"
+        if f.median_accel < 3.0 and not hint:
+            hint = ("; a phone's 'linear acceleration' has gravity removed: record the "
+                    "accelerometer with gravity instead")
+        problems.append(f"the accelerometer's median magnitude is {f.median_accel:g} "
+                        f"({acc:.2f} m/s^2 if in {units.accel}): at rest or rolling it feels "
+                        f"about 9.81 m/s^2 (1 g){hint}")
+    ratio = f.gyro_over_gravity
+    gyro_scale = GYRO_SCALE[units.gyro]
+    if ratio is not None:
+        # time unit: gyro rate x time step must be per second
+        r = ratio * gyro_scale * scale_t
+        if r > 10:
+            problems.append(
+                f"the gyro reports {r:.0f} times the rotation that gravity shows (in "
+                f"{units.gyro}); the gyro looks like deg/s (pass gyro=deg/s)")
+        elif r < 0.1:
+            problems.append(f"the gyro reports only {r:.3f} of the rotation that gravity "
+                            f"shows (in {units.gyro}): check its units")
+    elif f.peak_gyro * gyro_scale > 35.0:
+        problems.append(f"the gyro reaches {f.peak_gyro:g} ({units.gyro}), more than any "
+                        "MEMS gyro's full scale of 35 rad/s: it looks like deg/s "
+                        "(pass gyro=deg/s)")
+    return problems
+
+
+def checked(chunks: Iterable[tuple[np.ndarray, np.ndarray]], name: str,
+            units: Units | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The chunks, converted from ``units`` to SI. Without ``units`` the first chunk is checked
+    and a :class:`UnitsError` says what was found and what to pass."""
+    first = True
+    for t, samples in chunks:
+        if first and units is None and t.size:
+            problems = diagnose(inspect(t, samples))
+            if problems:
+                raise UnitsError(f"{name}: the data do not look like s, m/s^2 and rad/s: "
+                                 + "; ".join(problems)
+                                 + ". Pass --units to say what they are "
+                                   "(e.g. --units t=ms,gyro=deg/s,accel=g).")
+        first = False
+        yield (t, samples) if units is None else units.convert(t, samples)

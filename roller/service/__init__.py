@@ -1,0 +1,1 @@
+"""The live service: the loop, its sinks, health, systemd, wiring and config."""
