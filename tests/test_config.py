@@ -15,10 +15,10 @@ import pytest
 
 from roller.base.errors import ConfigError
 from roller.coaching.routine import load_routine
+from roller.commands.document_config import document
 from roller.mqtt.publisher import PASSWORD_ENV, resolve_password
 from roller.service.config import (
     RollerConfig,
-    document,
     host_device_id,
     load_config,
     override_broker,
@@ -155,7 +155,8 @@ def test_host_device_id_is_topic_safe():
 
 def test_documented_file_lists_every_key_and_loads():
     text = (REPO / "config" / "roller.toml").read_text()
-    assert text == document(), "regenerate: python -m roller.service.config > config/roller.toml"
+    assert text == document(), \
+        "regenerate: python -m roller.commands.document_config > config/roller.toml"
     tomllib.loads(text)
     load_config(REPO / "config" / "roller.toml")
     for f in dataclasses.fields(RollerConfig):
