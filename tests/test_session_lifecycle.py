@@ -6,7 +6,6 @@ definition; old config keys still work."""
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from pathlib import Path
