@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import tomllib
 import warnings
@@ -24,6 +23,7 @@ from hypothesis import strategies as st
 from roller.base.errors import ConfigError
 from roller.coaching.routine import load_routine
 from roller.commands.document_config import document
+from roller.display.config import DisplayConfig, load_display_config
 from roller.mqtt.publisher import PASSWORD_ENV, resolve_password
 from roller.service.config import (
     RollerConfig,
@@ -167,14 +167,16 @@ def test_documented_file_lists_every_key_and_loads():
         "regenerate: python -m roller.commands.document_config > config/roller.toml"
     tomllib.loads(text)
     load_config(REPO / "config" / "roller.toml")
-    for f in dataclasses.fields(RollerConfig):
-        if f.default_factory is dataclasses.MISSING:
-            assert f"# {f.name} =" in text
-            continue
-        section = f.default_factory
-        assert f"[{f.name}]" in text
-        for sub in dataclasses.fields(section):
-            assert f"# {sub.name} =" in text, f"{f.name}.{sub.name} is not documented"
+    load_display_config(REPO / "config" / "roller.toml")
+    for config_cls in (RollerConfig, DisplayConfig):
+        for f in dataclasses.fields(config_cls):
+            if f.default_factory is dataclasses.MISSING:
+                assert f"# {f.name} =" in text
+                continue
+            section = f.default_factory
+            assert f"[{f.name}]" in text
+            for sub in dataclasses.fields(section):
+                assert f"# {sub.name} =" in text, f"{f.name}.{sub.name} is not documented"
 
 
 # -- adversarial inputs (issue 12): one ConfigError each, bounded time and memory -----------
@@ -315,7 +317,6 @@ def test_a_real_pem_pair_is_accepted(tmp_path):
 def test_every_section_is_read_in_full_by_one_process():
     from roller.base.config_file import SECTIONS, section_classes
     from roller.commands.document_config import full_sections
-    from roller.display.config import DisplayConfig
 
     assert list(full_sections()) == list(SECTIONS)  # raises for a section nobody reads in full
     for config_cls in (RollerConfig, DisplayConfig):
@@ -327,7 +328,6 @@ def test_a_partial_section_declares_its_keys_as_the_full_one_does():
     # range, unit and text as the class that reads the section in full.
     from roller.base.config_file import section_classes
     from roller.commands.document_config import full_sections
-    from roller.display.config import DisplayConfig
 
     full = full_sections()
     pairs = 0
@@ -343,8 +343,6 @@ def test_a_partial_section_declares_its_keys_as_the_full_one_does():
 
 
 def test_the_display_reads_its_sections_from_the_same_file(tmp_path):
-    from roller.display.config import load_display_config
-
     path = write(tmp_path, '[display]\nhttp_port = 8181\n[mqtt]\nport = 1999\n'
                            '[pipeline]\ntarget_speed_m_s = 0.02\nmax_speed_m_s = 0.04\n'
                            'radius_m = 0.05\n[coach]\nroutine = "x.toml"\n')
@@ -366,22 +364,17 @@ def test_the_display_reads_its_sections_from_the_same_file(tmp_path):
     ("state_dri = \"/tmp\"\n", "state_dri"),
 ])
 def test_the_display_refuses_what_it_reads_and_unknown_sections(tmp_path, text, key):
-    from roller.display.config import load_display_config
-
     with pytest.raises(ConfigError) as err:
         load_display_config(write(tmp_path, text))
     assert err.value.key == key
     assert SECRET not in str(err.value)
 
 
-def test_the_service_refuses_the_display_keys_it_does_not_read_no_more_than_the_display():
-    # A key of [display] the service does not read is the display's to check, and the reverse.
-    from roller.display.config import load_display_config
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = write(Path(tmp), "[display]\nkeepalive_s = 20.0\n[pipeline]\nradius_m = 0.05\n")
-        assert load_config(path).pipeline.radius_m == 0.05
-        assert load_display_config(path).display.keepalive_s == 20.0
+def test_each_process_leaves_the_keys_it_does_not_read_to_the_other(tmp_path):
+    # [display] keepalive_s is the display's to check, [pipeline] radius_m the service's.
+    path = write(tmp_path, "[display]\nkeepalive_s = 20.0\n[pipeline]\nradius_m = 0.05\n")
+    assert load_config(path).pipeline.radius_m == 0.05
+    assert load_display_config(path).display.keepalive_s == 20.0
 
 
 def test_roller_display_exits_78_with_one_line(tmp_path):
@@ -399,8 +392,6 @@ def test_roller_display_exits_78_with_one_line(tmp_path):
 @pytest.mark.parametrize("loader", ["service", "display"])
 @pytest.mark.parametrize("value", [SECRET, "/nonexistent/" + SECRET, "/dev/null/" + SECRET])
 def test_a_password_file_that_is_not_a_file_is_named_not_echoed(tmp_path, loader, value):
-    from roller.display.config import load_display_config
-
     load = load_config if loader == "service" else load_display_config
     with pytest.raises(ConfigError) as err:
         load(write(tmp_path, f'[mqtt]\nusername = "u"\npassword_file = "{value}"\n'))
