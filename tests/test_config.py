@@ -555,3 +555,22 @@ def test_roller_run_starts_with_every_pipeline_value_at_its_bound(tmp_path, pick
             proc.wait()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_a_value_that_validates_but_cannot_start_exits_78_with_one_line(tmp_path, monkeypatch,
+                                                                       capsys):
+    # The ranges are meant to make this impossible; should one still let through a value the
+    # pipeline cannot start with, `roller run` says so as a configuration error (exit 78, one
+    # line), not a traceback with exit 1 that systemd restarts every few seconds.
+    from roller.cli import main
+    from roller.service import wiring
+
+    def overflowing(config, calibration_path):
+        return math.exp(1e6)  # OverflowError: math range error, as roll_axis = [1e200, ...] did
+
+    monkeypatch.setattr(wiring, "make_pipeline", overflowing)
+    path = write(tmp_path, f'state_dir = "{tmp_path / "state"}"\n')
+    assert main(["run", "--simulate", "--config", str(path)]) == 78
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("roller run: configuration error:")
+    assert "OverflowError" in err and str(path) in err
