@@ -12,11 +12,10 @@ read its config. What they share is here:
   service. A section one process does not use is left to the other to validate key by key.
 - :func:`load_sections`: read the file and build a process's config class, one field per section
   (``field(default_factory=SettingsClass)``). A *partial* section (``metadata=PARTIAL``) takes
-  only the keys
-  its class declares and leaves the rest of the table to the process that owns it (the service
-  reads where the display serves for Home Assistant's link, the display reads the go-slow band).
-  Every other section refuses an unknown key without quoting its value (it may be a misplaced
-  secret), and every number must be finite.
+  only the keys its class declares and leaves the rest of the table to the process that reads
+  it in full (the service reads where the display serves, for Home Assistant's link; the
+  display reads the go-slow band of ``[pipeline]``). Every other section refuses an unknown key
+  without quoting its value (it may be a misplaced secret), and every number must be finite.
 - the state directory setting, and ``--broker HOST:PORT``.
 
 Errors are :class:`~roller.base.errors.ConfigError` naming the key, the expected and the actual
