@@ -6,7 +6,9 @@ skipped step, refused commands, then an orderly shutdown) against a real mosquit
 client subscribed to ``#`` (retain-as-published, so the retain flag is the publisher's) records
 every message: topic, QoS, retain flag and payload. Wall-clock times and random session ids
 are normalised; times on the manual clock are kept, so any change in what is sent, when (in
-simulated time) or how it is shaped fails the test.
+simulated time) or how it is shaped fails the test. Numbers are taken at
+:data:`FLOAT_DIGITS` significant digits, so the transcript does not depend on numpy's last
+digits.
 
 MQTT orders messages per topic, not across topics (a QoS 0 ``live`` may overtake a QoS 1 event
 in flight), so the transcript lists each topic's messages in the order they arrived, topics in
@@ -57,14 +59,22 @@ WALL_CLOCK_KEYS = frozenset({"time_unix_s", "started_unix_s", "ended_unix_s", "s
                              "ended_at"})
 """Payload fields holding wall-clock times (the run's date): normalised to ``"<wall>"``."""
 SESSION_ID_KEYS = frozenset({"session_id"})
+"""Fields holding a session id (a date and random hex): numbered by first appearance."""
 INSTANCE_KEYS = frozenset({"instance"})
 """``health``'s instance (a machine hash and a random id per run): normalised."""
 EPOCH_KEYS = frozenset({"epoch"})
+"""The outbox's epoch (random per outbox file): normalised to ``"<epoch>"``."""
 DELIVERY_KEYS = frozenset({"outbox_pending"})
 """Figures that depend on how fast the broker acknowledged (real time, not the manual clock):
 how many messages were still waiting when health was built. Normalised to ``"<delivery>"``."""
-"""The outbox's epoch (random per outbox file): normalised to ``"<epoch>"``."""
-"""Fields holding a session id (a date and random hex): numbered by first appearance."""
+FLOAT_DIGITS = 9
+"""Numbers are compared at 9 significant digits. Figures computed with numpy (means, medians,
+filtered speeds) change in their 16th-17th digit from one numpy version to the next (summation
+order, SIMD paths); nine digits is far finer than anything the contract means (a speed to
+1 nm/s), and far coarser than that noise."""
+FLOAT_ZERO = 1e-9
+"""A number closer to zero than this is written as 0.0: cancellation noise (1e-17 against
+-2e-17) has no significant digits to keep."""
 
 
 class Recorder:
@@ -123,7 +133,16 @@ class Normaliser:
             return "<instance>"
         if key in SESSION_ID_KEYS and value is not None:
             return self.sessions.setdefault(value, f"<session {len(self.sessions) + 1}>")
+        if isinstance(value, float):
+            return at_precision(value)
         return value
+
+
+def at_precision(value: float) -> float:
+    """``value`` at :data:`FLOAT_DIGITS` significant digits (0.0 near zero, never -0.0)."""
+    if abs(value) < FLOAT_ZERO:
+        return 0.0
+    return float(f"{value:.{FLOAT_DIGITS}g}") + 0.0
 
 
 def transcript_lines(messages: list[dict[str, Any]]) -> list[str]:

@@ -138,14 +138,10 @@ def test_every_package_is_placed_in_the_table() -> None:
     assert {_package(m) for m in GRAPH} <= set(ALLOWED)
 
 
-PENDING = {"roller.service.config -> roller.display.server"}
-"""Known breaches being removed (issue 15: each process reads its own config sections)."""
-
-
 def test_each_package_imports_only_what_the_table_allows() -> None:
     wrong = sorted(f"{a} -> {b}" for a, targets in GRAPH.items() for b in targets
                    if _package(a) != _package(b) and _package(b) not in ALLOWED[_package(a)])
-    assert set(wrong) == PENDING
+    assert wrong == []
 
 
 def test_the_table_points_one_way() -> None:

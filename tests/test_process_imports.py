@@ -78,8 +78,6 @@ def recording(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=True, reason="analyze imports the sensor options and so the drivers: "
-                   "issue 21 (analyze loads no driver code)")
 def test_analyze_loads_no_driver_mqtt_or_display(tmp_path: Path, recording: Path) -> None:
     loaded = _loaded(tmp_path, ["analyze", str(recording), "--json"])
     assert "roller.pipeline.pipeline" in loaded  # the check saw a real analysis
@@ -88,8 +86,6 @@ def test_analyze_loads_no_driver_mqtt_or_display(tmp_path: Path, recording: Path
                          "roller.coaching")) == []
 
 
-@pytest.mark.xfail(strict=True, reason="roller.service.config lists the display's settings: "
-                   "issue 15 (each process reads its own config sections)")
 def test_the_service_never_loads_the_display(tmp_path: Path) -> None:
     # No broker on this port: the service runs degraded, which is enough to see what it loads.
     loaded = _loaded(tmp_path, ["run", "--simulate", "--broker", f"127.0.0.1:{_unused_port()}"],
@@ -98,8 +94,6 @@ def test_the_service_never_loads_the_display(tmp_path: Path) -> None:
     assert _any(loaded, ("roller.display",)) == []
 
 
-@pytest.mark.xfail(strict=True, reason="the display reads its config through roller.service.config:"
-                   " issue 15 (each process reads its own config sections)")
 def test_the_display_loads_no_coach_loop_pipeline_or_driver(tmp_path: Path) -> None:
     loaded = _loaded(tmp_path, ["display", "--broker", f"127.0.0.1:{_unused_port()}",
                                 "--http-port", str(_unused_port())], run_for_s=3.0)

@@ -6,7 +6,6 @@ definition; old config keys still work."""
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_bridge.clock import ManualClock
 from firmware_bridge.simulator import SimulatedRoller, person_scenario
+from roller.base.errors import ConfigError
 from roller.coaching.coach import Coach, CoachSettings
 from roller.coaching.history import History
 from roller.coaching.routine import load_routine
@@ -26,7 +26,7 @@ from roller.pipeline import Pipeline, PipelineSettings
 from roller.pipeline.events import LiveState, Stroke, TooFast
 from roller.pipeline.speed_stats import SpeedStats
 from roller.recordings.summary import SessionSummary as AnalyzeSummary
-from roller.service.config import DeviceSettings, RollerConfig, document, load_config
+from roller.service.config import DeviceSettings, RollerConfig, load_config
 from roller.service.wiring import build_service
 
 STEP_S = 0.1
@@ -274,19 +274,14 @@ def test_pain_before_any_session_needs_a_rest_before_rolling_starts_one() -> Non
     assert session.state == "running" and session.id is not None
 
 
-def test_the_old_session_keys_still_work_with_a_warning(tmp_path, caplog) -> None:
+@pytest.mark.parametrize(("text", "key"), [
+    ("[service]\nsession_idle_timeout_s = 120.0\n", "service.session_idle_timeout_s"),
+    ("[coach]\nrestart_idle_s = 12.0\n", "coach.restart_idle_s"),
+])
+def test_the_old_session_keys_are_unknown_keys(tmp_path, text, key) -> None:
+    # Nothing was released with them: they get the unknown-key error naming them.
     path = tmp_path / "roller.toml"
-    path.write_text("[service]\nsession_idle_timeout_s = 120.0\nauto_start_session = false\n"
-                    "[coach]\nrestart_idle_s = 12.0\nmin_record_active_s = 3.0\n"
-                    "[session]\npublish_interval_s = 2.0\n", encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="roller.service.config"):
-        config = load_config(path)
-    assert config.session == SessionSettings(idle_timeout_s=120.0, auto_start=False,
-                                             restart_rest_s=12.0, min_record_active_s=3.0,
-                                             publish_interval_s=2.0)
-    warned = caplog.text
-    for old, new in (("session_idle_timeout_s", "idle_timeout_s"),
-                     ("restart_idle_s", "restart_rest_s")):
-        assert f"{old} is deprecated: use [session] {new}" in warned
-    assert "[coach] restart_idle_s is [session] restart_rest_s" in " ".join(
-        line.lstrip("# ") for line in document().splitlines())
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.key == key

@@ -82,19 +82,6 @@ class SessionSettings:
             "goes out at once)")
 
 
-LEGACY_KEYS: dict[tuple[str, str], str] = {
-    ("service", "auto_start_session"): "auto_start",
-    ("coach", "auto_start"): "auto_start",
-    ("coach", "restart_idle_s"): "restart_rest_s",
-    ("service", "session_idle_timeout_s"): "idle_timeout_s",
-    ("coach", "min_record_active_s"): "min_record_active_s",
-    ("coach", "max_update_gap_s"): "max_update_gap_s",
-    ("service", "session_publish_interval_s"): "publish_interval_s",
-}
-"""Keys of ``[service]`` and ``[coach]`` that moved to ``[session]`` (accepted, with a warning,
-for one release): (old section, old key) -> new key."""
-
-
 MAX_HOLD_LAG_S = 10.0
 """Cap on the hold-recognition delay credited as active time (guards against odd timestamps)."""
 

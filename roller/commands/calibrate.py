@@ -14,12 +14,7 @@ import argparse
 import sys
 from typing import Any
 
-import numpy as np
-
-from firmware_bridge.clock import ManualClock, SystemClock
-from firmware_bridge.sensor import open_sensor
 from roller.commands.sensor_options import add_sensor_arguments, settings_from_args
-from roller.pipeline.calibration import FILE_NAME, Calibration
 
 HELP = "measure the gyro offset at rest and the roll axis from a few strokes; save them"
 
@@ -38,6 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Lazy: `roller --help` imports every command module; the pipeline waits for run().
+    import numpy as np
+
+    from firmware_bridge.clock import ManualClock, SystemClock
+    from firmware_bridge.sensor import open_sensor
+    from roller.pipeline.calibration import FILE_NAME, Calibration
     from roller.pipeline.calibration_measurement import (
         Reader,
         calibration_scenario,

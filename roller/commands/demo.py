@@ -53,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from roller.base.paths import default_state_dir, ensure_dir
+    from roller.display.config import load_display_config
     from roller.display.pairing import PairingToken
     from roller.mqtt.local_broker import LocalBroker, die_with_parent, start_local_broker
     from roller.service.config import load_config, override_broker
@@ -82,11 +83,11 @@ def run(args: argparse.Namespace) -> int:
             config_file.write_text(
                 f'state_dir = "{_toml_escape(str(state))}"\n\n'
                 f'[device]\nid = "{DEMO_DEVICE_ID}"\nname = "Demo roller"\n')
+        # The service child reads the same file; the display here takes its own sections.
         config = override_broker(load_config(config_file), address)
-
-        display = _start_display(config.mqtt, args.host, args.port,
-                                 (config.pipeline.target_speed_m_s, config.pipeline.max_speed_m_s),
-                                 pairing=PairingToken.load_or_create(config.state_path))
+        seen = override_broker(load_display_config(config_file), address)
+        display = _start_display(seen.mqtt, args.host, args.port, seen.speed_band_m_s,
+                                 pairing=PairingToken.load_or_create(seen.state_path))
         cmd = [sys.executable, "-m", "roller.cli", "run", "--simulate", "--seed", str(args.seed),
                "--broker", address, "--config", str(config_file), "--log-level", "warning"]
         service = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True,

@@ -35,10 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from roller.base.errors import ConfigError
     from roller.display import DisplayServer, MqttBridge
+    from roller.display.config import load_display_config, override_broker
     from roller.display.pairing import PairingToken
-    from roller.service.config import load_config, override_broker
 
-    config = load_config(args.config)
+    config = load_display_config(args.config)
     if args.broker:
         config = override_broker(config, args.broker)
     settings = config.display
@@ -50,9 +50,8 @@ def run(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, http_host=args.http_host)
     pairing = PairingToken.load_or_create(token_dir(config.state_path), rotate=args.new_token)
     try:
-        band = (config.pipeline.target_speed_m_s, config.pipeline.max_speed_m_s)
-        server = DisplayServer(settings, MqttBridge(config.mqtt), speed_band_m_s=band,
-                               pairing=pairing)
+        server = DisplayServer(settings, MqttBridge(config.mqtt),
+                               speed_band_m_s=config.speed_band_m_s, pairing=pairing)
     except OSError as exc:
         print(f"roller display: cannot serve on {settings.http_host}:{settings.http_port}: "
               f"{exc.strerror or exc}", file=sys.stderr)

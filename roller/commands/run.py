@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from roller.base.config_file import config_path
+    from roller.base.errors import ConfigError
     from roller.service.config import load_config, override_broker
     from roller.service.wiring import build_service
 
@@ -33,7 +35,18 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.broker:
         config = override_broker(config, args.broker)
-    service = build_service(config, simulate=args.simulate, seed=args.seed)
+    try:
+        service = build_service(config, simulate=args.simulate, seed=args.seed)
+    except ConfigError:
+        raise
+    except (ValueError, ArithmeticError) as exc:
+        # A value that passed validation but that the parts cannot start with (the ranges
+        # are meant to rule this out): still a configuration error, exit 78 with one line,
+        # not a traceback and a restart every few seconds under systemd.
+        source = config_path(args.config)
+        raise ConfigError("(settings)", "values the service can start with",
+                          f"{exc.__class__.__name__}: {exc}",
+                          str(source) if source else "built-in defaults") from None
 
     def stop(signum: int, frame: object) -> None:
         service.request_stop()

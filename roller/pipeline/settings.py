@@ -10,6 +10,7 @@ once, in the stage's class (default, unit, bounds, documentation), and taken fro
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -40,10 +41,14 @@ class PipelineSettings:
     target_speed_m_s: float = setting(0.025, unit="m/s", minimum=0.001, maximum=2.0,
                                       doc="the speed to aim for (shown on displays)")
     roll_axis: list[float] | None = setting(
-        None, doc="pin the roll axis: a vector in sensor axes (found from the data if unset)")
+        None, minimum=-1000.0, maximum=1000.0,
+        doc="pin the roll axis: a vector in sensor axes, of length at least 0.001 (only its "
+            "direction counts; found from the data if unset)")
     gyro_bias_rad_s: list[float] | None = setting(
-        None, unit="rad/s", doc="starting gyro offset, sensor axes (e.g. from roller calibrate);"
-                                " tracked from the data either way")
+        None, unit="rad/s", minimum=-5.0, maximum=5.0,
+        doc="starting gyro offset, sensor axes (e.g. from roller calibrate); tracked from the "
+            "data either way. Real offsets are a fraction of a rad/s (MPU-6050: at most "
+            "0.35)")
     stroke_min_distance_m: float = same_as(StrokeSettings, "min_distance_m")
     hold_max_travel_m: float = same_as(LegSettings, "big_travel_m")
     hold_min_duration_s: float = same_as(HoldSettings, "min_duration_s")
@@ -59,5 +64,11 @@ class PipelineSettings:
             if len(value) != 3:
                 raise ConfigError(f"pipeline.{name}", "3 numbers (x, y, z in sensor axes)",
                                   value)
-            if name == "roll_axis" and sum(float(v) ** 2 for v in value) < 1e-12:
-                raise ConfigError("pipeline.roll_axis", "a non-zero vector", value)
+            if name == "roll_axis" and math.hypot(*(float(v) for v in value)) < MIN_AXIS_LENGTH:
+                raise ConfigError("pipeline.roll_axis", "a non-zero vector (of length at least "
+                                  f"{MIN_AXIS_LENGTH})", value)
+
+
+MIN_AXIS_LENGTH = 1e-3
+"""Shortest ``roll_axis`` accepted: its direction is taken from it, and a vector shorter than
+this is more likely a typo than a direction."""
