@@ -26,7 +26,7 @@ from roller.mqtt.publisher import MqttSettings
 from roller.pipeline import Pipeline, PipelineSettings
 from roller.pipeline.events import LiveState, Stroke, TooFast
 from roller.pipeline.speed_stats import SpeedStats
-from roller.recordings.summary import SessionSummary as AnalyzeSummary
+from roller.recordings.summary import RecordingReport as AnalyzeSummary
 from roller.service.config import DeviceSettings, RollerConfig, document, load_config
 from roller.service.wiring import build_service
 
