@@ -275,13 +275,7 @@ class Coach:
         # paused is not part of any step.
         record = self._records[self._index] if self._index is not None and \
             self.state == "active" and self._session_started is not None else None
-        if phase == "holding" and self._prev_phase != "holding":
-            self._hold_started()
-        self._prev_phase = phase
-        self._take_events(events, record, now)
-        # A hold carried over from an earlier step is that step's: it does not count here.
-        foreign_hold = phase == "holding" and self._hold_owner != self._index
-        self._holding = phase == "holding" and not foreign_hold
+        foreign_hold = self._take_events(phase, events, record, now)
         if record is not None:
             self._count(record, phase, now, dt, foreign_hold)
             self._check_step_done(record, now)
@@ -390,7 +384,13 @@ class Coach:
         elif self._idle_since is None:
             self._idle_since = now
 
-    def _take_events(self, events: list[Event], record: StepRecord | None, now: float) -> None:
+    def _take_events(self, phase: str, events: list[Event], record: StepRecord | None,
+                     now: float) -> bool:
+        """The step's share of the events, each hold to the step it began in; True while a
+        hold carried over from an earlier step goes on (it does not count here)."""
+        if phase == "holding" and self._prev_phase != "holding":
+            self._hold_started()
+        self._prev_phase = phase
         for event in events:
             if isinstance(event, Hold) and self._hold_owner is not None:
                 # a hold belongs to the step it started in, even if it ends after that step
@@ -399,6 +399,9 @@ class Coach:
                 self._hold_owner = None
             elif record is not None:
                 self._account_event(record, event, now)
+        foreign_hold = phase == "holding" and self._hold_owner != self._index
+        self._holding = phase == "holding" and not foreign_hold
+        return foreign_hold
 
     def _count(self, record: StepRecord, phase: str, now: float, dt: float,
                foreign_hold: bool) -> None:

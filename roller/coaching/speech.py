@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from roller.base.settings import setting
 from roller.contract.cues import SPEECH_STALE_S, Priority
@@ -156,6 +156,24 @@ class Announcer:
 
     def update(self, now: float) -> Utterance | None:
         """Decide at ``now`` [s]: the utterance to speak now, or None."""
+        self._forget(now)
+        busy = self.speaking(now)
+        # highest priority first, newest first among equals
+        for cand in sorted(self._pending, key=lambda c: (c.priority, c.asked_s), reverse=True):
+            verdict = self._verdict(cand, now, busy)
+            if verdict == "wait":
+                break  # it waits (or goes stale); nothing lower may go either
+            if verdict == "say":
+                return self._say(cand, now, busy.id if busy is not None else None)
+            self._pending.remove(cand)
+            if verdict == "repeat":
+                self.dropped_repeat += 1
+            else:
+                self.dropped_budget += 1
+        return None
+
+    def _forget(self, now: float) -> None:
+        """Drop what left the repeat/budget window and the candidates gone stale."""
         s = self.settings
         horizon = now - max(s.repeat_window_s, 60.0)
         while self._spoken and self._spoken[0].decided_s < horizon:
@@ -163,41 +181,38 @@ class Announcer:
         fresh = [c for c in self._pending if now - c.asked_s <= s.stale_s]
         self.dropped_stale += len(self._pending) - len(fresh)
         self._pending = fresh
-        busy = self.speaking(now)
-        # highest priority first, newest first among equals
-        for cand in sorted(self._pending, key=lambda c: (c.priority, c.asked_s), reverse=True):
-            obsolete = busy is not None and busy.kind in cand.replaces
-            if busy is not None and not obsolete and \
-                    not _may_interrupt(cand.priority, busy.priority):
-                break  # it waits (or goes stale); nothing lower may go either
-            if cand.priority == Priority.SLOW_DOWN and (
-                    (busy is not None and busy.priority == Priority.STEP)
-                    or any(c.priority == Priority.STEP for c in self._pending)):
-                self._pending.remove(cand)
-                self.dropped_budget += 1
-                continue
-            if self._repeats(cand.text, now) >= s.max_repeats:
-                self._pending.remove(cand)
-                self.dropped_repeat += 1
-                continue
-            if cand.priority < Priority.STEP:
-                recent = sum(1 for u in self._spoken if u.decided_s > now - 60.0)
-                if recent >= s.max_per_minute:
-                    self._pending.remove(cand)
-                    self.dropped_budget += 1
-                    continue
-                if busy is None and now < self._last_end + s.gap_s:
-                    break  # a breath between sentences
-                if cand.priority == Priority.ENCOURAGEMENT and \
-                        now - self._last_end < s.quiet_s:
-                    self._pending.remove(cand)
-                    self.dropped_budget += 1
-                    continue
-            elif busy is None and now < self._last_end + s.gap_s and \
-                    cand.priority < Priority.SAFETY:
-                break  # safety does not wait for a breath
-            return self._say(cand, now, busy.id if busy is not None else None)
-        return None
+
+    def _verdict(self, cand: _Candidate, now: float, busy: Utterance | None,
+                 ) -> Literal["say", "wait", "repeat", "budget"]:
+        """What becomes of ``cand`` now: said, kept waiting, or dropped (as a repeat, or by
+        the budget)."""
+        if busy is not None and busy.kind not in cand.replaces and \
+                not _may_interrupt(cand.priority, busy.priority):
+            return "wait"
+        if cand.priority == Priority.SLOW_DOWN and (
+                (busy is not None and busy.priority == Priority.STEP)
+                or any(c.priority == Priority.STEP for c in self._pending)):
+            return "budget"  # step instructions go first: the pass already had its beep
+        if self._repeats(cand.text, now) >= self.settings.max_repeats:
+            return "repeat"
+        breath = busy is None and now < self._last_end + self.settings.gap_s
+        if cand.priority >= Priority.STEP:
+            return "wait" if breath and cand.priority < Priority.SAFETY else "say"
+        return self._budget_verdict(cand, now, breath)
+
+    def _budget_verdict(self, cand: _Candidate, now: float, breath: bool,
+                        ) -> Literal["say", "wait", "budget"]:
+        """Below step priority: the budget per minute, a breath between sentences, and quiet
+        before encouragement."""
+        s = self.settings
+        recent = sum(1 for u in self._spoken if u.decided_s > now - 60.0)
+        if recent >= s.max_per_minute:
+            return "budget"
+        if breath:
+            return "wait"  # a breath between sentences
+        if cand.priority == Priority.ENCOURAGEMENT and now - self._last_end < s.quiet_s:
+            return "budget"
+        return "say"
 
     def _repeats(self, text: str, now: float) -> int:
         window = self.settings.repeat_window_s
