@@ -170,3 +170,27 @@ def test_an_auto_start_by_a_hold_counts_nothing_from_before_it(tmp_path: Path) -
     with History(tmp_path / "h.sqlite3") as history:
         history.record(summary, device_id="d")
         assert history.sessions()[0].active_s == summary.active_s
+
+
+def test_the_summary_fields_are_declared_once(tmp_path: Path) -> None:
+    """The one SessionSummary's fields are what MQTT documents (SUMMARY_FIELDS) and what the
+    history's ``sessions`` table holds: a field added in one place and not the others fails."""
+    import dataclasses
+    import sqlite3
+
+    from roller.coaching.records import SessionSummary
+    from roller.contract.messages import SUMMARY_FIELDS, summary_payload
+
+    names = [f.name for f in dataclasses.fields(SessionSummary)]
+    summary = SessionSummary(**{n: 0 for n in names} | {
+        "sides_s": {"left": 1.0, "right": 1.0}, "steps": (), "end_reason": "stopped",
+        "routine": "r", "routine_title": "R", "advice": ""})
+    payload = summary_payload(summary.to_dict())
+    documented = {f.name for f in SUMMARY_FIELDS}
+    assert documented <= set(payload), documented - set(payload)
+    assert set(payload) - documented == {"started_at", "ended_at"}  # the old names, one release
+    with History(tmp_path / "h.sqlite3") as history:
+        history.record(summary, device_id="d")
+    with sqlite3.connect(tmp_path / "h.sqlite3") as db:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
+    assert columns - {"id", "device_id"} == set(summary.columns())
