@@ -14,7 +14,7 @@ from pathlib import Path
 CONFIG_ENV = "ROLLER_CONFIG"
 """Environment variable naming the config file when ``--config`` is not given."""
 
-REPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+REPO_CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 """The checkout's config/ folder (present for source and editable installs)."""
 
 
