@@ -51,8 +51,7 @@ from roller.coaching.prompts import PAIN_ADVICE, CoachPhase, Prompt, Sentences, 
 from roller.coaching.records import SessionSummary, StepRecord
 from roller.coaching.routine import DEFAULT_ROUTINE, Routine, RoutineStep
 from roller.coaching.session import ActiveTime, Session, SessionSettings
-from roller.coaching.speech import Announcer, SpeechSettings
-from roller.contract.cues import CUES, Priority
+from roller.coaching.speech import Announcer, Narrator, SpeechSettings
 from roller.contract.messages import coach_payload
 from roller.pipeline.events import (
     Event,
@@ -224,10 +223,8 @@ class Coach:
         self._summary_dict: dict[str, Any] | None = None  # built once: snapshots are frequent
         self._pending_summary: SessionSummary | None = None
         # speech: what is said aloud is decided here, once, for every display
-        self.announcer = Announcer(speech)
-        self._offered_key: tuple[str, str] | None = None
-        self._step_began = False
-        self._step_named = False
+        self.narrator = Narrator(Announcer(speech))
+        self.announcer = self.narrator.announcer
 
     def follow(self, session: Session) -> None:
         """Follow ``session`` (the service's) instead of its own: whoever owns it feeds it the
@@ -352,8 +349,7 @@ class Coach:
         self._summary = None
         self._summary_dict = None
         self._too_fast_until = -math.inf
-        self._step_began = True
-        self._step_named = False
+        self.narrator.step_begins(named=False)
         holding = self._live is not None and self._live.phase == "holding"
         self._hold_owner = index if holding else None
 
@@ -456,8 +452,7 @@ class Coach:
         self._index += 1
         self._counting_since = now  # a hold begun while changing position counts from here
         self._too_fast_until = -math.inf
-        self._step_began = True
-        self._step_named = announced
+        self.narrator.step_begins(named=announced)
 
     def _account_event(self, record: StepRecord, event: Event, now: float) -> None:
         if isinstance(event, (Stroke, TooFast)):
@@ -481,30 +476,13 @@ class Coach:
     # ---------------------------------------------------------------- speech
 
     def _speak(self, now: float) -> None:
-        """Offer what changed to the announcer and let it decide what is said now.
-
-        A new prompt is offered at its cue's priority; when a step begins its title and
-        position are offered as well (at step priority, so they win over the step's first cue).
-        """
+        """Tell the narrator the words for now (and the step's, when it begins); the announcer
+        decides what is said (:mod:`roller.coaching.speech`)."""
         step, record, nxt = self._step_context()
         prompt = self._prompt(now, step, record, nxt)
-        key = (prompt.cue, prompt.text)
-        if key != self._offered_key:
-            if self._offered_key is not None and self._offered_key[0] in ("hold", "hold_reached") \
-                    and prompt.cue not in ("hold", "hold_reached", "hold_long"):
-                self.announcer.withdraw(("hold", "hold_reached"))
-            self._offered_key = key
-            # the position is offered once, when the step begins (below)
-            if prompt.cue != "position":
-                self.announcer.offer(prompt.text, CUES[prompt.cue].priority, prompt.cue, now)
-        if self._step_began and step is not None and self.state == "active":
-            words = step.position if self._step_named else f"{step.title}. {step.position}"
-            # a step begun with next makes the skipped step's words obsolete
-            self.announcer.offer(words, Priority.STEP, "position", now,
-                                 replaces=("position", "switch_sides", "step_done"))
-        self._step_began = False
-        self._step_named = False
-        self.announcer.update(now)
+        active = step if step is not None and self.state == "active" else None
+        self.narrator.tell(prompt.text, prompt.cue, now,
+                           step=(active.title, active.position) if active is not None else None)
 
     def _step_context(self) -> tuple[RoutineStep | None, StepRecord | None, RoutineStep | None]:
         """The current step, its record and the step after it (None where there is none)."""

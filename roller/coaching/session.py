@@ -195,22 +195,10 @@ class Session:
         self._running_since: float | None = None
         self.last_activity: float | None = None
 
-    # -- figures kept under their old names ------------------------------------------------
     @property
     def strokes(self) -> int:
+        """Strokes in this session (:attr:`stats`)."""
         return self.stats.strokes
-
-    @property
-    def distance_m(self) -> float:
-        return self.stats.distance_m
-
-    @property
-    def too_fast_count(self) -> int:
-        return self.stats.too_fast_count
-
-    @property
-    def peak_speed_m_s(self) -> float:
-        return self.stats.peak_speed_m_s
 
     @property
     def live(self) -> bool:

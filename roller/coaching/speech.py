@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from roller.base.settings import setting
-from roller.contract.cues import SPEECH_STALE_S, Priority
+from roller.contract.cues import CUES, SPEECH_STALE_S, Priority
 
 
 @dataclass(frozen=True)
@@ -231,3 +231,47 @@ class Announcer:
         self._last_end = now + duration
         self.current = utt
         return utt
+
+
+HOLD_KINDS = ("hold", "hold_reached")
+"""Hold milestones: their moment is over once the prompt leaves the hold."""
+
+
+class Narrator:
+    """What the coach offers its :class:`Announcer`: each new prompt once, at its cue's
+    priority (:data:`roller.contract.cues.CUES`), and, when a step begins, its title and
+    position at step priority (so they win over the step's first cue)."""
+
+    def __init__(self, announcer: Announcer) -> None:
+        self.announcer = announcer
+        self._offered: tuple[str, str] | None = None
+        self._step_began = False
+        self._step_named = False
+
+    def step_begins(self, *, named: bool) -> None:
+        """A step begins; ``named``: the transition prompt already said its title."""
+        self._step_began = True
+        self._step_named = named
+
+    def tell(self, text: str, cue: str, now: float, *,
+             step: tuple[str, str] | None = None) -> Utterance | None:
+        """The prompt at ``now`` [s] (``step``: title and position of the active step); returns
+        what the announcer decides to say now, if anything."""
+        key = (cue, text)
+        if key != self._offered:
+            if self._offered is not None and self._offered[0] in HOLD_KINDS \
+                    and cue not in (*HOLD_KINDS, "hold_long"):
+                self.announcer.withdraw(HOLD_KINDS)
+            self._offered = key
+            # the position is offered once, when the step begins (below)
+            if cue != "position":
+                self.announcer.offer(text, CUES[cue].priority, cue, now)
+        if self._step_began and step is not None:
+            title, position = step
+            words = position if self._step_named else f"{title}. {position}"
+            # a step begun with next makes the skipped step's words obsolete
+            self.announcer.offer(words, Priority.STEP, "position", now,
+                                 replaces=("position", "switch_sides", "step_done"))
+        self._step_began = False
+        self._step_named = False
+        return self.announcer.update(now)
