@@ -8,9 +8,12 @@ import json
 import pytest
 
 from firmware_bridge.clock import ManualClock
-from roller.coaching.coach import PAIN_ADVICE, Coach, CoachCommandError, CoachSettings, CoachState
+from roller.coaching.coach import Coach, CoachSettings, CoachState
+from roller.coaching.prompts import PAIN_ADVICE
 from roller.coaching.routine import load_routine, parse_routine
 from roller.coaching.session import SessionSettings
+from roller.coaching.session_commands import SessionCommands
+from roller.contract.command_table import CommandError
 from roller.pipeline.events import Hold, HoldStarted, LiveState, Stroke, TooFast, TooFastAlert
 
 TICK_S = 0.1
@@ -32,6 +35,12 @@ class Script:
         self.strokes = 0
         self.hold_start: float | None = None
         self.states: list[CoachState] = []
+        self.door = SessionCommands.for_coach(coach)
+
+    def command(self, verb: str, payload: dict | None = None) -> CoachState:
+        """A command through the one door, as MQTT delivers it; the coach's state after it."""
+        self.door.run(verb, json.dumps(payload).encode() if payload is not None else b"")
+        return self.coach.snapshot()
 
     def tick(self, phase: str = "idle", events=(), *, speed: float = 0.0,
              too_fast: bool = False) -> CoachState:
@@ -93,7 +102,9 @@ SESSION_KEYS = {f.name for f in dataclasses.fields(SessionSettings)}
 
 
 def make(clock: ManualClock, routine=None, **settings) -> Script:
-    """A coach on its own session; ``settings`` are [coach] or [session] keys."""
+    """A coach on its own session; ``settings`` are [coach] or [session] keys (sessions of a
+    second or more are kept, unless ``min_record_active_s`` says otherwise)."""
+    settings.setdefault("min_record_active_s", 1.0)
     session = {k: settings.pop(k) for k in list(settings) if k in SESSION_KEYS}
     coach = Coach(routine or two_step_routine(), CoachSettings(**settings), clock,
                   wall_clock=lambda: 1_700_000_000.0,
@@ -131,7 +142,7 @@ def test_without_auto_start_it_waits_for_the_start_command(clock) -> None:
     s = make(clock, auto_start=False)
     assert s.roll(3).state == "ready"
     s.run(1)
-    state = s.coach.command("start")
+    state = s.command("start")
     assert state.state == "active" and state.cue == "position"
     assert state.prompt == "sit right"
 
@@ -150,7 +161,7 @@ def test_too_fast_prompt_follows_the_alert_and_fades(clock) -> None:
     assert state.cue == "too_fast"  # the prompt stays a few seconds after the excursion
     state = s.roll(4)
     assert state.cue == "rolling" and not state.too_fast
-    summary = s.coach.command("stop").summary
+    summary = s.command("stop").summary
     assert summary["too_fast_count"] == 1
     assert summary["too_fast_s"] == pytest.approx(1.3)
     assert summary["peak_speed_m_s"] == pytest.approx(0.12)
@@ -183,7 +194,7 @@ def test_hold_breathing_countdown_then_reached_then_long(clock) -> None:
     state = s.tick("rolling", [Hold(start=clock.monotonic() - 33.2, end=clock.monotonic(),
                                     emitted_at=clock.monotonic())])
     assert state.hold is None and state.breath is None
-    summary = s.coach.command("stop").summary
+    summary = s.command("stop").summary
     assert summary["holds"] == 1 and summary["longest_hold_s"] == pytest.approx(33.2)
 
 
@@ -208,7 +219,10 @@ def test_switch_sides_then_next_step_then_routine_done(clock) -> None:
     assert summary["sides_s"]["right"] == pytest.approx(10, abs=0.15)
     assert summary["left_share"] == pytest.approx(0.5, abs=0.01)
     assert [st["completed"] for st in summary["steps"]] == [True, True]
-    assert summary["strokes"] == 20
+    # the session's strokes, those while changing position too; the steps' are their own
+    assert summary["strokes"] == 23 == s.coach.session.strokes
+    assert sum(st["strokes"] for st in summary["steps"]) == 20
+    assert summary["active_s"] == s.coach.session.active_s
     assert summary["mean_speed_m_s"] == pytest.approx(0.025)
     assert s.coach.pop_summary().end_reason == "completed"
     assert s.coach.pop_summary() is None  # handed over once
@@ -227,33 +241,35 @@ def test_step_done_prompt_names_the_next_muscle(clock) -> None:
 def test_pause_resume_next_and_stop(clock) -> None:
     s = make(clock, auto_advance=False)
     s.roll(4)
-    state = s.coach.command("pause")
+    state = s.command("pause")
     assert state.state == "paused" and state.cue == "paused"
     assert s.roll(5).step_active_s == pytest.approx(state.step_active_s)
-    state = s.coach.command("resume")
+    state = s.command("resume")
     assert state.state == "active"
     s.roll(7)
     state = s.run(30)
     assert state.state == "transition"  # waits for next without auto_advance
-    state = s.coach.command("next")
+    state = s.command("next")
     assert state.state == "active" and state.step["id"] == "g_l"
     s.roll(2)
-    state = s.coach.command("start_pause")
+    state = s.command("start_pause")
     assert state.state == "paused"
-    state = s.coach.command("start_pause")
+    state = s.command("start_pause")
     assert state.state == "active"
-    state = s.coach.command("next")  # skip the last step
+    state = s.command("next")  # skip the last step
     assert state.state == "done"
     steps = state.summary["steps"]
     assert steps[0]["completed"] and not steps[0]["skipped"]
     assert steps[1]["skipped"] and not steps[1]["completed"]
-    assert s.coach.command("stop").state == "done"  # no-op when done
+    with pytest.raises(CommandError, match="cannot stop: the session is finished") as refused:
+        s.command("stop")  # the state forbids it: refused, nothing changes
+    assert refused.value.code == "not_possible" and s.coach.state == "done"
 
 
 def test_stop_ends_with_summary(clock) -> None:
     s = make(clock)
     s.roll(6)
-    state = s.coach.command("stop")
+    state = s.command("stop")
     assert state.state == "done" and state.cue == "stopped"
     assert state.summary["end_reason"] == "stopped"
     assert state.summary["started_at"] == 1_700_000_000.0
@@ -263,7 +279,7 @@ def test_stop_ends_with_summary(clock) -> None:
 def test_pain_stops_at_once_with_advice(clock) -> None:
     s = make(clock)
     s.roll(12)
-    state = s.coach.command("pain")
+    state = s.command("pain")
     assert state.state == "done" and state.cue == "pain_stop"
     assert "stop" in state.prompt.lower() and "breathe" in state.prompt.lower()
     assert "physiotherapist" in state.detail
@@ -273,7 +289,7 @@ def test_pain_stops_at_once_with_advice(clock) -> None:
     assert s.roll(5).state == "done"
     # pain before any session still gives the advice, with nothing to record
     other = make(ManualClock())
-    state = other.coach.command("pain")
+    state = other.command("pain")
     assert state.cue == "pain_stop" and state.summary is None
     assert other.coach.pop_summary() is None
 
@@ -281,7 +297,7 @@ def test_pain_stops_at_once_with_advice(clock) -> None:
 def test_a_new_session_auto_starts_only_after_a_quiet_spell(clock) -> None:
     s = make(clock, restart_rest_s=30)
     s.roll(3)
-    s.coach.command("stop")
+    s.command("stop")
     s.run(10)
     assert s.roll(1).state == "done"
     s.run(31)
@@ -289,25 +305,64 @@ def test_a_new_session_auto_starts_only_after_a_quiet_spell(clock) -> None:
     assert state.state == "active" and state.step_active_s < 1.5
 
 
-def test_short_sessions_are_not_summarised_for_history(clock) -> None:
+def test_a_session_too_short_to_keep_is_neither_shown_nor_stored(clock) -> None:
     s = make(clock, min_record_active_s=10)
     s.roll(2)
-    assert s.coach.command("stop").summary is not None  # shown...
-    assert s.coach.pop_summary() is None                 # ...but not worth storing
+    state = s.command("stop")
+    assert state.state == "done" and state.summary is None  # not shown...
+    assert s.coach.pop_summary() is None                   # ...and not stored: one rule
+    assert s.coach.session.routine is None
+    s.run(31)
+    s.roll(11)
+    state = s.command("stop")
+    assert state.summary is not None                        # shown...
+    assert s.coach.pop_summary().active_s == state.summary["active_s"]  # ...and stored
 
 
-def test_commands_are_validated(clock) -> None:
+def test_commands_are_validated_once_and_refused_with_a_kind(clock) -> None:
     s = make(clock)
-    with pytest.raises(CoachCommandError, match="unknown coach command 'jump'"):
-        s.coach.command("jump")
-    with pytest.raises(CoachCommandError, match="step: expected one of g_r, g_l, got 'x'"):
-        s.coach.command("start", {"step": "x"})
-    with pytest.raises(CoachCommandError, match="speed"):
-        s.coach.command("start", {"speed": 3})
-    with pytest.raises(CoachCommandError, match="expected no payload"):
-        s.coach.command("pause", {"now": True})
-    state = s.coach.command("start", {"step": "g_l"})
+    refusals = {
+        "unknown_command": (("jump", None), "unknown command 'jump'"),
+        "bad_payload": (("start", {"step": "x"}),
+                        "cmd/start: step: expected one of g_r, g_l, got 'x'"),
+    }
+    for code, ((verb, payload), message) in refusals.items():
+        with pytest.raises(CommandError, match=message) as refused:
+            s.command(verb, payload)
+        assert refused.value.code == code
+    for verb, payload in (("start", {"speed": 3}), ("pause", {"now": True})):
+        with pytest.raises(CommandError) as refused:
+            s.command(verb, payload)
+        assert refused.value.code == "bad_payload", refused.value
+    for verb in ("pause", "resume", "stop"):
+        with pytest.raises(CommandError, match=f"cannot {verb}: the session is idle") as no:
+            s.command(verb)
+        assert no.value.code == "not_possible"
+    assert s.coach.session.state == "idle"  # nothing refused changed anything
+    state = s.command("start", {"step": "g_l"})
     assert state.step["id"] == "g_l"
+    with pytest.raises(CommandError, match="a session is already running") as again:
+        s.command("start")
+    assert again.value.code == "not_possible"
+    s.command("stop")
+    with pytest.raises(CommandError, match="next step: the session is finished") as done:
+        s.command("next")
+    assert done.value.code == "not_possible"
+
+
+def test_the_slow_down_prompt_names_the_configured_target(clock) -> None:
+    for target in (0.025, 0.04):
+        coach = Coach(two_step_routine(), CoachSettings(), clock, speed_target_m_s=target)
+        s = Script(coach, clock)
+        s.roll(2)
+        now = clock.monotonic()
+        alert = TooFastAlert(start=now - 0.3, speed_m_s=0.11, limit_m_s=0.08, emitted_at=now)
+        state = s.tick("rolling", [alert], speed=0.11, too_fast=True)
+        assert state.cue == "too_fast"
+        figure = f"{target * 100:.1f}".removesuffix(".0")
+        assert f"about {figure} centimetres each second" in state.prompt
+        assert "inch" not in state.prompt
+        assert f"aim for {target * 100:.1f} cm/s" in state.detail
 
 
 def test_a_stall_between_updates_counts_at_most_the_gap_limit(clock) -> None:
@@ -366,7 +421,7 @@ def test_a_short_hold_does_not_hold_the_step_back_once_it_ends(clock) -> None:
 def test_next_speaks_the_next_steps_position(clock) -> None:
     s = make(clock)
     s.roll(3)
-    state = s.coach.command("next", now=clock.monotonic())
+    state = s.command("next")
     assert state.step["id"] == "g_l"
     assert state.speech is not None and state.speech["kind"] == "position"
     assert state.speech["text"] == "Glutes left. sit left"

@@ -14,6 +14,7 @@ from firmware_bridge.clock import ManualClock
 from firmware_bridge.simulator import SimulatedRoller, person_scenario
 from roller.coaching.coach import Coach, CoachSettings, CoachState
 from roller.coaching.routine import load_routine
+from roller.coaching.session_commands import SessionCommands
 from roller.pipeline import Pipeline, PipelineSettings
 
 RATE_HZ = 200.0
@@ -37,6 +38,7 @@ def coach_run(duration_s: float, seed: int, *, commands: dict[float, str] | None
     pipeline = Pipeline(PipelineSettings())
     clock = ManualClock(float(t[0]))
     coach = Coach(load_routine(), CoachSettings(), clock, wall_clock=lambda: 1.7e9)
+    door = SessionCommands.for_coach(coach)
     pending = sorted((commands or {}).items())
     states = []
     for i in range(0, len(t), BLOCK):
@@ -44,7 +46,7 @@ def coach_run(duration_s: float, seed: int, *, commands: dict[float, str] | None
         now = float(t[min(i + BLOCK, len(t)) - 1])
         clock.advance(max(now - clock.monotonic(), 0.0))
         while pending and pending[0][0] <= now:
-            coach.command(pending.pop(0)[1], now=now)
+            door.run(pending.pop(0)[1])
         states.append(coach.update(events, pipeline.live, now))
     return states, coach, sim
 
@@ -74,8 +76,12 @@ def test_a_simulated_person_completes_the_routine(full_routine) -> None:
     assert s["sides_s"]["left"] == pytest.approx(s["sides_s"]["right"],
                                                  abs=hold_wait + 2 * lag + 1)
     assert s["left_share"] == pytest.approx(0.5, abs=0.06)
-    # idle time does not count: the session lasted longer than its active time
-    assert s["duration_s"] > s["active_s"] + 6 * CoachSettings().transition_s - 1
+    # idle time does not count: the session lasted longer than its steps' active time and
+    # the changes of position between them; its own active time never exceeds its length
+    steps_active_s = sum(step["active_s"] for step in s["steps"])
+    assert s["duration_s"] > steps_active_s + 6 * CoachSettings().transition_s - 1
+    assert steps_active_s <= s["active_s"] <= s["duration_s"]
+    assert s["active_s"] == coach.session.active_s
     # the steps came in the routine's order
     order = [st.step["id"] for st in states if st.state == "active"]
     assert list(dict.fromkeys(order)) == [step.id for step in routine.steps]

@@ -26,6 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from firmware_bridge.clock import ManualClock
 from roller.coaching.coach import Coach, CoachSettings
 from roller.coaching.routine import load_routine
+from roller.coaching.session_commands import SessionCommands
 from roller.display import DisplayServer, DisplaySettings, MqttBridge
 from roller.mqtt.publisher import MqttSettings
 from roller.pipeline.events import HoldStarted, LiveState, TooFastAlert
@@ -413,7 +414,8 @@ def test_summary_at_the_end_and_screenshots(display, pub, page, tmp_path) -> Non
         coach.update([], LiveState(t=i, speed_m_s=0.03, velocity_m_s=0.03, phase="rolling",
                                    stroke_count=0, hold_time_s=0, too_fast=False,
                                    calibrated=True), clock.monotonic())
-    done = coach.command("stop").to_dict()
+    SessionCommands.for_coach(coach).run("stop")
+    done = coach.snapshot().to_dict()
     pub.send("mat1", "coach", done, retain=True)
     page.wait_for_selector("#summary:not([hidden])", timeout=5000)
     assert page.text_content("#summary-title") == "Session stopped"
@@ -583,9 +585,11 @@ def coach_moments() -> dict[str, dict]:
     while state["state"] != "done":
         state = run(2)
     moments["completed"] = state
-    coach.command("start", now=clock.monotonic())
+    door = SessionCommands.for_coach(coach)
+    door.run("start")
     run(15)
-    moments["pain"] = coach.command("pain", now=clock.monotonic()).to_dict()
+    door.run("pain")
+    moments["pain"] = coach.snapshot().to_dict()
     return moments
 
 

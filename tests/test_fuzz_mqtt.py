@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from firmware_bridge.clock import ManualClock
 from roller.base.untrusted import PayloadError, nesting_depth
-from roller.coaching.session import Session, SessionCommands
+from roller.coaching.session import Session
+from roller.coaching.session_commands import SessionCommands
 from roller.contract.command_table import CommandError, CommandInbox, CommandTable, decode_payload
 from roller.display.bridge import MqttBridge, _forbidden_key, decode_message
 from roller.mqtt.publisher import MqttSettings

@@ -12,10 +12,12 @@ from small_disk import small_disk
 from firmware_bridge.clock import ManualClock
 from roller.base.errors import RollerError
 from roller.cli import main
-from roller.coaching.coach import Coach, CoachSettings, SessionSummary
+from roller.coaching.coach import Coach, CoachSettings
 from roller.coaching.history import History, HistoryError, HistorySettings, HistoryWriteError
+from roller.coaching.records import SessionSummary
 from roller.coaching.routine import parse_routine
 from roller.coaching.session import SessionSettings
+from roller.coaching.session_commands import SessionCommands
 from roller.pipeline.events import Hold, LiveState, Stroke, TooFast, TooFastAlert
 
 ROUTINE = parse_routine({
@@ -50,9 +52,10 @@ def session(right_s: float, left_s: float, *, wall: float = 1_700_000_000.0,
                                             emitted_at=0)],
                    8: [TooFast(start=0, end=0.8, peak_speed_m_s=0.1, limit_m_s=0.05,
                                emitted_at=0), Hold(start=1, end=26, emitted_at=26), stroke]})
-    coach.command("next")
+    door = SessionCommands.for_coach(coach)
+    door.run("next")
     roll(left_s, {3: [stroke]})
-    coach.command(end)
+    door.run(end)
     summary = coach.pop_summary()
     assert summary is not None
     return summary

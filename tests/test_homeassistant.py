@@ -30,7 +30,8 @@ from test_mqtt_support import Subscriber, retained
 
 from firmware_bridge.clock import ManualClock
 from roller.base.errors import ConfigError
-from roller.coaching.session import Session, SessionCommands
+from roller.coaching.session import Session
+from roller.coaching.session_commands import SessionCommands
 from roller.contract import messages as contract
 from roller.contract.command_table import CommandTable
 from roller.contract.messages import Topics

@@ -15,7 +15,7 @@ import pytest
 from roller.commands.analyze import analysis_json
 from roller.contract import messages as contract
 from roller.pipeline.events import Hold, Stroke, TooFast
-from roller.recordings.summary import SessionSummary
+from roller.recordings.summary import RecordingReport
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden" / "mqtt_transcript.jsonl"
@@ -91,7 +91,7 @@ def test_the_service_takes_exactly_the_contracts_verbs() -> None:
 
 
 def test_analyze_json_uses_the_mqtt_event_schema_and_keeps_the_old_names() -> None:
-    summary = SessionSummary(max_speed_m_s=0.05, radius_m=0.075)
+    summary = RecordingReport(max_speed_m_s=0.05, radius_m=0.075)
     summary.saw_samples(10.0, 20.0, 2000)
     stroke = Stroke(start=10.5, end=12.25, distance_m=0.05, peak_speed_m_s=0.04,
                     mean_speed_m_s=0.0286, direction=1, emitted_at=12.35)

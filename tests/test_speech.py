@@ -78,6 +78,7 @@ def test_next_replaces_the_skipped_steps_position() -> None:
     from firmware_bridge.clock import ManualClock
     from roller.coaching.coach import Coach
     from roller.coaching.routine import load_routine
+    from roller.coaching.session_commands import SessionCommands
     from roller.pipeline.events import LiveState
 
     clock = ManualClock(100.0)
@@ -88,7 +89,8 @@ def test_next_replaces_the_skipped_steps_position() -> None:
         clock.advance(0.1)
         first = coach.update([], rolling, clock.monotonic()).speech
     assert first["kind"] == "position" and first["duration_s"] > 5  # still being said
-    skipped = coach.command("next", now=clock.monotonic()).speech
+    SessionCommands.for_coach(coach).run("next")
+    skipped = coach.snapshot().speech
     second = coach.routine.steps[1]
     assert skipped["text"] == f"{second.title}. {second.position}"
     assert skipped["decided_s"] == clock.monotonic() and skipped["replaces_id"] == first["id"]

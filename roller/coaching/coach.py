@@ -2,14 +2,14 @@
 
 :class:`Coach` is a small stateful object in the style of the pipeline stages: the service calls
 ``update(events, live, now)`` after each pipeline block and gets back a :class:`CoachState`, a
-snapshot for displays (published retained on the ``coach`` topic). Commands (``start``,
-``pause``, ``resume``, ``next``, ``stop``, ``pain``, and ``start_pause`` for a single button)
-arrive through :meth:`Coach.command` from MQTT or the GPIO buttons.
+snapshot for displays (published retained on the ``coach`` topic).
 
-The session itself -- when it starts, pauses, resumes and ends, and why -- is the one lifecycle
-in :mod:`roller.coaching.session`; the coach follows it and keeps only the routine's progress and
-prompts.
-Its state is a view of the session's:
+The coach keeps the routine's progress and nothing else. The session -- when it starts, pauses,
+resumes and ends, and why -- is the one lifecycle in :mod:`roller.coaching.session`; commands
+reach it through one door (:mod:`roller.coaching.session_commands`), which tells the coach where
+a start begins (:meth:`Coach.begin_at`) and when ``next`` skips a step (:meth:`Coach.skip`). The
+words are :mod:`roller.coaching.prompts`'s, the records :mod:`roller.coaching.records`'s.
+The coach's state is a view of the session's:
 
 * **ready** while the session is ``idle`` (until ``start``, or, with ``[session] auto_start``,
   until the person starts rolling);
@@ -18,7 +18,7 @@ Its state is a view of the session's:
   after a too-fast alert, a breathing rhythm and countdown during a hold, then "hold long
   enough" and "time to move on"; the step's cues while rolling; its position while idle;
 * **transition** once the step's target is reached: "switch sides" or "next: ..." for
-  ``transition_s`` (the person changes position; nothing counts), then the next step;
+  ``transition_s`` (the person changes position; nothing counts for a step), then the next step;
 * **paused** while the session is paused (nothing counts) until ``resume``;
 * **done** once the session is ``finished``: the last step complete (the coach ends the session
   itself, ``completed``), ``stop``, the idle timeout, the service's shutdown, or ``pain`` -- which
@@ -29,9 +29,11 @@ Without a session given, the coach makes its own (tests, benchmarks) and feeds i
 events itself; in the service the :class:`~roller.service.loop.Service` owns the session, feeds it,
 and gives it to the coach with :meth:`Coach.follow`.
 
-When a session ends its :class:`SessionSummary` waits in :meth:`Coach.pop_summary` for the
-service to store it in the history. Times given to ``update`` are seconds on the coach's clock
-(monotonic); wall-clock timestamps only label the summary.
+When a session ends its :class:`~roller.coaching.records.SessionSummary` (the session's figures
+with the routine's steps) waits in :meth:`Coach.pop_summary` for the service to store it in the
+history -- the same summary the display shows; a session under ``[session]
+min_record_active_s`` of active time gets neither. Times given to ``update`` are seconds on the
+coach's clock (monotonic); wall-clock timestamps only label the summary.
 """
 
 from __future__ import annotations
@@ -39,19 +41,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from firmware_bridge.clock import Clock, SystemClock
-from roller.base.errors import RollerError
-from roller.base.settings import from_mapping, setting
+from roller.base.settings import setting
+from roller.coaching.prompts import PAIN_ADVICE, CoachPhase, Prompt, Sentences, Situation
+from roller.coaching.records import SessionSummary, StepRecord
 from roller.coaching.routine import DEFAULT_ROUTINE, Routine, RoutineStep
-from roller.coaching.session import ActiveTime, EndReason, Session, SessionSettings
-from roller.coaching.speech import Announcer, SpeechSettings
-from roller.contract.cues import CUES, Priority
+from roller.coaching.session import ActiveTime, Session, SessionSettings
+from roller.coaching.speech import Announcer, Narrator, SpeechSettings
 from roller.contract.messages import coach_payload
-from roller.contract.verbs import VERBS
 from roller.pipeline.events import (
     Event,
     Hold,
@@ -61,16 +62,12 @@ from roller.pipeline.events import (
     TooFast,
     TooFastAlert,
 )
-from roller.pipeline.speed_stats import SpeedStats
+from roller.pipeline.settings import PipelineSettings
 
-CoachPhase = Literal["ready", "active", "transition", "paused", "done"]
+__all__ = ["Coach", "CoachSettings", "CoachState"]
 
-__all__ = ["Coach", "CoachCommandError", "CoachSettings", "CoachState", "EndReason",
-           "SessionSummary", "StepRecord", "balance"]
-
-PAIN_PROMPT = "Stop rolling now. Ease off the roller and breathe slowly."
-PAIN_ADVICE = ("Rest for a while. If the pain was sharp, or it is still there later, see a doctor "
-               "or physiotherapist before you roll again.")
+_PIPELINE_DEFAULTS = PipelineSettings()
+"""The go-slow figures a coach names when none are given: the pipeline's own defaults."""
 
 
 @dataclass(frozen=True)
@@ -98,102 +95,6 @@ class CoachSettings:
                                          doc="a pause in rolling shorter than this (a reversal, "
                                              "a breath, the stillness before a hold is "
                                              "recognised) keeps the rolling prompt")
-
-
-class CoachCommandError(RollerError, ValueError):
-    """A command the coach does not understand or whose payload is malformed."""
-
-
-@dataclass(frozen=True)
-class StartPayload:
-    """Optional payload of ``cmd/start``: begin at a given step."""
-
-    step: str | None = setting(None, doc="id of the step to begin with (default: the first)")
-
-
-@dataclass
-class StepRecord:
-    """What happened during one step of a session (durations in s, speeds in m/s)."""
-
-    id: str
-    title: str
-    muscle: str
-    side: str
-    prop: str
-    target_s: float
-    active_s: float = 0.0
-    rolling_s: float = 0.0
-    holding_s: float = 0.0
-    holds_s: list[float] = field(default_factory=list)
-    too_fast_count: int = 0
-    """Too-fast alerts in this step (an excursion's alert comes before its end)."""
-    stats: SpeedStats = field(default_factory=SpeedStats)
-    """Strokes and too-fast excursions (:mod:`roller.pipeline.speed_stats`)."""
-    completed: bool = False
-    skipped: bool = False
-
-    @property
-    def strokes(self) -> int:
-        return self.stats.strokes
-
-    def to_dict(self) -> dict[str, Any]:
-        st = self.stats
-        return {"id": self.id, "title": self.title, "muscle": self.muscle, "side": self.side,
-                "prop": self.prop, "target_s": self.target_s, "active_s": self.active_s,
-                "rolling_s": self.rolling_s, "holding_s": self.holding_s,
-                "strokes": st.strokes, "holds_s": list(self.holds_s),
-                "too_fast_count": self.too_fast_count, "too_fast_s": st.too_fast_s,
-                "peak_speed_m_s": st.peak_speed_m_s, "completed": self.completed,
-                "skipped": self.skipped, "mean_speed_m_s": st.mean_speed_m_s,
-                "longest_hold_s": max(self.holds_s, default=0.0)}
-
-
-@dataclass(frozen=True)
-class SessionSummary:
-    """A finished session, as stored in the history and shown at the end."""
-
-    routine: str
-    routine_title: str
-    started_at: float
-    """Wall-clock start [s since the Unix epoch]."""
-    ended_at: float
-    duration_s: float
-    """From start to end on the coach's clock, pauses included [s]."""
-    end_reason: EndReason
-    active_s: float
-    sides_s: dict[str, float]
-    """Active time by side of the body: left, right, none [s]."""
-    strokes: int
-    holds: int
-    longest_hold_s: float
-    too_fast_count: int
-    too_fast_s: float
-    mean_speed_m_s: float | None
-    """Time-weighted mean speed while rolling [m/s] (:mod:`roller.pipeline.speed_stats`; None
-    without strokes)."""
-    median_speed_m_s: float | None
-    """Time-weighted median of the strokes' speeds [m/s]."""
-    peak_speed_m_s: float | None
-    steps: tuple[dict[str, Any], ...]
-    advice: str = ""
-
-    @property
-    def left_share(self) -> float | None:
-        """Left side's share of left+right active time (0.5 is balanced); None if neither."""
-        return balance(self.sides_s)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["steps"] = list(self.steps)
-        d["left_share"] = self.left_share
-        return d
-
-
-def balance(sides_s: Mapping[str, float]) -> float | None:
-    """Left share of the time spent on left and right (0.5 = even), None when both are zero."""
-    left, right = sides_s.get("left", 0.0), sides_s.get("right", 0.0)
-    total = left + right
-    return None if total <= 0 else left / total
 
 
 @dataclass(frozen=True)
@@ -255,16 +156,6 @@ class CoachState:
         return coach_payload(dataclasses.asdict(self))
 
 
-def _rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 4)
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_rounded(v) for v in value]
-    return value
-
-
 def _step_info(step: RoutineStep | None) -> dict[str, Any] | None:
     if step is None:
         return None
@@ -276,15 +167,17 @@ def _step_info(step: RoutineStep | None) -> dict[str, Any] | None:
 class Coach:
     """Guides one person through ``routine``; see the module docstring for the flow.
 
-    ``speed_target_m_s`` / ``speed_limit_m_s`` are the pipeline's go-slow figures, passed through
-    so displays draw the same band the pipeline judges by. ``wall_clock`` labels summaries with
-    real dates (tests inject a fixed one). ``session`` is the lifecycle to follow; without one
-    the coach makes its own (with ``session_settings``) and feeds it itself.
+    ``speed_target_m_s`` / ``speed_limit_m_s`` are the pipeline's go-slow figures (default: the
+    pipeline's defaults), passed through so displays draw the same band the pipeline judges by
+    and the slow-down prompt names the target in use. ``wall_clock`` labels summaries with real
+    dates (tests inject a fixed one). ``session`` is the lifecycle to follow; without one the
+    coach makes its own (with ``session_settings``) and feeds it itself.
     """
 
     def __init__(self, routine: Routine, settings: CoachSettings | None = None,
-                 clock: Clock | None = None, *, speed_target_m_s: float | None = 0.025,
-                 speed_limit_m_s: float | None = 0.05,
+                 clock: Clock | None = None, *,
+                 speed_target_m_s: float = _PIPELINE_DEFAULTS.target_speed_m_s,
+                 speed_limit_m_s: float = _PIPELINE_DEFAULTS.max_speed_m_s,
                  wall_clock: Callable[[], float] = time.time,
                  speech: SpeechSettings | None = None,
                  session: Session | None = None,
@@ -294,47 +187,49 @@ class Coach:
         self.clock = clock or SystemClock()
         self.speed_target_m_s = speed_target_m_s
         self.speed_limit_m_s = speed_limit_m_s
-        self._wall = wall_clock
+        self.sentences = Sentences(speed_target_m_s, self.settings.cue_interval_s)
         self.session = session or Session(session_settings, wall_clock=wall_clock)
         self._owns_session = session is None
         self._side_targets = {"left": 0.0, "right": 0.0, "none": 0.0}
         for step in routine.steps:
             self._side_targets[step.side] += step.target_active_s
         self._generation = self.session.generation
-        self._in_transition = False
         self._start_index = 0
-        self._paused_at: float | None = None
-        self._last_now: float | None = None
-        self._live: LiveState | None = None
+        # progress through the routine
         self._index: int | None = None
         self._records: list[StepRecord] = []
         self._sides = {"left": 0.0, "right": 0.0, "none": 0.0}
         self._active = ActiveTime()
         self._session_started: float | None = None
         """Coach time the routine began; None when no session of the coach's is under way."""
-        self._session_started_wall = 0.0
+        self._counting_since = -math.inf
+        """The latest start, resume or step change [s]: a step counts no time from before it."""
+        self._in_transition = False
         self._transition_since = 0.0
+        self._paused_at: float | None = None
+        # what the pipeline shows
+        self._last_now: float | None = None
+        self._live: LiveState | None = None
+        self._idle_since: float | None = None
+        self._prev_phase = "idle"
+        self._last_moving_phase = "rolling"
+        self._hold_owner: int | None = None
+        """The step a hold in progress belongs to (None: no hold, or not in any step)."""
+        self._holding = False
         self._too_fast_until = -math.inf
         self._last_too_fast_speed = 0.0
-        self._pain = False
-        self._idle_since: float | None = None
+        # the end
         self._summary: SessionSummary | None = None
         self._summary_dict: dict[str, Any] | None = None  # built once: snapshots are frequent
         self._pending_summary: SessionSummary | None = None
-        # holds: the step a hold in progress belongs to (None: no hold, or not in any step)
-        self._hold_owner: int | None = None
-        self._holding = False
-        self._prev_phase = "idle"
-        self._last_moving_phase = "rolling"
         # speech: what is said aloud is decided here, once, for every display
-        self.announcer = Announcer(speech)
-        self._offered_key: tuple[str, str] | None = None
-        self._step_began = False
-        self._step_named = False
+        self.narrator = Narrator(Announcer(speech))
+        self.announcer = self.narrator.announcer
 
     def follow(self, session: Session) -> None:
         """Follow ``session`` (the service's) instead of its own: whoever owns it feeds it the
-        pipeline's events and moves it; the coach's commands move it too."""
+        pipeline's events and moves it (commands through
+        :class:`~roller.coaching.session_commands.SessionCommands`)."""
         self.session = session
         self._owns_session = False
         self._generation = session.generation
@@ -367,23 +262,128 @@ class Coach:
         self._last_now = now
         self._live = live
         phase = live.phase if live is not None else "idle"
-        moving = phase in ("rolling", "holding")
-        if moving:
-            self._last_moving_phase = phase
-            self._idle_since = None
-        elif self._idle_since is None:
-            self._idle_since = now
+        self._note_phase(phase, now)
         if self._owns_session:
             for event in events:
                 self.session.observe_event(event, now)
             self.session.observe_phase(live, now)
         self._follow(now)
-
         # Only the active step collects events and time: moving about between steps or while
         # paused is not part of any step.
-        state = self.state
         record = self._records[self._index] if self._index is not None and \
-            state == "active" and self._session_started is not None else None
+            self.state == "active" and self._session_started is not None else None
+        foreign_hold = self._take_events(phase, events, record, now)
+        if record is not None:
+            self._count(record, phase, now, dt, foreign_hold)
+            self._check_step_done(record, now)
+        if self.state == "transition" and self.settings.auto_advance and \
+                now - self._transition_since >= self.settings.transition_s:
+            self._advance(now, announced=True)
+        self._holding = phase == "holding" and self._hold_owner == self._index
+        self._speak(now)
+        return self.snapshot(now)
+
+    def begin_at(self, index: int) -> None:
+        """The session just started by command begins the routine at step ``index``."""
+        self._start_index = index
+
+    def skip(self, now: float) -> None:
+        """``next`` in a session under way: the current step is left (skipped unless
+        complete) and the next begins, or the routine ends after the last."""
+        self._follow(now)
+        if self._session_started is None or self._index is None:
+            return
+        record = self._records[self._index]
+        record.skipped = not record.completed
+        self._in_transition = False
+        self._advance(now)
+
+    def pop_summary(self) -> SessionSummary | None:
+        """The summary of a session that just ended, once (then None): for the history."""
+        summary, self._pending_summary = self._pending_summary, None
+        return summary
+
+    # ---------------------------------------------------------------- following the session
+
+    def sync(self, now: float) -> CoachState:
+        """Catch up with the session without new pipeline data (after a command, or the
+        service's shutdown) and return the state to publish."""
+        self._follow(now)
+        self._speak(now)
+        return self.snapshot(now)
+
+    def _follow(self, now: float) -> None:
+        """Catch up with the session: a new one begins the routine, an ended one ends it, a
+        pause freezes the transition clock."""
+        s = self.session
+        if s.generation != self._generation:
+            self._generation = s.generation
+            if self._session_started is not None:  # the one before ended unseen: its
+                self._finish(summarise=False)      # figures are gone with the new start
+            self._start(now, self._start_index)
+            self._start_index = 0
+        if s.state == "finished" and self._session_started is not None:
+            self._finish()
+        if s.state == "paused" and self._paused_at is None:
+            self._paused_at = now
+        elif s.state == "running" and self._paused_at is not None:
+            if self._in_transition:
+                self._transition_since += now - self._paused_at
+            self._paused_at = None
+            self._counting_since = now
+
+    def _end(self, now: float, reason: Literal["completed"]) -> None:
+        """The routine ended the session."""
+        if self.session.live:
+            self.session.stop(now, reason)
+        self._finish()
+
+    def _start(self, now: float, index: int) -> None:
+        self._records = [StepRecord.for_step(s) for s in self.routine.steps]
+        self._sides = {"left": 0.0, "right": 0.0, "none": 0.0}
+        self._active = ActiveTime()
+        self._session_started = self._counting_since = now
+        self._index = index
+        self._in_transition = False
+        self._paused_at = None
+        self._summary = None
+        self._summary_dict = None
+        self._too_fast_until = -math.inf
+        self.narrator.step_begins(named=False)
+        holding = self._live is not None and self._live.phase == "holding"
+        self._hold_owner = index if holding else None
+
+    def _finish(self, *, summarise: bool = True) -> None:
+        """The session ended: its summary, if it is worth keeping (``[session]
+        min_record_active_s`` of the session's active time), is shown and stored alike."""
+        self.announcer.reset()
+        self._in_transition = False
+        if self._session_started is None:
+            return
+        self._session_started = None
+        s = self.session
+        if not summarise or s.active_s < s.settings.min_record_active_s:
+            return
+        self._summary = SessionSummary.of(
+            s, self.routine, self._records, self._sides,
+            advice=PAIN_ADVICE if s.end_reason == "pain" else "")
+        self._summary_dict = self._summary.to_dict()
+        self._pending_summary = self._summary
+        s.routine = self._summary_dict
+
+    # ---------------------------------------------------------------- progress
+
+    def _note_phase(self, phase: str, now: float) -> None:
+        if phase in ("rolling", "holding"):
+            self._last_moving_phase = phase
+            self._idle_since = None
+        elif self._idle_since is None:
+            self._idle_since = now
+
+    def _take_events(self, phase: str, events: list[Event], record: StepRecord | None,
+                     now: float) -> bool:
+        """The step's share of the events, each hold to the step it began in; True while a
+        hold carried over from an earlier step goes on (it does not count here)."""
         if phase == "holding" and self._prev_phase != "holding":
             self._hold_started()
         self._prev_phase = phase
@@ -395,154 +395,34 @@ class Coach:
                 self._hold_owner = None
             elif record is not None:
                 self._account_event(record, event, now)
-        # A hold carried over from an earlier step is that step's: it does not count here.
         foreign_hold = phase == "holding" and self._hold_owner != self._index
         self._holding = phase == "holding" and not foreign_hold
+        return foreign_hold
 
-        counted = self._active.tick(now, dt, record is not None and moving and not foreign_hold)
-        if counted > 0 and record is not None:
-            record.active_s += dt
-            if phase == "rolling":
-                record.rolling_s += dt
-            else:
-                record.holding_s += dt
-            self._sides[record.side] += dt
-        if state == "active" and record is not None and \
-                record.active_s >= record.target_s and not self._hold_too_short():
-            record.completed = True
-            if self._index == len(self.routine.steps) - 1:
-                self._end(now, "completed")
-            else:
-                self._in_transition = True
-                self._transition_since = now
-        if self.state == "transition" and self.settings.auto_advance and \
-                now - self._transition_since >= self.settings.transition_s:
-            self._advance(now, announced=True)
-        self._holding = phase == "holding" and self._hold_owner == self._index
-        self._speak(now)
-        return self.snapshot(now)
+    def _count(self, record: StepRecord, phase: str, now: float, dt: float,
+               foreign_hold: bool) -> None:
+        """Active time of the step: rolling, or holding its own hold, since the latest start,
+        resume or step change."""
+        dt = min(dt, max(now - self._counting_since, 0.0))
+        counting = phase in ("rolling", "holding") and not foreign_hold
+        if self._active.tick(now, dt, counting) <= 0:
+            return
+        record.active_s += dt
+        if phase == "rolling":
+            record.rolling_s += dt
+        else:
+            record.holding_s += dt
+        self._sides[record.side] += dt
 
-    def command(self, verb: str, payload: Mapping[str, Any] | None = None,
-                now: float | None = None) -> CoachState:
-        """Apply a command (``start``, ``pause``, ``resume``, ``next``, ``stop``, ``pain``,
-        ``start_pause``) to the session and the routine. Commands that do not apply in the
-        current state change nothing.
-
-        Raises :class:`CoachCommandError` for an unknown verb or a malformed payload.
-        """
-        now = self.clock.monotonic() if now is None else now
-        if verb not in VERBS:
-            raise CoachCommandError(f"unknown coach command {verb!r}: expected one of "
-                                    f"{', '.join(VERBS)}")
-        if payload is not None and not isinstance(payload, Mapping):
-            raise CoachCommandError(f"cmd/{verb}: expected a JSON object or nothing as payload, "
-                                    f"got {payload!r}")
-        session = self.session
-        if verb == "start_pause":
-            verb = {"running": "pause", "paused": "resume"}.get(session.state, "start")
-        if verb == "start":
-            try:
-                start = from_mapping(StartPayload, payload or {}, where="cmd/start payload")
-            except ValueError as exc:
-                raise CoachCommandError(str(exc)) from None
-            if not session.live:
-                index = 0
-                if start.step is not None:
-                    try:
-                        index = self.routine.step_index(start.step)
-                    except KeyError:
-                        ids = ", ".join(s.id for s in self.routine.steps)
-                        raise CoachCommandError(f"cmd/start payload: step: expected one of "
-                                                f"{ids}, got {start.step!r}") from None
-                self._start_index = index
-                session.start(now)
-            elif session.state == "paused":
-                session.resume(now)
-        elif payload:
-            raise CoachCommandError(f"cmd/{verb}: expected no payload, got {dict(payload)!r}")
-        elif verb == "pause" and session.state == "running":
-            session.pause(now)
-        elif verb == "resume" and session.state == "paused":
-            session.resume(now)
-        elif verb == "next":
-            if session.state == "idle":
-                session.start(now)
-            elif session.live and self._session_started is not None:
-                record = self._records[self._index]  # type: ignore[index]
-                record.skipped = not record.completed
-                if session.state == "paused":
-                    session.resume(now)
-                    self._paused_at = None
-                self._in_transition = False
-                self._advance(now)
-        elif verb == "stop" and session.live:
-            session.stop(now, "stopped")
-        elif verb == "pain":
-            session.pain(now)
-            self._pain = True
-        self._follow(now)
-        self._last_now = now if self._last_now is None else max(self._last_now, now)
-        self._speak(now)
-        return self.snapshot(now)
-
-    def pop_summary(self) -> SessionSummary | None:
-        """The summary of a session that just ended, once (then None): for the history."""
-        summary, self._pending_summary = self._pending_summary, None
-        return summary
-
-    # ---------------------------------------------------------------- following the session
-
-    def sync(self, now: float) -> CoachState:
-        """Catch up with the session without new pipeline data (the service calls it after
-        ending the session on shutdown) and return the state to publish."""
-        self._follow(now)
-        self._speak(now)
-        return self.snapshot(now)
-
-    def _follow(self, now: float) -> None:
-        """Catch up with the session: a new one begins the routine, an ended one ends it, a
-        pause freezes the transition clock."""
-        s = self.session
-        if s.generation != self._generation:
-            self._generation = s.generation
-            if self._session_started is not None:  # the one before ended unseen
-                self._finish(now, s.end_reason or "stopped")
-            self._start(now, self._start_index)
-            self._start_index = 0
-        if s.state == "finished" and self._session_started is not None:
-            self._finish(now, s.end_reason or "stopped")
-        if s.state == "paused" and self._paused_at is None:
-            self._paused_at = now
-        elif s.state == "running" and self._paused_at is not None:
-            if self._in_transition:
-                self._transition_since += now - self._paused_at
-            self._paused_at = None
-
-    def _end(self, now: float, reason: EndReason) -> None:
-        """The routine ended the session."""
-        if self.session.live:
-            self.session.stop(now, reason)
-        self._finish(now, reason)
-
-    def _start(self, now: float, index: int) -> None:
-        self._records = [StepRecord(id=s.id, title=s.title, muscle=s.muscle, side=s.side,
-                                    prop=s.prop, target_s=s.target_active_s)
-                         for s in self.routine.steps]
-        self._sides = {"left": 0.0, "right": 0.0, "none": 0.0}
-        self._active = ActiveTime()
-        self._session_started = now
-        self._session_started_wall = self.session.started_unix_s or self._wall()
-        self._index = index
-        self._in_transition = False
-        self._paused_at = None
-        self._pain = False
-        self._summary = None
-        self._summary_dict = None
-        self._too_fast_until = -math.inf
-        self._step_began = True
-        self._step_named = False
-        holding = self._live is not None and self._live.phase == "holding"
-        self._hold_owner = index if holding else None
+    def _check_step_done(self, record: StepRecord, now: float) -> None:
+        if record.active_s < record.target_s or self._hold_too_short():
+            return
+        record.completed = True
+        if self._index == len(self.routine.steps) - 1:
+            self._end(now, "completed")
+        else:
+            self._in_transition = True
+            self._transition_since = now
 
     def _hold_started(self) -> None:
         """The pipeline recognised a hold: it belongs to the active step, or, when it started
@@ -570,30 +450,19 @@ class Coach:
             self._end(now, "completed")
             return
         self._index += 1
+        self._counting_since = now  # a hold begun while changing position counts from here
         self._too_fast_until = -math.inf
-        self._step_began = True
-        self._step_named = announced
-
-    def _finish(self, now: float, reason: EndReason) -> None:
-        self.announcer.reset()
-        self._in_transition = False
-        if self._session_started is None:
-            return
-        self._summary = self._summarise(now, reason)
-        self._summary_dict = self._summary.to_dict()
-        self._session_started = None
-        if self._summary.active_s >= self.session.settings.min_record_active_s:
-            self._pending_summary = self._summary
-        self.session.routine = self._summary_dict
+        self.narrator.step_begins(named=announced)
 
     def _account_event(self, record: StepRecord, event: Event, now: float) -> None:
         if isinstance(event, (Stroke, TooFast)):
             record.stats.add(event)
         elif isinstance(event, HoldStarted) and self._hold_owner == self._index:
             # The pipeline recognises a hold only after the roller has stayed put for a few
-            # seconds; those seconds were holding, so count them once it is known.
-            # (:class:`~roller.coaching.session.ActiveTime`: not those already counted as rolling).
-            lag = self._active.hold_credit(event.start, event.emitted_at)
+            # seconds; those seconds were holding, so count them once it is known (not those
+            # already counted as rolling, nor any before the step began or the latest resume).
+            since = max(event.start, self._counting_since)
+            lag = self._active.hold_credit(since, event.emitted_at)
             record.active_s += lag
             record.holding_s += lag
             self._sides[record.side] += lag
@@ -604,56 +473,16 @@ class Coach:
             self._too_fast_until = now + self.settings.too_fast_prompt_s
             self._last_too_fast_speed = event.speed_m_s
 
-    def _summarise(self, now: float, reason: EndReason) -> SessionSummary:
-        started = self._session_started if self._session_started is not None else now
-        stats = SpeedStats()
-        for r in self._records:
-            stats.merge(r.stats)
-        holds = [h for r in self._records for h in r.holds_s]
-        duration = max(now - started, 0.0)
-        return SessionSummary(
-            routine=self.routine.name, routine_title=self.routine.title,
-            started_at=self._session_started_wall,
-            ended_at=self._session_started_wall + duration, duration_s=duration,
-            end_reason=reason, active_s=sum(r.active_s for r in self._records),
-            sides_s=dict(self._sides), strokes=stats.strokes,
-            holds=len(holds), longest_hold_s=max(holds, default=0.0),
-            too_fast_count=sum(r.too_fast_count for r in self._records),
-            too_fast_s=stats.too_fast_s,
-            mean_speed_m_s=stats.mean_speed_m_s,
-            median_speed_m_s=stats.median_speed_m_s,
-            peak_speed_m_s=stats.peak_or_none_m_s,
-            steps=tuple(r.to_dict() for r in self._records),
-            advice=PAIN_ADVICE if reason == "pain" else "")
-
     # ---------------------------------------------------------------- speech
 
     def _speak(self, now: float) -> None:
-        """Offer what changed to the announcer and let it decide what is said now.
-
-        A new prompt is offered at its cue's priority; when a step begins its title and
-        position are offered as well (at step priority, so they win over the step's first cue).
-        """
+        """Tell the narrator the words for now (and the step's, when it begins); the announcer
+        decides what is said (:mod:`roller.coaching.speech`)."""
         step, record, nxt = self._step_context()
-        state = self.state
-        prompt, _, cue = self._prompt(now, step, record, nxt)
-        key = (cue, prompt)
-        if key != self._offered_key:
-            if self._offered_key is not None and self._offered_key[0] in ("hold", "hold_reached") \
-                    and cue not in ("hold", "hold_reached", "hold_long"):
-                self.announcer.withdraw(("hold", "hold_reached"))
-            self._offered_key = key
-            # the position is offered once, when the step begins (below)
-            if cue != "position":
-                self.announcer.offer(prompt, CUES[cue].priority, cue, now)
-        if self._step_began and step is not None and state == "active":
-            words = step.position if self._step_named else f"{step.title}. {step.position}"
-            # a step begun with next makes the skipped step's words obsolete
-            self.announcer.offer(words, Priority.STEP, "position", now,
-                                 replaces=("position", "switch_sides", "step_done"))
-        self._step_began = False
-        self._step_named = False
-        self.announcer.update(now)
+        prompt = self._prompt(now, step, record, nxt)
+        active = step if step is not None and self.state == "active" else None
+        self.narrator.tell(prompt.text, prompt.cue, now,
+                           step=(active.title, active.position) if active is not None else None)
 
     def _step_context(self) -> tuple[RoutineStep | None, StepRecord | None, RoutineStep | None]:
         """The current step, its record and the step after it (None where there is none)."""
@@ -671,19 +500,10 @@ class Coach:
     def snapshot(self, now: float | None = None) -> CoachState:
         """The current :class:`CoachState` without feeding anything in."""
         now = self.clock.monotonic() if now is None else now
-        live = self._live
         step, record, nxt = self._step_context()
         state = self.state
-        prompt, detail, cue = self._prompt(now, step, record, nxt)
-        hold = None
-        breath = None
-        breath_left = None
-        if step is not None and state == "active" and live is not None and \
-                self._holding:
-            elapsed = live.hold_time_s
-            hold = {"elapsed_s": elapsed, "min_s": step.hold_min_s, "max_s": step.hold_max_s,
-                    "remaining_s": max(step.hold_min_s - elapsed, 0.0)}
-            breath, breath_left = self._breath(elapsed)
+        prompt = self._prompt(now, step, record, nxt)
+        hold, breath, breath_left = self._hold_view(step, state)
         total_target = self.routine.total_target_s
         done_s = sum(min(r.active_s, r.target_s) for r in self._records)
         return CoachState(
@@ -693,7 +513,8 @@ class Coach:
             routine_title=self.routine.title,
             step_index=self._index if step is not None else None,
             step_count=len(self.routine.steps), step=_step_info(step),
-            next_step=_step_info(nxt), prompt=prompt, detail=detail, cue=cue,
+            next_step=_step_info(nxt), prompt=prompt.text, detail=prompt.detail,
+            cue=prompt.cue,
             step_active_s=record.active_s if record else 0.0,
             step_target_s=step.target_active_s if step else 0.0,
             step_progress=min(record.active_s / record.target_s, 1.0) if record else 0.0,
@@ -703,9 +524,21 @@ class Coach:
             hold=hold, breath=breath, breath_remaining_s=breath_left,
             too_fast=state == "active" and self._too_fast_now(now),
             speed_target_m_s=self.speed_target_m_s, speed_limit_m_s=self.speed_limit_m_s,
-            summary=self._summary_dict if self._summary and state == "done"
-            else None,
+            summary=self._summary_dict if state == "done" else None,
             speech=self.announcer.current.to_dict() if self.announcer.current else None)
+
+    def _hold_view(self, step: RoutineStep | None, state: CoachPhase,
+                   ) -> tuple[dict[str, float] | None, Literal["in", "out"] | None,
+                              float | None]:
+        """During a hold of this step: (hold, breath, breath_remaining_s), else Nones."""
+        live = self._live
+        if step is None or state != "active" or live is None or not self._holding:
+            return None, None, None
+        elapsed = live.hold_time_s
+        hold = {"elapsed_s": elapsed, "min_s": step.hold_min_s, "max_s": step.hold_max_s,
+                "remaining_s": max(step.hold_min_s - elapsed, 0.0)}
+        breath, left = self._breath(elapsed)
+        return hold, breath, left
 
     def _too_fast_now(self, now: float) -> bool:
         return now < self._too_fast_until or bool(self._live and self._live.too_fast)
@@ -718,83 +551,38 @@ class Coach:
         return "out", s.breath_in_s + s.breath_out_s - pos
 
     def _prompt(self, now: float, step: RoutineStep | None, record: StepRecord | None,
-                nxt: RoutineStep | None) -> tuple[str, str, str]:
-        """(prompt, detail, cue) for the current situation: one place for every sentence."""
-        r = self.routine
-        state = self.state
-        if state == "ready":
-            if self._live is not None and not self._live.calibrated:
-                return ("Leave the roller still for a moment while it gets its bearings.",
-                        "It measures its own drift before it can judge your speed.",
-                        "calibrating")
-            first = r.steps[0]
-            tip = r.tips[0] if r.tips else ""
-            return (f"Ready for {r.title.lower()}. Press start, or simply begin rolling.",
-                    f"First: {first.title}. {tip}".strip(), "ready")
-        if state == "done":
-            reason = self.session.end_reason
-            if self._pain or reason == "pain":
-                return PAIN_PROMPT, PAIN_ADVICE, "pain_stop"
-            if reason == "stopped":
-                return ("Session stopped. Take a moment, breathe, and have some water.",
-                        "Press start whenever you want to go again.", "stopped")
-            if reason == "idle":
-                return ("Session ended after a long rest.",
-                        "Start rolling, or press start, to begin a new one.", "idle_end")
-            if reason == "shutdown":
-                return ("The roller has been switched off. Session saved.",
-                        "Your summary stays here until it is back.", "shutdown")
-            return (r.closing or "Routine complete. Well done.",
-                    "Well done.", "routine_done")
-        assert step is not None and record is not None
-        if state == "paused":
-            return ("Paused. Resume when you are ready.",
-                    f"{step.title}: {self._left(record)} s still to go.", "paused")
-        if state == "transition":
-            assert nxt is not None
-            if nxt.muscle == step.muscle and nxt.side != step.side and nxt.side != "none":
-                return (f"That side is done. Switch to your {nxt.side} side.", nxt.position,
-                        "switch_sides")
-            return f"{step.title} done. Next: {nxt.title}.", nxt.position, "step_done"
+                nxt: RoutineStep | None) -> Prompt:
+        """The words for now (:mod:`roller.coaching.prompts`)."""
+        return self.sentences.say(self._situation(now, step, record, nxt))
+
+    def _situation(self, now: float, step: RoutineStep | None, record: StepRecord | None,
+                   nxt: RoutineStep | None) -> Situation:
         live = self._live
-        phase = live.phase if live is not None else "idle"
+        state = self.state
+        too_fast = None
+        if state == "active" and self._too_fast_now(now):
+            too_fast = max(self._last_too_fast_speed, live.speed_m_s if live else 0.0)
+        said = self.announcer.speaking(now)
+        hold_s = live.hold_time_s if live is not None else 0.0
+        return Situation(
+            state=state, routine=self.routine, step=step, next_step=nxt,
+            step_active_s=record.active_s if record else 0.0,
+            step_left_s=record.left_s if record else 0.0,
+            phase=self._shown_phase(now, record), hold_elapsed_s=hold_s,
+            breath=self._breath(hold_s)[0], too_fast_speed_m_s=too_fast,
+            speaking_position=said is not None and said.kind == "position",
+            calibrated=live is None or live.calibrated,
+            end_reason=self.session.end_reason, pain=self.session.pain_stop)
+
+    def _shown_phase(self, now: float, record: StepRecord | None) -> str:
+        """The live phase as the prompt follows it: a hold that is not this step's shows as
+        idle (the position prompt says move), a short pause in rolling as rolling."""
+        phase = self._live.phase if self._live is not None else "idle"
         if phase == "holding" and not self._holding:
-            phase = "idle"  # still on the last step's spot: the position prompt says move
-        elif phase == "idle" and record.active_s > 0 and self._idle_since is not None and \
+            return "idle"  # still on the last step's spot
+        if phase == "idle" and record is not None and record.active_s > 0 and \
+                self._idle_since is not None and \
                 now - self._idle_since < self.settings.idle_prompt_after_s and \
                 self._last_moving_phase == "rolling":
-            phase = "rolling"  # a reversal or a breath is not a stop: keep the prompt steady
-        if self._too_fast_now(now):
-            speed = max(self._last_too_fast_speed, live.speed_m_s if live else 0.0)
-            target = self.speed_target_m_s or 0.025
-            return ("Slow down: about an inch each second.",
-                    f"That was {speed * 100:.0f} cm/s; aim for {target * 100:.1f} cm/s.",
-                    "too_fast")
-        if phase == "holding" and live is not None:
-            elapsed = live.hold_time_s
-            if elapsed >= step.hold_max_s:
-                return ("Long enough on this spot. Roll on slowly to the next one.",
-                        f"{self._left(record)} s still to go on this step.", "hold_long")
-            if elapsed >= step.hold_min_s:
-                return (f"{step.hold_min_s:.0f} seconds reached. Move on, or stay a little "
-                        "longer if it helps.", "Keep breathing slowly.", "hold_reached")
-            breath, _ = self._breath(elapsed)
-            word = "Breathe in slowly" if breath == "in" else "Breathe out and let go"
-            return ("Stay on this spot and breathe deeply.", f"{word}.", "hold")
-        said = self.announcer.speaking(now)
-        if said is not None and said.kind == "position":
-            # the step's instructions stay on screen while they are being said
-            return step.position, step.caution or f"{self._left(record)} s to go on this step.", \
-                "position"
-        if phase == "rolling":
-            cues = step.cues or ["Slow passes, a few inches each way."]
-            i = int(record.active_s // self.settings.cue_interval_s) % len(cues)
-            return cues[i], f"{self._left(record)} s to go on this step.", "rolling"
-        if record.active_s <= 0.0:
-            return step.position, step.caution, "position"
-        return ("Keep going: slow passes, or rest on a tender spot.",
-                f"{self._left(record)} s to go on this step.", "keep_going")
-
-    @staticmethod
-    def _left(record: StepRecord) -> int:
-        return max(math.ceil(record.target_s - record.active_s), 0)
+            return "rolling"  # a reversal or a breath is not a stop: keep the prompt steady
+        return phase

@@ -1,11 +1,11 @@
 """Session history: every finished session in a SQLite file in the state directory.
 
-The service hands each :class:`~roller.coaching.coach.SessionSummary` to :meth:`History.record`
-when a
-session ends; ``roller history`` lists and shows them. One row per session in ``sessions`` (the
-totals, the active time per side, speed statistics, time too fast), one row per routine step in
-``steps`` and one per hold in ``holds``. Durations are in s, speeds in m/s, dates in seconds since
-the Unix epoch (UTC).
+The service hands each :class:`~roller.coaching.records.SessionSummary` to
+:meth:`History.record` when a session ends: the one summary the display shows and MQTT carries,
+whose fields are the ``sessions`` columns (:meth:`SessionSummary.columns`). ``roller history``
+lists and shows them. One row per session in ``sessions`` (the totals, the active time per
+side, speed statistics, time too fast), one row per routine step in ``steps`` and one per hold
+in ``holds``. Durations are in s, speeds in m/s, dates in seconds since the Unix epoch (UTC).
 
 The schema carries a version (``PRAGMA user_version``) so later releases can migrate it; a file
 that is not a history database raises :class:`HistoryError` naming the file.
@@ -24,7 +24,7 @@ from typing import Any
 
 from roller.base.errors import RollerError
 from roller.base.settings import setting
-from roller.coaching.coach import SessionSummary, balance
+from roller.coaching.records import SessionSummary, balance
 
 SCHEMA_VERSION = 1
 
@@ -222,17 +222,11 @@ class History:
 
     def _record(self, summary: SessionSummary, device_id: str) -> int:
         s = summary
+        columns = {"device_id": device_id, **s.columns()}
         with self._tx() as db:
             cur = db.execute(
-                "INSERT INTO sessions (device_id, routine, routine_title, started_at, ended_at,"
-                " duration_s, end_reason, active_s, left_s, right_s, none_s, strokes, holds,"
-                " longest_hold_s, too_fast_count, too_fast_s, mean_speed_m_s, median_speed_m_s,"
-                " peak_speed_m_s, advice) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (device_id, s.routine, s.routine_title, s.started_at, s.ended_at, s.duration_s,
-                 s.end_reason, s.active_s, s.sides_s.get("left", 0.0),
-                 s.sides_s.get("right", 0.0), s.sides_s.get("none", 0.0), s.strokes, s.holds,
-                 s.longest_hold_s, s.too_fast_count, s.too_fast_s, s.mean_speed_m_s,
-                 s.median_speed_m_s, s.peak_speed_m_s, s.advice))
+                f"INSERT INTO sessions ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' * len(columns))})", tuple(columns.values()))
             session_id = int(cur.lastrowid)  # type: ignore[arg-type]
             for position, st in enumerate(s.steps):
                 db.execute(

@@ -19,8 +19,14 @@ This is the only state machine: the coach follows it (its own ``ready``/``active
 ``transition``/``paused``/``done`` is a view of the session's state plus its step progress), the
 service publishes it, the history stores what it ended with. The owner of the loop calls
 :meth:`Session.observe_event` for each pipeline event and :meth:`Session.observe_phase` once a
-step; commands go through :class:`SessionCommands` (or, with a coach, through the coach, which
-moves the session itself).
+step; commands come in through one door (:class:`roller.coaching.session_commands.SessionCommands`),
+which calls the methods here. Every rule of what state allows what is here: a transition the
+state forbids raises :class:`SessionError`, and nothing changes.
+
+The session's figures are the session's figures everywhere: :attr:`Session.active_s` counts only
+while the session runs (a hold recognised just after a start or a resume is credited from that
+moment, not before), so it never exceeds :attr:`Session.running_s`, and the coach's summary (and
+so the history) takes its totals from here.
 """
 
 from __future__ import annotations
@@ -28,13 +34,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal
 
+from roller.base.errors import RollerError
 from roller.base.settings import setting
-from roller.contract.command_table import CommandError, CommandTable, short
-from roller.contract.messages import COMMAND_VERBS, session_payload
+from roller.contract.messages import session_payload
 from roller.pipeline.events import (
     Event,
     Hold,
@@ -45,9 +51,6 @@ from roller.pipeline.events import (
     TooFastAlert,
 )
 from roller.pipeline.speed_stats import SpeedStats
-
-if TYPE_CHECKING:
-    from firmware_bridge.clock import Clock
 
 SessionState = Literal["idle", "running", "paused", "finished"]
 EndReason = Literal["completed", "stopped", "pain", "idle", "shutdown"]
@@ -72,7 +75,8 @@ class SessionSettings:
             "(end_reason idle)")
     min_record_active_s: float = setting(
         10.0, unit="s", minimum=0.0, maximum=3600.0,
-        doc="a session with less active time than this is shown but not stored in the history")
+        doc="a session with less active time than this is neither summarised nor stored in "
+            "the history (a bump of the roller is not a session)")
     max_update_gap_s: float = setting(
         1.0, unit="s", minimum=0.05, maximum=10.0,
         doc="a longer gap between updates (a stall) counts only this much active time")
@@ -80,6 +84,11 @@ class SessionSettings:
         5.0, unit="s", minimum=0.5, maximum=600,
         doc="republish the running session's figures at most this often (a change of state "
             "goes out at once)")
+
+
+class SessionError(RollerError, ValueError):
+    """A transition the session's state does not allow (pause while paused, stop with none
+    under way, ...). The message says what was asked and the state it met; nothing changed."""
 
 
 MAX_HOLD_LAG_S = 10.0
@@ -99,10 +108,12 @@ class ActiveTime:
 
     def __init__(self) -> None:
         self._recent: deque[tuple[float, float]] = deque()  # (time, seconds counted up to it)
+        self._last_tick: float | None = None
 
     def tick(self, now: float, dt: float, counting: bool) -> float:
         """Note an update at ``now`` covering ``dt`` [s]; returns the seconds counted."""
         counted = dt if counting else 0.0
+        self._last_tick = now
         if counted > 0:
             self._recent.append((now, counted))
         while self._recent and self._recent[0][0] < now - 2 * MAX_HOLD_LAG_S:
@@ -111,14 +122,15 @@ class ActiveTime:
 
     def hold_credit(self, start: float, emitted_at: float) -> float:
         """Seconds of a hold recognised at ``emitted_at`` that began at ``start`` [s], not yet
-        counted (at most :data:`MAX_HOLD_LAG_S`)."""
-        lag = min(max(emitted_at - start, 0.0), MAX_HOLD_LAG_S)
-        begun = emitted_at - lag
+        counted (at most :data:`MAX_HOLD_LAG_S`): up to the last update only, since the next
+        update counts its own stretch, the moment of recognition included."""
+        begun = max(start, emitted_at - MAX_HOLD_LAG_S)
+        end = emitted_at if self._last_tick is None else min(emitted_at, self._last_tick)
         counted = 0.0
         for t, dt in self._recent:
             if t > begun:  # the update covering (t - dt, t]: its part after the hold began
                 counted += min(dt, t - begun)
-        return max(lag - counted, 0.0)
+        return max(end - begun - counted, 0.0)
 
 
 class Session:
@@ -148,6 +160,8 @@ class Session:
         self.rested = False
         """After the end: has nobody rolled for ``restart_rest_s``, so that rolling again is a
         new session, not the same person carrying on after Stop?"""
+        self.pain_stop = False
+        """A pain stop was asked since the last start."""
         self.version = 0
         self.generation = 0
         self._idle_since: float | None = None
@@ -158,6 +172,7 @@ class Session:
         self.stats = SpeedStats()
         self.holds = 0
         self.hold_time_s = 0.0
+        self.longest_hold_s = 0.0
         self.active_s = 0.0
         """Time someone was rolling or holding while the session ran [s] (pauses and an
         unattended roller excluded)."""
@@ -167,22 +182,10 @@ class Session:
         self._running_since: float | None = None
         self.last_activity: float | None = None
 
-    # -- figures kept under their old names ------------------------------------------------
     @property
     def strokes(self) -> int:
+        """Strokes in this session (:attr:`stats`)."""
         return self.stats.strokes
-
-    @property
-    def distance_m(self) -> float:
-        return self.stats.distance_m
-
-    @property
-    def too_fast_count(self) -> int:
-        return self.stats.too_fast_count
-
-    @property
-    def peak_speed_m_s(self) -> float:
-        return self.stats.peak_speed_m_s
 
     @property
     def live(self) -> bool:
@@ -195,7 +198,7 @@ class Session:
 
     def start(self, now: float) -> None:
         if self.live:
-            raise CommandError("not_possible", f"a session is already {self.state}")
+            raise SessionError(f"a session is already {self.state}")
         self._reset()
         self.state = "running"
         self.generation += 1
@@ -208,20 +211,21 @@ class Session:
         self.end_reason = None
         self.routine = None
         self.rested = False
+        self.pain_stop = False
         self._running_since = now
         self.last_activity = now
         self._moved()
 
     def pause(self, now: float) -> None:
         if self.state != "running":
-            raise CommandError("not_possible", f"cannot pause: the session is {self.state}")
+            raise SessionError(f"cannot pause: the session is {self.state}")
         self._bank(now)
         self.state = "paused"
         self._moved()
 
     def resume(self, now: float) -> None:
         if self.state != "paused":
-            raise CommandError("not_possible", f"cannot resume: the session is {self.state}")
+            raise SessionError(f"cannot resume: the session is {self.state}")
         self.state = "running"
         self._running_since = now
         self.last_activity = now
@@ -230,7 +234,7 @@ class Session:
     def stop(self, now: float, reason: EndReason = "stopped") -> None:
         """End the session under way with ``reason`` (one of :data:`END_REASONS`)."""
         if not self.live:
-            raise CommandError("not_possible", f"cannot stop: the session is {self.state}")
+            raise SessionError(f"cannot stop: the session is {self.state}")
         self._bank(now)
         self.state = "finished"
         self.end_reason = reason
@@ -240,12 +244,12 @@ class Session:
         self._idle_since = None
         self._moved()
 
-    finish = stop
-
     def pain(self, now: float) -> None:
         """A pain stop, possible in every state: a session under way ends (``pain``); with
         none, the lifecycle still goes to ``finished`` (``pain``, no id), so rolling on at once
-        does not start one -- the roller must rest first."""
+        does not start one -- the roller must rest first. :attr:`pain_stop` says it was asked
+        (the coach then tells the person to stop, whatever ended the session before)."""
+        self.pain_stop = True
         if self.live:
             self.stop(now, "pain")
             return
@@ -257,6 +261,26 @@ class Session:
         self.rested = False
         self._idle_since = None
         self._moved()
+
+    def skip(self, now: float) -> bool:
+        """``next``'s part of the lifecycle: with no session yet it starts one (True: the
+        routine begins at its first step); a paused one resumes, a running one carries on
+        (False: the routine moves on); a finished one refuses -- start a new one first."""
+        if self.state == "finished":
+            raise SessionError("cannot go to the next step: the session is finished; start "
+                               "a new one")
+        if self.state == "idle":
+            self.start(now)
+            return True
+        if self.state == "paused":
+            self.resume(now)
+        return False
+
+    @property
+    def button_verb(self) -> str:
+        """What the single button (``start_pause``) means now: pause a running session,
+        resume a paused one, else start one."""
+        return {"running": "pause", "paused": "resume"}.get(self.state, "start")
 
     @property
     def may_auto_start(self) -> bool:
@@ -288,9 +312,13 @@ class Session:
         elif isinstance(event, Hold):
             self.holds += 1
             self.hold_time_s += event.duration_s
+            self.longest_hold_s = max(self.longest_hold_s, event.duration_s)
             self.last_activity = now
         elif isinstance(event, HoldStarted):
-            self.active_s += self._active.hold_credit(event.start, event.emitted_at)
+            # only the part of the hold since the session ran last (a start or a resume)
+            since = max(event.start, self._running_since if self._running_since is not None
+                        else now)
+            self.active_s += self._active.hold_credit(since, event.emitted_at)
             self.last_activity = now
         return started
 
@@ -304,22 +332,33 @@ class Session:
         self._last_phase_at = now
         before = self.version
         if self.state == "finished" and not self.rested:
-            if moving:
-                self._idle_since = None
-            else:
-                if self._idle_since is None:
-                    self._idle_since = now
-                self.rested = now - self._idle_since >= self.settings.restart_rest_s
+            self._rest(moving, now)
         if moving and self.may_auto_start:
             self.start(now)
         elif self.state == "running":
-            self.active_s += self._active.tick(now, dt, moving)
-            if moving:
-                self.last_activity = now
-            elif self.last_activity is not None and \
-                    now - self.last_activity >= self.settings.idle_timeout_s:
-                self.stop(now, "idle")
+            self._run(moving, now, dt)
         return self.version != before
+
+    def _rest(self, moving: bool, now: float) -> None:
+        """After the end: has nobody rolled for ``restart_rest_s``?"""
+        if moving:
+            self._idle_since = None
+            return
+        if self._idle_since is None:
+            self._idle_since = now
+        self.rested = now - self._idle_since >= self.settings.restart_rest_s
+
+    def _run(self, moving: bool, now: float, dt: float) -> None:
+        """A step of a running session: active time (never more than the time it ran since
+        its start or resume), and the idle timeout."""
+        if self._running_since is not None:
+            dt = min(dt, max(now - self._running_since, 0.0))
+        self.active_s += self._active.tick(now, dt, moving)
+        if moving:
+            self.last_activity = now
+        elif self.last_activity is not None and \
+                now - self.last_activity >= self.settings.idle_timeout_s:
+            self.stop(now, "idle")
 
     def to_dict(self, now: float) -> dict[str, Any]:
         """The ``session`` payload (:func:`roller.contract.messages.session_payload`)."""
@@ -335,72 +374,3 @@ class Session:
             too_fast_count=st.too_fast_count, too_fast_s=st.too_fast_s,
             mean_speed_m_s=st.mean_speed_m_s, median_speed_m_s=st.median_speed_m_s,
             peak_speed_m_s=st.peak_speed_m_s, routine=self.routine)
-
-
-class Follower(Protocol):
-    """What :class:`SessionCommands` needs of a coach (:class:`roller.coaching.coach.Coach`): it
-    applies a
-    command to the session it follows and to its routine."""
-
-    def command(self, verb: str, payload: Mapping[str, Any] | None = None,
-                now: float | None = None) -> object: ...
-
-
-class SessionCommands:
-    """The command verbs (:data:`roller.contract.messages.COMMAND_VERBS`) on ``session``: each
-    checks
-    the session allows it, then hands it to the coach, which moves the session itself and its
-    routine with it (so a coach that refuses leaves the session as it was), or, without a coach,
-    moves the session."""
-
-    def __init__(self, session: Session, coach: Follower | None, clock: Clock,
-                 table: CommandTable) -> None:
-        self.session, self.coach, self.clock, self.table = session, coach, clock, table
-        handlers = {"start": self.start, "pause": self.pause, "resume": self.resume,
-                    "next": self.next, "stop": self.stop, "start_pause": self.start_pause,
-                    "pain": self.pain}
-        for verb, doc in COMMAND_VERBS.items():
-            table.add(verb, handlers[verb], payload=dict if verb == "start" else None, doc=doc)
-
-    def _change(self, verb: str, payload: Mapping[str, Any] | None, allowed: tuple[str, ...],
-                change: Callable[[float], None]) -> None:
-        if self.session.state not in allowed:
-            what = "a session is already" if verb == "start" else \
-                f"cannot {verb}: the session is"
-            raise CommandError("not_possible", f"{what} {self.session.state}")
-        now = self.clock.monotonic()
-        if self.coach is not None:
-            self.coach.command(verb, payload, now=now)
-        else:
-            change(now)
-
-    def start(self, payload: Any) -> None:
-        if payload and self.coach is None and not self.session.live:
-            raise CommandError("bad_payload", f"cmd/start takes no payload without a coach, got "
-                               f"{short(payload)}", expected="{}")
-        self._change("start", payload or None, ("idle", "finished"), self.session.start)
-
-    def pause(self, payload: Any) -> None:
-        self._change("pause", payload, ("running",), self.session.pause)
-
-    def resume(self, payload: Any) -> None:
-        self._change("resume", payload, ("paused",), self.session.resume)
-
-    def stop(self, payload: Any) -> None:
-        self._change("stop", payload, ("running", "paused"), self.session.stop)
-
-    def next(self, payload: Any) -> None:
-        if self.coach is None:
-            raise CommandError("not_possible", "cmd/next needs a coach with a routine; none "
-                               "is running")
-        self.coach.command("next", payload, now=self.clock.monotonic())
-
-    def pain(self, payload: Any) -> None:
-        # always possible, session or not: safety first
-        self._change("pain", payload, ("idle", "running", "paused", "finished"),
-                     self.session.pain)
-
-    def start_pause(self, payload: Any) -> None:
-        """The single GPIO button: start, pause or resume, whichever fits."""
-        verb = {"running": "pause", "paused": "resume"}.get(self.session.state, "start")
-        self.table.dispatch(verb, b"")

@@ -32,10 +32,10 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from roller.base.settings import setting
-from roller.contract.cues import SPEECH_STALE_S, Priority
+from roller.contract.cues import CUES, SPEECH_STALE_S, Priority
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,24 @@ class Announcer:
 
     def update(self, now: float) -> Utterance | None:
         """Decide at ``now`` [s]: the utterance to speak now, or None."""
+        self._forget(now)
+        busy = self.speaking(now)
+        # highest priority first, newest first among equals
+        for cand in sorted(self._pending, key=lambda c: (c.priority, c.asked_s), reverse=True):
+            verdict = self._verdict(cand, now, busy)
+            if verdict == "wait":
+                break  # it waits (or goes stale); nothing lower may go either
+            if verdict == "say":
+                return self._say(cand, now, busy.id if busy is not None else None)
+            self._pending.remove(cand)
+            if verdict == "repeat":
+                self.dropped_repeat += 1
+            else:
+                self.dropped_budget += 1
+        return None
+
+    def _forget(self, now: float) -> None:
+        """Drop what left the repeat/budget window and the candidates gone stale."""
         s = self.settings
         horizon = now - max(s.repeat_window_s, 60.0)
         while self._spoken and self._spoken[0].decided_s < horizon:
@@ -163,41 +181,38 @@ class Announcer:
         fresh = [c for c in self._pending if now - c.asked_s <= s.stale_s]
         self.dropped_stale += len(self._pending) - len(fresh)
         self._pending = fresh
-        busy = self.speaking(now)
-        # highest priority first, newest first among equals
-        for cand in sorted(self._pending, key=lambda c: (c.priority, c.asked_s), reverse=True):
-            obsolete = busy is not None and busy.kind in cand.replaces
-            if busy is not None and not obsolete and \
-                    not _may_interrupt(cand.priority, busy.priority):
-                break  # it waits (or goes stale); nothing lower may go either
-            if cand.priority == Priority.SLOW_DOWN and (
-                    (busy is not None and busy.priority == Priority.STEP)
-                    or any(c.priority == Priority.STEP for c in self._pending)):
-                self._pending.remove(cand)
-                self.dropped_budget += 1
-                continue
-            if self._repeats(cand.text, now) >= s.max_repeats:
-                self._pending.remove(cand)
-                self.dropped_repeat += 1
-                continue
-            if cand.priority < Priority.STEP:
-                recent = sum(1 for u in self._spoken if u.decided_s > now - 60.0)
-                if recent >= s.max_per_minute:
-                    self._pending.remove(cand)
-                    self.dropped_budget += 1
-                    continue
-                if busy is None and now < self._last_end + s.gap_s:
-                    break  # a breath between sentences
-                if cand.priority == Priority.ENCOURAGEMENT and \
-                        now - self._last_end < s.quiet_s:
-                    self._pending.remove(cand)
-                    self.dropped_budget += 1
-                    continue
-            elif busy is None and now < self._last_end + s.gap_s and \
-                    cand.priority < Priority.SAFETY:
-                break  # safety does not wait for a breath
-            return self._say(cand, now, busy.id if busy is not None else None)
-        return None
+
+    def _verdict(self, cand: _Candidate, now: float, busy: Utterance | None,
+                 ) -> Literal["say", "wait", "repeat", "budget"]:
+        """What becomes of ``cand`` now: said, kept waiting, or dropped (as a repeat, or by
+        the budget)."""
+        if busy is not None and busy.kind not in cand.replaces and \
+                not _may_interrupt(cand.priority, busy.priority):
+            return "wait"
+        if cand.priority == Priority.SLOW_DOWN and (
+                (busy is not None and busy.priority == Priority.STEP)
+                or any(c.priority == Priority.STEP for c in self._pending)):
+            return "budget"  # step instructions go first: the pass already had its beep
+        if self._repeats(cand.text, now) >= self.settings.max_repeats:
+            return "repeat"
+        breath = busy is None and now < self._last_end + self.settings.gap_s
+        if cand.priority >= Priority.STEP:
+            return "wait" if breath and cand.priority < Priority.SAFETY else "say"
+        return self._budget_verdict(cand, now, breath)
+
+    def _budget_verdict(self, cand: _Candidate, now: float, breath: bool,
+                        ) -> Literal["say", "wait", "budget"]:
+        """Below step priority: the budget per minute, a breath between sentences, and quiet
+        before encouragement."""
+        s = self.settings
+        recent = sum(1 for u in self._spoken if u.decided_s > now - 60.0)
+        if recent >= s.max_per_minute:
+            return "budget"
+        if breath:
+            return "wait"  # a breath between sentences
+        if cand.priority == Priority.ENCOURAGEMENT and now - self._last_end < s.quiet_s:
+            return "budget"
+        return "say"
 
     def _repeats(self, text: str, now: float) -> int:
         window = self.settings.repeat_window_s
@@ -216,3 +231,47 @@ class Announcer:
         self._last_end = now + duration
         self.current = utt
         return utt
+
+
+HOLD_KINDS = ("hold", "hold_reached")
+"""Hold milestones: their moment is over once the prompt leaves the hold."""
+
+
+class Narrator:
+    """What the coach offers its :class:`Announcer`: each new prompt once, at its cue's
+    priority (:data:`roller.contract.cues.CUES`), and, when a step begins, its title and
+    position at step priority (so they win over the step's first cue)."""
+
+    def __init__(self, announcer: Announcer) -> None:
+        self.announcer = announcer
+        self._offered: tuple[str, str] | None = None
+        self._step_began = False
+        self._step_named = False
+
+    def step_begins(self, *, named: bool) -> None:
+        """A step begins; ``named``: the transition prompt already said its title."""
+        self._step_began = True
+        self._step_named = named
+
+    def tell(self, text: str, cue: str, now: float, *,
+             step: tuple[str, str] | None = None) -> Utterance | None:
+        """The prompt at ``now`` [s] (``step``: title and position of the active step); returns
+        what the announcer decides to say now, if anything."""
+        key = (cue, text)
+        if key != self._offered:
+            if self._offered is not None and self._offered[0] in HOLD_KINDS \
+                    and cue not in (*HOLD_KINDS, "hold_long"):
+                self.announcer.withdraw(HOLD_KINDS)
+            self._offered = key
+            # the position is offered once, when the step begins (below)
+            if cue != "position":
+                self.announcer.offer(text, CUES[cue].priority, cue, now)
+        if self._step_began and step is not None:
+            title, position = step
+            words = position if self._step_named else f"{title}. {position}"
+            # a step begun with next makes the skipped step's words obsolete
+            self.announcer.offer(words, Priority.STEP, "position", now,
+                                 replaces=("position", "switch_sides", "step_done"))
+        self._step_began = False
+        self._step_named = False
+        return self.announcer.update(now)

@@ -5,7 +5,7 @@ The recording is streamed through the same pipeline the live service runs
 the
 results are what the service would have reported live (``emitted_at_s`` says when). A readable
 summary by default; ``--json`` prints exactly one JSON object (see
-:meth:`roller.recordings.summary.SessionSummary.to_dict`; events in the MQTT event schema,
+:meth:`roller.recordings.summary.RecordingReport.to_dict`; events in the MQTT event schema,
 :func:`analysis_json`). A malformed recording ends with one error line naming the file, the
 line and the problem, and exit status 2.
 """
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def analysis_json(summary) -> dict:
-    """The ``--json`` object: :meth:`SessionSummary.to_dict` with each stroke, hold and
+    """The ``--json`` object: :meth:`RecordingReport.to_dict` with each stroke, hold and
     too-fast excursion in the MQTT event schema (:func:`roller.contract.messages.analysis_event`:
     ``kind``, ``start_s``, ``end_s``, ``emitted_at_s``, ...). The old unitless names (``start``,
     ``end``, ``emitted_at``, also at the top level) stay for one release; ``deprecated`` lists

@@ -1,9 +1,11 @@
 """Commands in: the verb table shared by MQTT ``cmd/<verb>`` and the GPIO buttons, and the
 bounded queue that hands them from the network and GPIO threads to the service's loop.
 
-The verbs themselves are declared in :data:`roller.contract.messages.COMMAND_VERBS`; the service
-registers a handler for each (:meth:`CommandTable.add`). A refused command raises
-:class:`CommandError` and changes nothing.
+The verbs themselves are declared in :data:`roller.contract.verbs.VERB_DOCS`; the one door
+(:class:`roller.coaching.session_commands.SessionCommands`) registers a handler for each
+(:meth:`CommandTable.add`). The table checks a verb and decodes and validates its payload, once;
+the handler gets the validated payload. A refused command raises :class:`CommandError` and
+changes nothing.
 """
 
 from __future__ import annotations
@@ -53,8 +55,7 @@ class Command:
     """One verb: its handler and the payload it accepts.
 
     ``payload``: None -- no payload (empty or ``{}``); a settings dataclass -- the JSON object is
-    validated with :func:`roller.base.settings.from_mapping` and the handler gets the instance;
-    ``dict`` -- the handler gets the JSON object as is and validates it itself.
+    validated with :func:`roller.base.settings.from_mapping` and the handler gets the instance.
     """
 
     verb: str
@@ -98,8 +99,6 @@ class CommandTable:
                 raise CommandError("bad_payload", f"cmd/{verb} takes no payload: expected "
                                    f"nothing or {{}}, got {short(data)}", expected="{}")
             return command, None
-        if command.payload is dict:
-            return command, data
         try:
             return command, from_mapping(command.payload, data, where=f"cmd/{verb}")
         except ConfigError as exc:
@@ -107,17 +106,13 @@ class CommandTable:
                                actual=short(exc.actual)) from None
 
     def dispatch(self, verb: str, raw: bytes) -> None:
-        """Parse and run one command; raises CommandError when refused."""
+        """Parse and run one command; raises CommandError when refused (the handler's own
+        refusals are CommandErrors already)."""
         command, payload = self.parse(verb, raw)
         try:
             command.handler(payload)
         except CommandError:
             raise
-        except ConfigError as exc:  # the handler validated the payload with from_mapping
-            raise CommandError("bad_payload", str(exc), key=exc.key, expected=exc.expected,
-                               actual=short(exc.actual)) from None
-        except (RollerError, ValueError) as exc:  # the handler refused: nothing changed
-            raise CommandError("not_possible", f"cmd/{verb}: {exc}") from None
         except Exception as exc:  # a handler's bug must not end the service: logged, refused
             _handler_failures(logging.ERROR, "cmd/%s: the handler failed", verb, exc_info=True)
             raise CommandError("not_possible", f"cmd/{verb} failed inside the service "

@@ -436,11 +436,15 @@ SUMMARY_FIELDS: tuple[Field, ...] = (
     _f("duration_s", "number", "s", "start to end, pauses included"),
     _f("end_reason", "string", "-", "`completed`, `stopped`, `pain`, `idle` (idle timeout) or "
                                     "`shutdown` (the service stopped)"),
-    _f("active_s", "number", "s", "time rolling or holding"),
-    _f("sides_s", "object", "s", "active time per side: `left`, `right`, `none`"),
+    _f("active_s", "number", "s", "time rolling or holding while the session ran: the "
+                                  "`session` topic's `active_s` (the routine's steps and the "
+                                  "changes of position between them)"),
+    _f("sides_s", "object", "s", "active time in the routine's steps per side: `left`, "
+                                 "`right`, `none`"),
     _f("left_share", "number or null", "1", "left / (left + right); 0.5 is even"),
-    _f("strokes", "int", "-", "strokes"),
-    _f("holds", "int", "-", "holds"),
+    _f("strokes", "int", "-", "strokes in the session (the `session` topic's figure; "
+                              "`steps` count their own)"),
+    _f("holds", "int", "-", "finished holds in the session"),
     _f("longest_hold_s", "number", "s", "the longest hold"),
     _f("too_fast_count", "int", "-", "too-fast excursions"),
     _f("too_fast_s", "number", "s", "time spent too fast"),
@@ -659,9 +663,8 @@ def session_payload(*, session_id: str | None, state: str, end_reason: str | Non
 
 
 def summary_payload(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """A coached session's summary (``roller.coaching.coach.SessionSummary.to_dict()``) with units
-    in
-    its names; the old ``started_at`` / ``ended_at`` stay for one release."""
+    """A coached session's summary (``roller.coaching.records.SessionSummary.to_dict()``) with
+    units in its names; the old ``started_at`` / ``ended_at`` stay for one release."""
     body = dict(summary)
     for new, old in LEGACY_SUMMARY_NAMES.items():
         if old in body and new not in body:

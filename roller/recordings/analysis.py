@@ -2,7 +2,7 @@
 
 The recording is read in blocks and fed to the same :class:`roller.pipeline.Pipeline` the
 service runs, so memory stays flat however long the file is and the results are what the
-service would have reported live. ``roller analyze`` prints the :class:`SessionSummary`.
+service would have reported live. ``roller analyze`` prints the :class:`RecordingReport`.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from roller.pipeline import Pipeline, PipelineSettings
 from roller.recordings import units as units_mod
 from roller.recordings.phone_export import find_export, read_export
 from roller.recordings.recording import read_chunks
-from roller.recordings.summary import SessionSummary
+from roller.recordings.summary import RecordingReport
 
 
 def analyze(path: str, settings: PipelineSettings, *, debug: bool = False,
-            units: units_mod.Units | None = None) -> SessionSummary:
-    """Stream ``path`` through a pipeline; return the :class:`SessionSummary`.
+            units: units_mod.Units | None = None) -> RecordingReport:
+    """Stream ``path`` through a pipeline; return the :class:`RecordingReport`.
 
     The file is read in chunks by :func:`roller.recordings.recording.read_chunks`, so memory stays
     flat
@@ -37,12 +37,12 @@ def analyze(path: str, settings: PipelineSettings, *, debug: bool = False,
 
 
 def analyze_chunks(chunks: Iterable[tuple[np.ndarray, np.ndarray]], settings: PipelineSettings,
-                   *, debug: bool = False) -> SessionSummary:
+                   *, debug: bool = False) -> RecordingReport:
     """Stream ``(t, samples)`` blocks through a pipeline, as the live service would; return the
-    :class:`SessionSummary` with the calibration the pipeline ended with (and, with ``debug``,
+    :class:`RecordingReport` with the calibration the pipeline ended with (and, with ``debug``,
     its internal state)."""
     pipeline = Pipeline(settings)
-    summary = SessionSummary(max_speed_m_s=settings.max_speed_m_s, radius_m=settings.radius_m,
+    summary = RecordingReport(max_speed_m_s=settings.max_speed_m_s, radius_m=settings.radius_m,
                              body=settings.body)
     for t, samples in chunks:
         summary.saw_samples(float(t[0]), float(t[-1]), int(t.size))
@@ -59,7 +59,7 @@ def analyze_chunks(chunks: Iterable[tuple[np.ndarray, np.ndarray]], settings: Pi
     return summary
 
 
-def warnings_for(summary: SessionSummary) -> list[str]:
+def warnings_for(summary: RecordingReport) -> list[str]:
     """What the reader must know about the numbers (clipping)."""
     clipped_s = getattr(summary, "clipped_s", 0.0)
     if clipped_s <= 0:

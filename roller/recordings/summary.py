@@ -1,6 +1,11 @@
-"""A session summary built from the pipeline's events: what ``roller analyze`` prints.
+"""What ``roller analyze`` reports about one recording, built from the pipeline's events.
 
-:class:`SessionSummary` collects events as they stream out of the pipeline (its memory grows
+(A recording is not a session: the coached session's record is
+:class:`roller.coaching.records.SessionSummary`, the one summary the display, MQTT and the
+history share; both take their speed figures from the same
+:class:`~roller.pipeline.speed_stats.SpeedStats`.)
+
+:class:`RecordingReport` collects events as they stream out of the pipeline (its memory grows
 with the number of strokes and holds, never with the number of samples) and reports strokes,
 holds, time spent rolling and holding, speed statistics and the too-fast excursions, as text for
 people or as one JSON object for programs. The session speed figures (time-weighted mean and
@@ -26,7 +31,7 @@ def _r(x: float, digits: int = 4) -> float:
 
 
 @dataclass
-class SessionSummary:
+class RecordingReport:
     """Everything ``roller analyze`` reports about one recording."""
 
     max_speed_m_s: float

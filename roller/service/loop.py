@@ -2,9 +2,10 @@
 
 Each :meth:`Service.step`:
 
-1. runs the commands queued since the last step (MQTT ``cmd/<verb>`` and the GPIO buttons,
-   through one :class:`~roller.contract.command_table.CommandTable`; verbs in
-   :data:`roller.contract.messages.COMMAND_VERBS`);
+1. runs the commands queued since the last step (MQTT ``cmd/<verb>`` and the GPIO buttons)
+   through one door: the :class:`~roller.contract.command_table.CommandTable` checks the verb
+   and its payload, :class:`~roller.coaching.session_commands.SessionCommands` moves the
+   session (which alone says what its state allows) and lets the coach catch up;
 2. reads every sample the driver has and feeds the pipeline;
 3. counts each pipeline event into the :class:`~roller.coaching.session.Session` (the first sign of
    someone rolling starts one) and hands it to every sink at once; then the session sees the
@@ -33,7 +34,8 @@ from typing import TYPE_CHECKING
 from firmware_bridge.clock import Clock, SystemClock
 from roller.base.errors import RollerError
 from roller.base.settings import setting
-from roller.coaching.session import Session, SessionCommands, SessionSettings
+from roller.coaching.session import Session, SessionSettings
+from roller.coaching.session_commands import SessionCommands
 from roller.contract.command_table import (
     MAX_QUEUED_COMMANDS,
     CommandError,
@@ -50,8 +52,8 @@ if TYPE_CHECKING:
     from firmware_bridge.gpio import Controls
     from firmware_bridge.imu.base import ImuDriver
     from roller.coaching.coach import Coach, CoachState
-    from roller.coaching.coach import SessionSummary as CoachSummary
     from roller.coaching.history import History
+    from roller.coaching.records import SessionSummary as CoachSummary
     from roller.mqtt.publisher import Publisher
     from roller.pipeline import Pipeline
 

@@ -22,8 +22,8 @@ from roller.pipeline.events import Event, LiveState, TooFastAlert
 if TYPE_CHECKING:
     from firmware_bridge.gpio import Controls
     from roller.coaching.coach import CoachState
-    from roller.coaching.coach import SessionSummary as CoachSummary
     from roller.coaching.history import History
+    from roller.coaching.records import SessionSummary as CoachSummary
     from roller.coaching.session import Session
     from roller.mqtt.publisher import Publisher
     from roller.service.health import HealthMonitor, SensorChange
