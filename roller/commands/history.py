@@ -13,7 +13,7 @@ HELP = "list past sessions, or show one (roller history show ID)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     _common_options(parser, None)
-    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=_Intermixed)
     ls = sub.add_parser("list", help="list sessions, newest first (the default)")
     ls.add_argument("--limit", type=int, default=20, help="how many sessions (default 20)")
     ls.add_argument("--device", help="only this device id")
@@ -38,6 +38,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         # `roller history show 3 --db F --json` as well as `--db F --json show 3`
         _common_options(action, argparse.SUPPRESS)
     parser.set_defaults(limit=20, device=None, demo=False)
+
+
+class _Intermixed(argparse.ArgumentParser):
+    """An action's parser that takes its options and positionals in any order
+    (``export --format fit 3 OUT`` and ``export 3 --db F OUT`` alike): plain argparse gives
+    the positionals only the first run of words between options."""
+
+    _inside = False
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self._inside:  # parse_known_intermixed_args calls back here
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
 
 
 def _common_options(parser: argparse.ArgumentParser, default: object) -> None:
