@@ -156,6 +156,7 @@
   function choose(id) {
     if (id === null) return;
     current = id;
+    record.device = id;        // for the History view (history.js)
     $("device").value = id;
     // another roller: what it said before is not news (it is too old to speak anyway)
     const d = devices[id];
@@ -281,6 +282,7 @@
       $(side + "-time").textContent = `${Math.round(done)} / ${Math.round(target)} s`;
     }
     const band = bandOf(c);
+    record.band = band;        // the History view draws the same band
     $("band-legend").textContent = band
       ? `green band: go slow (aim ${cm(band.target)}, max ${cm(band.limit)} cm/s)` : "";
     $("pause-btn").textContent = c.state === "paused" ? "Resume" : "Pause";
