@@ -232,7 +232,7 @@ def step_chart(chart: dict, rng: random.Random, t0: float, active: float,
     s = t0 + 0.5
     while s + 2.5 <= t0 + active:
         if not (hold_at - 2.5 < s < hold_at + hold_len):
-            strokes.append([round(s, 2), round(s + 2.5, 2), round(rng.uniform(1.8, 3.8), 2)])
+            strokes.append([round(s, 2), round(s + 2.5, 2), round(rng.uniform(1.6, 3.0), 2)])
         s += 2.6
     fast_at = t0 + active * 0.2
     fast_len = max(0.6, fast_share * active * 0.5)

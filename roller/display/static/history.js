@@ -405,7 +405,8 @@
                           fill: i % 2 ? "#1a1a1a" : "#111", class: "step-span" });
       // the longest label that fits its span: "Glutes, right side", "Glutes R", "R"
       const tag = side === "left" ? "L" : side === "right" ? "R" : "";
-      const word = title.split(/[ ,(]/)[0];
+      // a short name: an abbreviation in the title (QL, SI), else its first word
+      const word = (title.match(/\b[A-Z]{2,}\b/) || [title.split(/[ ,(]/)[0]])[0];
       const room = x(s1) - x(s0) - 4;
       const n = String(i + 1);        // the step's row in the table below
       const label = [title, (word + " " + tag).trim(), n + tag, n].find((t) => t && t.length * 6.4 <= room);
