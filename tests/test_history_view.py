@@ -271,6 +271,7 @@ def year_display(year_log, tmp_path_factory):
                                "step_count": 7, "prompt": "Press Start when you are ready.",
                                "cue": "ready", "speed_target_m_s": 0.025,
                                "speed_limit_m_s": 0.05}, retain=True)
+    display.test_pub = pub  # the test of the closing words publishes one more session
     yield display
     pub.close()
     display.close()
@@ -361,5 +362,31 @@ def test_the_calendar_opens_that_days_session(year_display, browser) -> None:
         page.wait_for_selector("#hist-session[data-ready=true]", timeout=5000)
         shown = page.text_content("#hs-title")
         assert datetime.strptime(date, "%Y-%m-%d").strftime("%-d") in shown
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+def test_the_summary_judges_the_session_against_the_last_ones(year_display, browser) -> None:
+    page = browser.new_page()
+    try:
+        page.set_viewport_size({"width": 1024, "height": 600})
+        page.goto(year_display.url())
+        page.wait_for_selector("#conn[data-level=ok]", timeout=5000)
+        summary = coached_session(30, 25, wall=time.time() - 120)
+        body = summary_payload(summary.to_dict())
+        pub = year_display.test_pub
+        pub.send("mat1", "coach", {"state": "done", "session_id": "today-1", "cue": "stopped",
+                                   "routine_title": "Test routine", "step": None,
+                                   "prompt": "Session stopped. Well done.", "detail": "",
+                                   "summary": body, "end_reason": "stopped"}, retain=True)
+        pub.send("mat1", "session", finished_session("today-1", summary), retain=True)
+        page.wait_for_selector("#summary-verdict:not(:empty)", timeout=8000)
+        text = page.text_content("#summary-verdict")
+        # the coached session: 0.8 s too fast in 3 strokes' worth of rolling, 25/30 left/right
+        assert "of your rolling was in the slow band" in text
+        assert "your last 5 sessions" in text
+        assert text.count(".") <= 3  # one or two sentences (a figure may have a point)
+        page.screenshot(path=str(SHOTS / "history-verdict-pi-1024x600.png"))
     finally:
         page.close()

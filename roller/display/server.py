@@ -16,7 +16,9 @@
 * ``GET /api/history?device=ID``: the sessions the display heard that roller finish
   (:mod:`roller.display.session_log`), oldest first, as ``{"columns": [...], "rows": [...]}``,
   plus the rollers it has sessions of; ``GET /api/history/session?device=ID&id=SESSION``: one
-  session with its steps and chart. The display keeps this history itself from the messages
+  session with its steps and chart; ``GET /api/history/verdict?device=ID&id=SESSION``: the
+  closing words on it against the sessions before it (:mod:`roller.display.progress`). The
+  display keeps this history itself from the messages
   on the broker: it never opens a roller's database.
 * ``GET /api/contract``: what the page must agree on with the roller, built from the Python
   declarations: the command verbs (:mod:`roller.contract.verbs`), the cues with their speech
@@ -352,6 +354,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._history_list()
         elif path == "/api/history/session":
             self._history_session()
+        elif path == "/api/history/verdict":
+            self._history_session(verdict=True)
         elif path == "/api/pairing":
             self._json(HTTPStatus.OK, {"paired": display.pairing.matches(self._bearer())})
         elif path == "/favicon.ico":
@@ -438,7 +442,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(HTTPStatus.OK, {"device": device or None, "devices": devices,
                                    "columns": list(ROW_COLUMNS), "rows": rows})
 
-    def _history_session(self) -> None:
+    def _history_session(self, *, verdict: bool = False) -> None:
+        """One session (``verdict``: the closing words on it, :mod:`roller.display.progress`,
+        against the sessions before it)."""
         query = self._query()
         device = self._history_device(query)
         if device is None:
@@ -452,6 +458,14 @@ class _Handler(BaseHTTPRequestHandler):
         if found is None:
             self._refuse(HTTPStatus.NOT_FOUND, "not_found",
                          f"no session {_short(sid)} of {device} in the display's history")
+            return
+        if verdict:
+            from roller.display.progress import COMPARE_LAST
+            from roller.display.progress import verdict as judge
+
+            previous = self.display.history.previous(device, sid, COMPARE_LAST)
+            self._json(HTTPStatus.OK, {"device": device, "session_id": sid,
+                                       **judge(found, previous)})
             return
         self._json(HTTPStatus.OK, found)
 

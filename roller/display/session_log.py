@@ -208,6 +208,18 @@ class SessionLog:
                         bool(r[16])])
         return out
 
+    def previous(self, device: str, session_id: str, limit: int = 5) -> list[dict[str, Any]]:
+        """The sessions of ``device`` that started before ``session_id``, newest first: their
+        ``rolling_s``, ``too_fast_s``, ``left_s``, ``right_s`` and ``started_unix_s``."""
+        with self._lock:
+            cur = self._db.execute(
+                "SELECT started_unix_s, rolling_s, too_fast_s, left_s, right_s FROM sessions "
+                "WHERE device = ? AND started_unix_s < (SELECT started_unix_s FROM sessions "
+                "WHERE device = ? AND session_id = ?) ORDER BY started_unix_s DESC LIMIT ?",
+                (device, device, session_id, limit))
+            keys = ("started_unix_s", "rolling_s", "too_fast_s", "left_s", "right_s")
+            return [dict(zip(keys, r, strict=True)) for r in cur]
+
     def session(self, device: str, session_id: str) -> dict[str, Any] | None:
         """One session with its steps and chart (None: not heard)."""
         with self._lock:
