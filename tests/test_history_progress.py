@@ -48,8 +48,9 @@ def test_about_the_same_one_sided_and_the_first_session() -> None:
     assert verdict(session(0, 0, 0, 0, []), [])["text"] == "No rolling was counted this time."
 
 
-def test_skipped_steps_are_not_blamed() -> None:
+def test_skipped_and_unreached_steps_are_not_blamed() -> None:
     steps = [step("Glutes, left side", "left", 0, skipped=True),
-             step("Glutes, right side", "right", 40)]
+             step("Glutes, right side", "right", 40),
+             step("Piriformis, right side", "right", 0)]  # the session stopped before it
     v = verdict(session(30, 0, 0, 40, steps), [])
     assert "got 0 of" not in v["text"] and v["dose_met"]

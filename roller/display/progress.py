@@ -7,8 +7,9 @@ own history, :mod:`roller.display.session_log`) and judges three things a person
    (``(rolling_s - too_fast_s) / rolling_s``), against the same share over the last
    :data:`COMPARE_LAST` sessions pooled by time. A change under :data:`SAME_WITHIN` (3
    percentage points) is "about the same".
-2. **Dose per muscle and side**: a one-sided or middle step that was not skipped and got less
-   than :data:`DOSE_MET_SHARE` of its target time is named (at most two).
+2. **Dose per muscle and side**: a step that was begun, not skipped, and got less than
+   :data:`DOSE_MET_SHARE` of its target time is named (at most two); steps a session stopped
+   before are not.
 3. **Balance**: the left share of left+right time; more than 10 points off even is named.
 
 The words are kind and never scold (docs: "go slow" is advice for comfort, not a proven
@@ -78,6 +79,7 @@ def _side_name(step: Mapping[str, Any]) -> str:
 def _dose_sentence(current: Mapping[str, Any]) -> str | None:
     short = [st for st in current.get("steps") or ()
              if not st.get("skipped") and float(st.get("target_s") or 0) > 0
+             and float(st.get("active_s") or 0) > 0  # not reached (a session stopped early)
              and float(st.get("active_s") or 0) < DOSE_MET_SHARE * float(st["target_s"])]
     if not short:
         return None

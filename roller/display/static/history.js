@@ -316,6 +316,8 @@
     });
   }
 
+  function plural(n, word) { return `${n} ${word}${n === 1 ? "" : "s"}`; }
+
   function mmss(s) {
     s = Math.round(s || 0);
     return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
@@ -371,7 +373,7 @@
     const ls = leftShare([s]);
     $("hs-title").textContent = (s.routine_title || "Session") + " \u00b7 " + $("hs-title").textContent;
     $("hs-figures").textContent = [
-      `${mmss(s.active_s)} active`, `${s.strokes} strokes`, `${s.holds} holds`,
+      `${mmss(s.active_s)} active`, plural(s.strokes, "stroke"), plural(s.holds, "hold"),
       `too fast ${s.too_fast_count}\u00d7 (${s.too_fast_s.toFixed(1)} s)`,
       `slow band ${pct(slowShare([s]))}`,
       ls == null ? "" : `left ${Math.round(ls * 100)}% / right ${100 - Math.round(ls * 100)}%`,
