@@ -367,11 +367,31 @@ def test_the_calendar_opens_that_days_session(year_display, browser) -> None:
 
 
 @pytest.mark.browser
+def test_the_view_follows_the_roller_picked(year_display, year_log, browser) -> None:
+    log, _ = year_log
+    summary = coached_session(20, 20, wall=time.time() - 3600)
+    assert log.record_finished("mat2", finished_session("mat2-only", summary))
+    year_display.test_pub.send("mat2", "status", b"online", retain=True)
+    page = browser.new_page()
+    try:
+        open_history(page, year_display)
+        assert page.text_content("#hist-device") == "\u00b7 mat1"
+        page.wait_for_selector("#device-picker:not([hidden])", timeout=5000)
+        page.select_option("#device", "mat2")
+        wait_for(lambda: page.text_content("#hist-device").endswith("mat2"))  # (CSP: no eval)
+        page.wait_for_selector("#history[data-ready=true]", timeout=5000)
+        assert page.text_content("#hist-note") == "1 session heard by this display"
+        assert page.locator("#hist-list .session-item").count() == 1
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
 def test_the_summary_judges_the_session_against_the_last_ones(year_display, browser) -> None:
     page = browser.new_page()
     try:
         page.set_viewport_size({"width": 1024, "height": 600})
-        page.goto(year_display.url())
+        page.goto(year_display.url() + "?device=mat1")  # the browser may remember mat2
         page.wait_for_selector("#conn[data-level=ok]", timeout=5000)
         summary = coached_session(30, 25, wall=time.time() - 120)
         body = summary_payload(summary.to_dict())
@@ -390,3 +410,18 @@ def test_the_summary_judges_the_session_against_the_last_ones(year_display, brow
         page.screenshot(path=str(SHOTS / "history-verdict-pi-1024x600.png"))
     finally:
         page.close()
+
+
+def test_a_history_file_that_cannot_be_opened_leaves_the_display_working(tmp_path) -> None:
+    from roller.display.server import open_history
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the state directory should be")
+    log = open_history(blocker / "display-history.sqlite3")
+    assert log.path is None  # in memory
+    assert log.record_finished("mat1", {"session_id": "a", "state": "finished",
+                                        "started_unix_s": 1.0, "active_s": 5.0})
+    assert log.summaries("mat1")[0][0] == "a"
+    junk = tmp_path / "junk.sqlite3"
+    junk.write_bytes(b"not a database" * 100)
+    assert open_history(junk).path is None

@@ -42,6 +42,7 @@ import logging
 import queue
 import re
 import socket
+import sqlite3
 import threading
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -160,8 +161,8 @@ class DisplayServer:
         self.bridge = bridge
         self.pairing = pairing or PairingToken.in_memory()
         if history is None:
-            history = SessionLog(None if self.pairing.path is None
-                                 else self.pairing.path.parent / HISTORY_FILE_NAME)
+            history = open_history(None if self.pairing.path is None
+                                   else self.pairing.path.parent / HISTORY_FILE_NAME)
         self.history = history
         self.history_recorder = SessionRecorder(history)
         self._history_listener = HistoryListener(bridge, self.history_recorder)
@@ -243,6 +244,17 @@ class DisplayServer:
                  self.httpd.answered, sum(refused.values()),
                  f" ({', '.join(f'{k} {v}' for k, v in sorted(refused.items()))})"
                  if refused else "")
+
+
+def open_history(path: Path | None) -> SessionLog:
+    """The display's session log at ``path``; in memory (with a warning) when the file cannot
+    be opened, so a full or read-only disk costs the history across restarts, not the page."""
+    try:
+        return SessionLog(path)
+    except (OSError, sqlite3.Error) as exc:
+        log.warning("display: cannot keep the history in %s (%s); keeping it in memory until "
+                    "the display stops", path, exc)
+        return SessionLog(None)
 
 
 def lan_address() -> str | None:

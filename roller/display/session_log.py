@@ -130,15 +130,18 @@ class SessionLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(target, check_same_thread=False)
         self._lock = threading.Lock()
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0:
-            with self._db:
-                self._db.executescript(_SCHEMA)
-                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        elif version != SCHEMA_VERSION:
+        try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                with self._db:
+                    self._db.executescript(_SCHEMA)
+                    self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version != SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(f"{target}: display history schema {version}, "
+                                            f"this program knows {SCHEMA_VERSION}")
+        except sqlite3.Error:
             self._db.close()
-            raise sqlite3.DatabaseError(f"{target}: display history schema {version}, this "
-                                        f"program knows {SCHEMA_VERSION}")
+            raise
 
     def close(self) -> None:
         with self._lock:

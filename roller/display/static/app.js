@@ -157,6 +157,7 @@
     if (id === null) return;
     current = id;
     record.device = id;        // for the History view (history.js)
+    if (record.onDevice) record.onDevice(id);
     $("device").value = id;
     // another roller: what it said before is not news (it is too old to speak anyway)
     const d = devices[id];

@@ -498,4 +498,6 @@
     }, 150);
   });
   record.history = { show, close, load };
+  // another roller picked while the view is open: its history
+  record.onDevice = (id) => { if (open && data && data.device !== id) { showOverview(); load(); } };
 })();
