@@ -2,9 +2,9 @@
 
 One picture a person reads at a glance: the speed along the muscle over time [cm/s] against
 the go-slow band (green up to the target, pale up to the limit, red above it), each stroke as
-a dot at its mean speed, holds shaded blue with their length, too-fast passes shaded red with
-a mark at their peak, and the session's figures in the title. The speed is what the live
-pipeline measured, frame by frame (:class:`SpeedTrace` records it as the same
+a bar across its time at its mean speed, holds shaded blue with their length, too-fast passes
+shaded red with a mark at their peak, and the session's figures in the title. The speed is
+what the live pipeline measured, frame by frame (:class:`SpeedTrace` records it as the same
 :class:`~roller.pipeline.Pipeline` the service runs analyses the file), so the chart and
 ``roller analyze``'s numbers cannot disagree.
 
@@ -161,6 +161,11 @@ def draw(summary: SessionSummary, t_s: np.ndarray, speed_m_s: np.ndarray, out: P
                               label="speed along the muscle")
             line.set_gid("speed")
             if summary.strokes:
+                spans = ax.hlines([s.mean_speed_m_s * 100 for s in summary.strokes],
+                                  [s.start - t0 for s in summary.strokes],
+                                  [s.end - t0 for s in summary.strokes],
+                                  color=COLOURS["stroke"], lw=2.0, alpha=0.55, zorder=4)
+                spans.set_gid("stroke-spans")
                 dots = ax.scatter([(s.start + s.end) / 2 - t0 for s in summary.strokes],
                                   [s.mean_speed_m_s * 100 for s in summary.strokes], s=14,
                                   color=COLOURS["stroke"], zorder=4,

@@ -449,6 +449,8 @@
     el(g("hs-speed"), "path", { d, fill: "none", stroke: COLOURS.speed, "stroke-width": 1.5 });
     const strokes = g("hs-strokes");
     for (const [s0, s1, mean] of c.strokes) {
+      el(strokes, "line", { x1: x(s0), x2: x(s1), y1: y(mean), y2: y(mean), stroke: COLOURS.stroke,
+                            "stroke-width": 2, "stroke-opacity": 0.6 });
       el(strokes, "circle", { cx: x((s0 + s1) / 2), cy: y(mean), r: 2.5, fill: COLOURS.stroke, class: "stroke" });
     }
     // axes
