@@ -90,7 +90,7 @@ def test_record_and_read_back(tmp_path: Path) -> None:
         with pytest.raises(KeyError):
             h.session(99)
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
 
 
 def test_a_foreign_file_is_refused_by_name(tmp_path: Path) -> None:
@@ -189,3 +189,59 @@ def test_a_new_history_on_a_full_disk_says_so(tmp_path: Path) -> None:
         disk.fill()
         with pytest.raises(HistoryError, match=r"cannot write the history|cannot open"):
             History(disk.path / "history.sqlite3")
+
+
+# -- issue 18: options in any order, the demo's sessions found -------------------------------
+def test_options_work_before_and_after_the_action(tmp_path: Path, capsys) -> None:
+    db = tmp_path / "h.sqlite3"
+    with History(db) as h:
+        h.record(session(5, 15), device_id="mat1")
+    for argv in (["history", "show", "1", "--db", str(db), "--json"],
+                 ["history", "--json", "show", "1", "--db", str(db)],
+                 ["history", "--db", str(db), "show", "--json", "1"]):
+        assert main(argv) == 0, argv
+        assert json.loads(capsys.readouterr().out)["id"] == 1
+    assert main(["history", "list", "--db", str(db), "--limit", "5"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[0] == "1"
+
+
+def test_roller_history_finds_the_demos_sessions(tmp_path: Path, monkeypatch, capsys) -> None:
+    from roller.commands.history import demo_history_path
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.delenv("ROLLER_CONFIG", raising=False)
+    demo = demo_history_path()
+    assert demo == tmp_path / "state" / "roller" / "demo" / "history.sqlite3"
+    with History(demo) as h:  # where `roller demo` keeps them
+        h.record(session(5, 15), device_id="demo")
+    assert main(["history"]) == 0  # none of one's own: the demo's, and a word saying so
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[1].split()[0] == "1"
+    assert f"showing the sessions of `roller demo` from {demo}" in captured.err
+    assert main(["history", "show", "1", "--demo", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["device_id"] == "demo"
+    mine = tmp_path / "state" / "roller" / "history.sqlite3"
+    with History(mine) as h:
+        h.record(session(8, 8), device_id="mat1")
+        h.record(session(8, 8), device_id="mat1")
+    assert main(["history"]) == 0  # one's own first, and where the demo's are
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 3
+    assert "roller history --demo" in captured.err and str(demo) in captured.err
+
+
+def test_a_version_1_history_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with History(path) as h:
+        h.record(session(5, 5), device_id="mat1")
+    with sqlite3.connect(path) as db:  # back to the first release's schema
+        db.execute("ALTER TABLE sessions DROP COLUMN distance_m")
+        db.execute("ALTER TABLE steps DROP COLUMN distance_m")
+        db.execute("PRAGMA user_version = 1")
+    with History(path) as h:
+        assert h.session(1).session.distance_m is None
+        h.record(session(5, 5), device_id="mat1")
+        assert h.count() == 2
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2

@@ -26,7 +26,9 @@ from roller.base.errors import RollerError
 from roller.base.settings import setting
 from roller.coaching.records import SessionSummary, balance
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: the first release; 2 adds ``distance_m`` (null where the summary had none) to sessions
+and steps."""
 
 _SCHEMA = """
 CREATE TABLE sessions (
@@ -50,7 +52,8 @@ CREATE TABLE sessions (
     mean_speed_m_s REAL,
     median_speed_m_s REAL,
     peak_speed_m_s REAL,
-    advice TEXT NOT NULL DEFAULT ''
+    advice TEXT NOT NULL DEFAULT '',
+    distance_m REAL
 );
 CREATE INDEX sessions_started ON sessions (started_at);
 CREATE TABLE steps (
@@ -74,6 +77,7 @@ CREATE TABLE steps (
     peak_speed_m_s REAL NOT NULL,
     completed INTEGER NOT NULL,
     skipped INTEGER NOT NULL,
+    distance_m REAL,
     PRIMARY KEY (session_id, position)
 );
 CREATE TABLE holds (
@@ -84,6 +88,12 @@ CREATE TABLE holds (
     PRIMARY KEY (session_id, position, n)
 );
 """
+
+_MIGRATIONS = {
+    1: "ALTER TABLE sessions ADD COLUMN distance_m REAL;"
+       "ALTER TABLE steps ADD COLUMN distance_m REAL;",
+}
+"""Schema version -> the SQL that brings it to the next version."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +149,9 @@ class SessionRow:
     median_speed_m_s: float | None
     peak_speed_m_s: float | None
     advice: str
+    distance_m: float | None = None
+    """Distance rolled along the muscle [m]; None when the summary carried none (sessions
+    stored before schema 2, or a coach whose steps report no ``distance_m``)."""
 
     @property
     def left_share(self) -> float | None:
@@ -192,6 +205,13 @@ class History:
                 self._db.executescript(_SCHEMA)
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             return
+        if version in _MIGRATIONS:
+            with self._db:
+                while version in _MIGRATIONS:
+                    self._db.executescript(_MIGRATIONS[version])
+                    version += 1
+                self._db.execute(f"PRAGMA user_version = {version}")
+            return
         raise sqlite3.DatabaseError(
             f"schema version {version} is newer than this program's ({SCHEMA_VERSION})")
 
@@ -222,7 +242,7 @@ class History:
 
     def _record(self, summary: SessionSummary, device_id: str) -> int:
         s = summary
-        columns = {"device_id": device_id, **s.columns()}
+        columns = {"device_id": device_id, **s.columns(), "distance_m": _distance_m(s)}
         with self._tx() as db:
             cur = db.execute(
                 f"INSERT INTO sessions ({', '.join(columns)}) "
@@ -233,29 +253,38 @@ class History:
                     "INSERT INTO steps (session_id, position, step_id, title, muscle, side, prop,"
                     " target_s, active_s, rolling_s, holding_s, strokes, holds, longest_hold_s,"
                     " too_fast_count, too_fast_s, mean_speed_m_s, peak_speed_m_s, completed,"
-                    " skipped) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " skipped, distance_m) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (session_id, position, st["id"], st["title"], st["muscle"], st["side"],
                      st["prop"], st["target_s"], st["active_s"], st["rolling_s"],
                      st["holding_s"], st["strokes"], len(st["holds_s"]), st["longest_hold_s"],
                      st["too_fast_count"], st["too_fast_s"], st["mean_speed_m_s"],
-                     st["peak_speed_m_s"], int(st["completed"]), int(st["skipped"])))
+                     st["peak_speed_m_s"], int(st["completed"]), int(st["skipped"]),
+                     st.get("distance_m")))
                 db.executemany(
                     "INSERT INTO holds (session_id, position, n, duration_s) VALUES (?,?,?,?)",
                     [(session_id, position, n, d) for n, d in enumerate(st["holds_s"])])
         return session_id
 
     def sessions(self, *, limit: int | None = 20, device_id: str | None = None,
-                 ) -> list[SessionRow]:
-        """The newest sessions first (all of them with ``limit=None``)."""
+                 since_unix_s: float | None = None) -> list[SessionRow]:
+        """The newest sessions first (all of them with ``limit=None``); ``since_unix_s``: only
+        those started then or later [s since the Unix epoch]."""
         with self._reading():
-            return self._sessions(limit, device_id)
+            return self._sessions(limit, device_id, since_unix_s)
 
-    def _sessions(self, limit: int | None, device_id: str | None) -> list[SessionRow]:
+    def _sessions(self, limit: int | None, device_id: str | None,
+                  since_unix_s: float | None = None) -> list[SessionRow]:
         sql = "SELECT * FROM sessions"
+        where: list[str] = []
         args: list[Any] = []
         if device_id is not None:
-            sql += " WHERE device_id = ?"
+            where.append("device_id = ?")
             args.append(device_id)
+        if since_unix_s is not None:
+            where.append("started_at >= ?")
+            args.append(since_unix_s)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started_at DESC, id DESC"
         if limit is not None:
             sql += " LIMIT ?"
@@ -292,6 +321,18 @@ class History:
     def count(self) -> int:
         with self._reading():
             return int(self._db.execute("SELECT count(*) FROM sessions").fetchone()[0])
+
+
+def _distance_m(summary: SessionSummary) -> float | None:
+    """The session's distance [m]: the summary's own, else the sum of its steps' when every
+    step has one; None when unknown (today's coach reports no distance per step)."""
+    own = getattr(summary, "distance_m", None)
+    if own is not None:
+        return float(own)
+    steps = [st.get("distance_m") for st in summary.steps]
+    if steps and all(d is not None for d in steps):
+        return float(sum(steps))
+    return None
 
 
 def _is_disk_fault(exc: sqlite3.Error) -> bool:

@@ -74,6 +74,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="take the [pipeline] settings from this config file")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object instead of the readable summary")
+    parser.add_argument("--plot", metavar="OUT",
+                        help="also draw the chart (speed over time, go-slow band, strokes, "
+                             "holds, too-fast passes) to OUT.png or OUT.svg; needs the plot "
+                             "extra (matplotlib)")
     parser.add_argument("--debug", action="store_true",
                         help="with --json: add the pipeline's internal state")
 
@@ -107,7 +111,15 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     units = Units.parse(args.units) if args.units else None
-    summary = analyze(args.file, settings, debug=args.debug, units=units)
+    if args.plot:  # the same analysis, its speed kept for the chart (roller/recordings/plot.py)
+        from pathlib import Path
+
+        from roller.recordings.plot import plot_recording
+
+        summary, _ = plot_recording(args.file, settings, Path(args.plot), units=units)
+        print(f"roller analyze: chart written to {args.plot}", file=sys.stderr)
+    else:
+        summary = analyze(args.file, settings, debug=args.debug, units=units)
     warnings = warnings_for(summary)
     for line in warnings:
         print(f"roller analyze: warning: {args.file}: {line}", file=sys.stderr)

@@ -12,30 +12,97 @@ HELP = "list past sessions, or show one (roller history show ID)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE",
-                        help="config file naming the state directory (default: $ROLLER_CONFIG "
-                             "or the built-in defaults)")
-    parser.add_argument("--db", metavar="FILE",
-                        help="the history file to read (default: from the config)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    _common_options(parser, None)
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=_Intermixed)
     ls = sub.add_parser("list", help="list sessions, newest first (the default)")
     ls.add_argument("--limit", type=int, default=20, help="how many sessions (default 20)")
     ls.add_argument("--device", help="only this device id")
     show = sub.add_parser("show", help="show one session with its steps")
     show.add_argument("id", type=int, help="the session id from the list")
-    for action in (ls, show):  # `roller history show 3 --json` as well as `--json show 3`
-        action.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                            help="print JSON instead of a table")
-    parser.set_defaults(limit=20, device=None)
+    export = sub.add_parser(
+        "export", help="write sessions to a FIT, CSV or JSON file",
+        description="Write one session (ID), the sessions since a date (--since), or all of "
+                    "them to OUT: FIT activity files that Garmin Connect, Strava and other "
+                    "training apps import, CSV with units in the column names, or JSON in the "
+                    "MQTT session schema.")
+    export.add_argument("id", type=int, nargs="?", help="the session id (default: all, or "
+                                                        "those since --since)")
+    export.add_argument("--since", metavar="DATE", type=_date_arg,
+                        help="only sessions started on or after DATE (YYYY-MM-DD, local time)")
+    export.add_argument("--format", choices=("fit", "csv", "json"),
+                        help="file format (default: from OUT's suffix)")
+    export.add_argument("out", metavar="OUT",
+                        help="the file to write; with --format fit and several sessions, a "
+                             "folder that gets one .fit file per session")
+    for action in (ls, show, export):
+        # `roller history show 3 --db F --json` as well as `--db F --json show 3`
+        _common_options(action, argparse.SUPPRESS)
+    parser.set_defaults(limit=20, device=None, demo=False)
+
+
+class _Intermixed(argparse.ArgumentParser):
+    """An action's parser that takes its options and positionals in any order
+    (``export --format fit 3 OUT`` and ``export 3 --db F OUT`` alike): plain argparse gives
+    the positionals only the first run of words between options."""
+
+    _inside = False
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self._inside:  # parse_known_intermixed_args calls back here
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
+
+
+def _common_options(parser: argparse.ArgumentParser, default: object) -> None:
+    """The options every action takes, on the command and on each action, so they may come
+    before or after the action (``default``: SUPPRESS on an action, so an option given before
+    the action is not reset by the action's parser)."""
+    parser.add_argument("--config", metavar="FILE", default=default,
+                        help="config file naming the state directory (default: $ROLLER_CONFIG "
+                             "or the built-in defaults)")
+    parser.add_argument("--db", metavar="FILE", default=default,
+                        help="the history file to read (default: from the config)")
+    parser.add_argument("--demo", action="store_true",
+                        default=argparse.SUPPRESS if default is argparse.SUPPRESS else False,
+                        help="read the sessions of `roller demo` (kept in their own state "
+                             "directory)")
+    parser.add_argument("--json", action="store_true",
+                        default=argparse.SUPPRESS if default is argparse.SUPPRESS else False,
+                        help="print JSON instead of a table")
+
+
+def _date_arg(text: str) -> float:
+    """``YYYY-MM-DD`` (local midnight) as Unix time [s]."""
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a date as YYYY-MM-DD, got {text!r}") from None
 
 
 SERVICE_STATE_DIR = Path("/var/lib/roller")
 """The service's state directory under systemd (``StateDirectory=roller``)."""
 
+DEMO_STATE_SUBDIR = "demo"
+"""``roller demo`` keeps its state (and so its history) in ``<state dir>/demo``, away from a
+real roller's (see :mod:`roller.commands.demo`)."""
+
+
+def demo_history_path() -> Path:
+    """Where ``roller demo`` stores its sessions (the default history file of its state dir)."""
+    from roller.base.paths import default_state_dir
+    from roller.coaching.history import HistorySettings
+
+    return HistorySettings().path(default_state_dir() / DEMO_STATE_SUBDIR)
+
 
 def history_path(args: argparse.Namespace, service_state_dir: Path = SERVICE_STATE_DIR) -> Path:
-    """The history file: ``--db``, else the config's ``[history] file`` in its state dir.
+    """The history file: ``--db``, ``--demo``, else the config's ``[history] file`` in its
+    state dir.
 
     A user's shell has no ``$STATE_DIRECTORY``, so on a Pi the config's default state dir is
     the user's own; when that holds no history but the service's (/var/lib/roller) does and
@@ -43,6 +110,8 @@ def history_path(args: argparse.Namespace, service_state_dir: Path = SERVICE_STA
     """
     if args.db:
         return Path(args.db)
+    if getattr(args, "demo", False):
+        return demo_history_path()
     from roller.service.config import load_config
 
     config = load_config(args.config)
@@ -54,18 +123,42 @@ def history_path(args: argparse.Namespace, service_state_dir: Path = SERVICE_STA
     return path
 
 
+def find_history(args: argparse.Namespace, service_state_dir: Path = SERVICE_STATE_DIR,
+                 ) -> tuple[Path, str | None]:
+    """The history to read and a note for stderr (or None): with no ``--db``/``--demo`` and
+    no history of one's own yet, the demo's sessions are read and the note says so; when both
+    exist, the note says where the demo's are."""
+    path = history_path(args, service_state_dir)
+    if args.db or getattr(args, "demo", False):
+        return path, None
+    demo = demo_history_path()
+    if demo == path or not demo.exists():
+        return path, None
+    if not path.exists():
+        return demo, (f"no sessions of your own yet ({path} does not exist); showing the "
+                      f"sessions of `roller demo` from {demo}")
+    return path, f"the sessions of `roller demo` are in {demo}: roller history --demo"
+
+
 def run(args: argparse.Namespace) -> int:
     from roller.coaching.history import History
 
-    path = history_path(args)
+    path, note = find_history(args)
+    if note:
+        print(f"roller history: {note}", file=sys.stderr)
     if not path.exists():
         print(f"no sessions yet ({path} does not exist)", file=sys.stderr)
-        if args.action == "show":
+        if args.action in ("show", "export"):
             return 1
         if args.json:
             print("[]")
         return 0
     with History(path) as history:
+        if args.action == "export":
+            from roller.coaching.history_export import export_command
+
+            return export_command(history, session_id=args.id, since_unix_s=args.since,
+                                  fmt=args.format, out=Path(args.out))
         if args.action == "show":
             try:
                 detail = history.session(args.id)

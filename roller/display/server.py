@@ -13,6 +13,13 @@
   are taken.
 * ``GET /api/pairing``: ``{"paired": bool}``, whether the request's token is the display's.
 * ``GET /api/state``: the broker link and every device's latest messages as JSON.
+* ``GET /api/history?device=ID``: the sessions the display heard that roller finish
+  (:mod:`roller.display.session_log`), oldest first, as ``{"columns": [...], "rows": [...]}``,
+  plus the rollers it has sessions of; ``GET /api/history/session?device=ID&id=SESSION``: one
+  session with its steps and chart; ``GET /api/history/verdict?device=ID&id=SESSION``: the
+  closing words on it against the sessions before it (:mod:`roller.display.progress`). The
+  display keeps this history itself from the messages
+  on the broker: it never opens a roller's database.
 * ``GET /api/contract``: what the page must agree on with the roller, built from the Python
   declarations: the command verbs (:mod:`roller.contract.verbs`), the cues with their speech
   priority,
@@ -35,6 +42,7 @@ import logging
 import queue
 import re
 import socket
+import sqlite3
 import threading
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -57,6 +65,15 @@ from roller.display.http_limits import (
 from roller.display.pairing import PairingToken
 from roller.display.refusals import RefusalLog
 from roller.display.request_guard import RequestGuard, machine_names
+from roller.display.session_log import (
+    FILE_NAME as HISTORY_FILE_NAME,
+)
+from roller.display.session_log import (
+    ROW_COLUMNS,
+    HistoryListener,
+    SessionLog,
+    SessionRecorder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -131,15 +148,24 @@ class DisplayServer:
     ``speed_band_m_s``: the pipeline's (target, limit) speeds [m/s], drawn until a roller's
     coach state brings its own; None draws no band until then. ``pairing``: the token that
     commands need (:meth:`PairingToken.load_or_create` keeps it in the state dir); None: a new
-    one in memory, read from :attr:`token`.
+    one in memory, read from :attr:`token`. ``history``: where the sessions the display hears
+    are kept (:class:`~roller.display.session_log.SessionLog`); None: beside a kept pairing
+    token (the display's own state directory), else in memory.
     """
 
     def __init__(self, settings: DisplaySettings, bridge: MqttBridge, *,
                  speed_band_m_s: tuple[float, float] | None = None,
-                 pairing: PairingToken | None = None) -> None:
+                 pairing: PairingToken | None = None,
+                 history: SessionLog | None = None) -> None:
         self.settings = settings
         self.bridge = bridge
         self.pairing = pairing or PairingToken.in_memory()
+        if history is None:
+            history = open_history(None if self.pairing.path is None
+                                   else self.pairing.path.parent / HISTORY_FILE_NAME)
+        self.history = history
+        self.history_recorder = SessionRecorder(history)
+        self._history_listener = HistoryListener(bridge, self.history_recorder)
         self.guard = RequestGuard(settings.allowed_hosts + machine_names())
         self.refusals = RefusalLog()
         self.contract = contract(speed_band_m_s)
@@ -191,6 +217,7 @@ class DisplayServer:
 
     def start(self) -> None:
         """Start the bridge and serve in a background thread."""
+        self._history_listener.start()
         self.bridge.start()
         self._thread = threading.Thread(target=self.httpd.serve_forever,
                                         kwargs={"poll_interval": 0.2},
@@ -199,6 +226,7 @@ class DisplayServer:
 
     def serve_forever(self) -> None:
         """Start the bridge and serve in this thread until :meth:`close` (or Ctrl-C)."""
+        self._history_listener.start()
         self.bridge.start()
         self.httpd.serve_forever(poll_interval=0.2)
 
@@ -210,11 +238,23 @@ class DisplayServer:
         self.httpd.server_close()
         if self._thread is not None:
             self._thread.join(5)
+        self._history_listener.join(5)
         refused = self.refusals.counts()
         log.info("display: %d connections, %d answers, %d refused%s", self.httpd.accepted,
                  self.httpd.answered, sum(refused.values()),
                  f" ({', '.join(f'{k} {v}' for k, v in sorted(refused.items()))})"
                  if refused else "")
+
+
+def open_history(path: Path | None) -> SessionLog:
+    """The display's session log at ``path``; in memory (with a warning) when the file cannot
+    be opened, so a full or read-only disk costs the history across restarts, not the page."""
+    try:
+        return SessionLog(path)
+    except (OSError, sqlite3.Error) as exc:
+        log.warning("display: cannot keep the history in %s (%s); keeping it in memory until "
+                    "the display stops", path, exc)
+        return SessionLog(None)
 
 
 def lan_address() -> str | None:
@@ -322,6 +362,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.OK, display.contract)
         elif path == "/api/state":
             self._json(HTTPStatus.OK, display.bridge.snapshot())
+        elif path == "/api/history":
+            self._history_list()
+        elif path == "/api/history/session":
+            self._history_session()
+        elif path == "/api/history/verdict":
+            self._history_session(verdict=True)
         elif path == "/api/pairing":
             self._json(HTTPStatus.OK, {"paired": display.pairing.matches(self._bearer())})
         elif path == "/favicon.ico":
@@ -379,6 +425,61 @@ class _Handler(BaseHTTPRequestHandler):
                        {"error": "not connected to the MQTT broker; try again in a moment"})
             return
         self._json(HTTPStatus.OK, {"ok": True, "device": device, "verb": verb})
+
+    # -- history (the display's own, roller/display/session_log.py) -----------------------
+    def _query(self) -> dict[str, str]:
+        from urllib.parse import parse_qs
+
+        query = self.path.split("?", 1)[1] if "?" in self.path else ""
+        return {k: v[0] for k, v in parse_qs(query, max_num_fields=8).items()}
+
+    def _history_device(self, query: dict[str, str]) -> str | None:
+        """The ``device`` asked for; None after refusing a malformed one."""
+        device = query.get("device", "")
+        if device and not is_safe_id(device):
+            self._refuse(HTTPStatus.BAD_REQUEST, "bad_id",
+                         f"device id must be {ID_RULE} (the whole id), got {_short(device)}")
+            return None
+        return device
+
+    def _history_list(self) -> None:
+        log_ = self.display.history
+        device = self._history_device(self._query())
+        if device is None:
+            return
+        devices = log_.devices()
+        if not device:
+            device = devices[0] if devices else ""
+        rows = log_.summaries(device) if device else []
+        self._json(HTTPStatus.OK, {"device": device or None, "devices": devices,
+                                   "columns": list(ROW_COLUMNS), "rows": rows})
+
+    def _history_session(self, *, verdict: bool = False) -> None:
+        """One session (``verdict``: the closing words on it, :mod:`roller.display.progress`,
+        against the sessions before it)."""
+        query = self._query()
+        device = self._history_device(query)
+        if device is None:
+            return
+        sid = query.get("id", "")
+        if not device or not sid or len(sid) > 100:
+            self._refuse(HTTPStatus.BAD_REQUEST, "bad_request",
+                         "expected ?device=<id>&id=<session id> (at most 100 characters)")
+            return
+        found = self.display.history.session(device, sid)
+        if found is None:
+            self._refuse(HTTPStatus.NOT_FOUND, "not_found",
+                         f"no session {_short(sid)} of {device} in the display's history")
+            return
+        if verdict:
+            from roller.display.progress import COMPARE_LAST
+            from roller.display.progress import verdict as judge
+
+            previous = self.display.history.previous(device, sid, COMPARE_LAST)
+            self._json(HTTPStatus.OK, {"device": device, "session_id": sid,
+                                       **judge(found, previous)})
+            return
+        self._json(HTTPStatus.OK, found)
 
     # -- checks --------------------------------------------------------------------------
     def _host_ok(self) -> bool:

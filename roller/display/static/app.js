@@ -156,6 +156,8 @@
   function choose(id) {
     if (id === null) return;
     current = id;
+    record.device = id;        // for the History view (history.js)
+    if (record.onDevice) record.onDevice(id);
     $("device").value = id;
     // another roller: what it said before is not news (it is too old to speak anyway)
     const d = devices[id];
@@ -281,6 +283,7 @@
       $(side + "-time").textContent = `${Math.round(done)} / ${Math.round(target)} s`;
     }
     const band = bandOf(c);
+    record.band = band;        // the History view draws the same band
     $("band-legend").textContent = band
       ? `green band: go slow (aim ${cm(band.target)}, max ${cm(band.limit)} cm/s)` : "";
     $("pause-btn").textContent = c.state === "paused" ? "Resume" : "Pause";
@@ -336,6 +339,7 @@
       ["Holds", `${s.holds}, longest ${fmtS(s.longest_hold_s)}`],
     ];
     if (s.advice) rows.push(["Advice", s.advice]);
+    loadVerdict(current, c.session_id);
     const dl = $("summary-list");
     dl.textContent = "";
     for (const [k, v] of rows) {
@@ -343,6 +347,33 @@
       const dd = document.createElement("dd"); dd.textContent = v;
       dl.append(dt, dd);
     }
+  }
+
+  // The closing words against the last sessions (display server, roller/display/progress.py):
+  // shown under the summary's title and spoken once, after what the coach says. The session
+  // reaches the display's history with the roller's `session` message, which may come a
+  // moment after the coach's: asked again a few times.
+  let verdictFor = "";
+  function loadVerdict(device, sessionId) {
+    const key = device + "|" + sessionId;
+    if (!sessionId || key === verdictFor) return;
+    verdictFor = key;
+    $("summary-verdict").textContent = "";
+    const ask = async (tries) => {
+      if (verdictFor !== key) return;
+      try {
+        const res = await fetch(`/api/history/verdict?device=${encodeURIComponent(device)}` +
+                                `&id=${encodeURIComponent(sessionId)}`, { cache: "no-store" });
+        if (res.status === 404 && tries > 0) { setTimeout(() => ask(tries - 1), 700); return; }
+        if (!res.ok || verdictFor !== key) return;
+        const v = await res.json();
+        $("summary-verdict").textContent = v.text;
+        record.verdict = v.text;
+        const fresh = devices[device] && devices[device].status !== "offline" && (devices[device].coachAge || 0) < 60;
+        if (fresh) say(v.text, 1, 0, Date.now() + 30000);
+      } catch (err) { /* the summary stands without it */ }
+    };
+    ask(8);
   }
 
   function mmss(s) {
