@@ -30,7 +30,7 @@ from roller.pipeline import Pipeline, PipelineSettings
 from roller.recordings import units as units_mod
 from roller.recordings.phone_export import find_export, read_export
 from roller.recordings.recording import read_chunks
-from roller.recordings.summary import SessionSummary
+from roller.recordings.summary import RecordingReport
 
 FORMATS = (".png", ".svg")
 MAX_POINTS = 3000
@@ -88,7 +88,7 @@ class SpeedTrace:
 
 def trace_recording(path: str | os.PathLike[str], settings: PipelineSettings, *,
                     units: units_mod.Units | None = None,
-                    ) -> tuple[SessionSummary, np.ndarray, np.ndarray]:
+                    ) -> tuple[RecordingReport, np.ndarray, np.ndarray]:
     """Analyse ``path`` as :func:`roller.recordings.analysis.analyze` does and keep the speed:
     ``(summary, t [s], speed [m/s])``."""
     export = find_export(path)
@@ -97,7 +97,7 @@ def trace_recording(path: str | os.PathLike[str], settings: PipelineSettings, *,
     pipeline = Pipeline(settings)
     trace = SpeedTrace(pipeline.speed)
     pipeline.speed = trace  # type: ignore[assignment]
-    summary = SessionSummary(max_speed_m_s=settings.max_speed_m_s, radius_m=settings.radius_m,
+    summary = RecordingReport(max_speed_m_s=settings.max_speed_m_s, radius_m=settings.radius_m,
                              body=settings.body)
     for t, samples in units_mod.checked(chunks, str(path), units):
         summary.saw_samples(float(t[0]), float(t[-1]), int(t.size))
@@ -118,7 +118,7 @@ def decimate(t: np.ndarray, v: np.ndarray, max_points: int = MAX_POINTS,
     return t[idx], v[idx]
 
 
-def draw(summary: SessionSummary, t_s: np.ndarray, speed_m_s: np.ndarray, out: Path, *,
+def draw(summary: RecordingReport, t_s: np.ndarray, speed_m_s: np.ndarray, out: Path, *,
          target_speed_m_s: float, title: str) -> Path:
     """Draw the chart to ``out`` (.png or .svg, by its suffix)."""
     suffix = out.suffix.lower()
@@ -191,7 +191,7 @@ def _clock(seconds: float, _pos: Any = None) -> str:
     return f"{s // 60}:{s % 60:02d}" if s >= 0 else ""
 
 
-def _figures(summary: SessionSummary) -> str:
+def _figures(summary: RecordingReport) -> str:
     mean = summary.session_stats().mean_speed_m_s
     slow = _time_in_band_share(summary)
     parts = [f"{len(summary.strokes)} strokes", f"{len(summary.holds)} holds",
@@ -202,7 +202,7 @@ def _figures(summary: SessionSummary) -> str:
     return ", ".join(parts)
 
 
-def _time_in_band_share(summary: SessionSummary) -> float | None:
+def _time_in_band_share(summary: RecordingReport) -> float | None:
     rolling = summary.time_rolling_s
     if rolling <= 0:
         return None
@@ -211,7 +211,7 @@ def _time_in_band_share(summary: SessionSummary) -> float | None:
 
 
 def plot_recording(path: str | os.PathLike[str], settings: PipelineSettings, out: Path, *,
-                   units: units_mod.Units | None = None) -> tuple[SessionSummary, Path]:
+                   units: units_mod.Units | None = None) -> tuple[RecordingReport, Path]:
     """Analyse ``path`` and draw its chart to ``out``; returns the summary and ``out``."""
     if out.suffix.lower() not in FORMATS:
         raise PlotError(f"{out}: the chart is written as .png or .svg, got "
