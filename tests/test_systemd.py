@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from roller.coaching.history import History
 from roller.service.systemd import Notifier
 
 REPO = Path(__file__).resolve().parent.parent
@@ -221,3 +223,22 @@ def test_a_device_cgroup_refusal_is_not_blamed_on_the_group():
     assert "group (sudo adduser" not in cgroup
     group = denied_message("/dev/null", PermissionError(errno.EACCES, "Permission denied"))
     assert "EACCES" in group and "mode 0666" in group and "adduser $USER root" in group
+
+
+def test_history_outside_the_roller_group_is_one_line_not_a_traceback(tmp_path):
+    """The service's /var/lib/roller is 0750 roller:roller: a user outside the group is told
+    which group to join (run here as nobody against a history in a root-only folder)."""
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv to run as another user")
+    private = tmp_path / "state"
+    private.mkdir(mode=0o700)
+    History(private / "history.sqlite3").close()
+    proc = subprocess.run([setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                           str(REPO / ".venv" / "bin" / "roller"), "history", "--db",
+                           str(private / "history.sqlite3")],
+                          capture_output=True, text=True, timeout=60, cwd="/")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "roller group" in lines[0] and "history.sqlite3" in lines[0], lines
