@@ -15,12 +15,14 @@ restart loop and the watchdog's 10 s. Needs root, debootstrap and systemd-contai
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Iterator
@@ -77,8 +79,22 @@ def host_apt_source() -> tuple[str, str]:
     pytest.fail(f"no apt source for {suite!r} in /etc/apt: cannot debootstrap a matching root")
 
 
+@contextlib.contextmanager
+def cache_lock() -> Iterator[None]:
+    """One builder at a time (two CI runs on one machine share the cache)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def cached_root() -> Path:
     """The minimal Debian root, built on first use (a finished build is marked complete)."""
+    with cache_lock():
+        return _cached_root()
+
+
+def _cached_root() -> Path:
     mirror, suite = host_apt_source()
     key = hashlib.sha256(f"{mirror} {suite} {ROOT_PACKAGES}".encode()).hexdigest()[:10]
     root = CACHE / f"{suite}-{key}"
@@ -103,15 +119,19 @@ def wheelhouse() -> Path:
     pyproject.toml): the install in the container then runs without network."""
     key = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()[:10]
     wheels = CACHE / f"wheels-{key}"
-    if not (wheels / ".complete").exists():
-        wheels.mkdir(parents=True, exist_ok=True)
-        backend = re.search(r'requires = \["([^"]+)"\]',
-                            (REPO / "pyproject.toml").read_text()).group(1)
-        subprocess.run([shutil.which("pip3") or "pip", "download", "-q", "-d", str(wheels),
-                        backend, "lgpio", str(REPO)], check=True, capture_output=True,
-                       timeout=900)
-        (wheels / ".complete").touch()
+    with cache_lock():
+        if not (wheels / ".complete").exists():
+            _download_wheels(wheels)
     return wheels
+
+
+def _download_wheels(wheels: Path) -> None:
+    wheels.mkdir(parents=True, exist_ok=True)
+    backend = re.search(r'requires = \["([^"]+)"\]',
+                        (REPO / "pyproject.toml").read_text()).group(1)
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "-d", str(wheels),
+                    backend, "lgpio", str(REPO)], check=True, capture_output=True, timeout=900)
+    (wheels / ".complete").touch()
 
 
 # ---- the booted container -------------------------------------------------------------------
@@ -128,8 +148,13 @@ class Container:
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT)
         self.pid = self._find_init()
-        state = self.sh("systemctl is-system-running --wait", check=False, timeout=120).stdout
-        assert state.strip() in ("running", "degraded"), state
+        deadline = time.monotonic() + 120
+        while True:  # until systemd in there answers (its bus exists only once it is up)
+            state = self.sh("systemctl is-system-running --wait", check=False, timeout=120)
+            if state.stdout.strip() in ("running", "degraded"):
+                break
+            assert time.monotonic() < deadline, f"the container did not boot: {state}"
+            time.sleep(0.2)
 
     def _find_init(self) -> int:
         deadline = time.monotonic() + 60
