@@ -54,10 +54,23 @@ def build_root(cache: Path, arch: str) -> tuple[Path, float]:
     return root, time.monotonic() - began
 
 
+def pip_environment(root: Path) -> list[str]:
+    """This machine's pip settings that the root needs to reach PyPI as this machine does (an
+    index or a CA bundle it was told to use, e.g. behind a TLS-inspecting proxy)."""
+    env = []
+    cert = os.environ.get("PIP_CERT") or os.environ.get("REQUESTS_CA_BUNDLE")
+    if cert and Path(cert).is_file():
+        shutil.copy(cert, root / "etc" / "roller-bench-ca.pem")
+        env.append("PIP_CERT=/etc/roller-bench-ca.pem")
+    env += [f"{k}={v}" for k, v in os.environ.items()
+            if k in ("PIP_INDEX_URL", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")]
+    return env
+
+
 def run_install(root: Path) -> tuple[float, str]:
     began = time.monotonic()
     proc = subprocess.run(["chroot", str(root), "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-                           "LANG=C.UTF-8", "/src/scripts/install-pi"],
+                           "LANG=C.UTF-8", *pip_environment(root), "/src/scripts/install-pi"],
                           capture_output=True, text=True, timeout=3600)
     took = time.monotonic() - began
     if proc.returncode != 0:
