@@ -7,9 +7,10 @@ run boots it with a throw-away overlay (``--volatile=overlay``) and no network b
 root, so the install inside runs offline. There is no /dev/i2c-1 in the container: that is the
 Raspberry Pi OS default of I2C off.
 
-Cold (debootstrap + wheels) about 2.5 min; warm about 3 min, most of it the 60 s of watching for a
-restart loop and the watchdog's 10 s. Needs root, debootstrap and systemd-container
-(``scripts/setup --test`` installs them).
+Warm (the root and wheels cached) about 2.5 min on two cores: the install about 45 s, then the
+60 s of watching for a restart loop and the watchdog's 10 s. A cold run adds about 3 min
+(debootstrap over the network, then the wheel download). Needs root, network for a cold run,
+debootstrap and systemd-container (``scripts/setup --test`` installs them).
 """
 
 from __future__ import annotations
