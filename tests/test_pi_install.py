@@ -148,6 +148,19 @@ class Container:
         self._log = log.open("wb")
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT)
+        try:
+            self._boot()
+        except BaseException:  # a container that did not boot must not outlive the test
+            self.proc.terminate()  # nspawn powers the container off on SIGTERM
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+            self._log.close()
+            raise
+
+    def _boot(self) -> None:
         self.pid = self._find_init()
         deadline = time.monotonic() + 120
         while True:  # until systemd in there answers (its bus exists only once it is up)
