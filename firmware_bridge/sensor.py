@@ -5,13 +5,20 @@
 permissions? wiring?). It never falls back to a fake. ``open_sensor(settings, simulate=True)``
 builds an emulated chip on an emulated bus, fed by the simulated roller doing a plausible
 routine, and returns the *same* driver class from the same ``detect`` -- so a simulated run
-exercises the real driver code, register by register.
+exercises the real driver code, register by register. A long-running service uses
+:func:`open_sensor_or_wait`: a sensor that cannot be opened yet becomes an
+:class:`AwaitedSensor`, tried again every few seconds, so the service runs degraded and says why.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import errno
+import grp
+import logging
+import os
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +28,12 @@ from firmware_bridge.chips import CHIP_CHOICES, CHIP_VARIANTS, emulated_variant_
 from firmware_bridge.clock import Clock, SystemClock
 from firmware_bridge.detection import detect
 from firmware_bridge.emulated import EmulatedBus
-from firmware_bridge.errors import BusOpenError, ImuNotFoundError
+from firmware_bridge.errors import BusOpenError, ImuNotFoundError, SensorError
 from firmware_bridge.imu import DriverSettings
-from firmware_bridge.imu.base import FifoImuDriver
+from firmware_bridge.imu.base import DriverHealth, FifoImuDriver, ImuDriver
 from firmware_bridge.settings import same_as, setting
+
+log = logging.getLogger(__name__)
 
 SIMULATED_SESSION_S = 1800.0
 """Length of the simulated person's session; it repeats after that."""
@@ -111,7 +120,8 @@ def simulated_bus(settings: SensorSettings, *, scenario: Any = None, seed: int =
 
 
 def open_bus(number: int) -> Any:
-    """``smbus2.SMBus(number)``, or a :class:`BusOpenError` that says what to check."""
+    """``smbus2.SMBus(number)``, or a :class:`BusOpenError` that says what to check (and, for a
+    refused device, which policy refused it)."""
     device = f"/dev/i2c-{number}"
     try:
         from smbus2 import SMBus  # lazy: a hardware library a laptop need not have
@@ -119,14 +129,130 @@ def open_bus(number: int) -> Any:
         return SMBus(number)
     except FileNotFoundError:
         raise BusOpenError(
-            f"{device} does not exist: enable I2C (sudo raspi-config -> Interface Options -> "
-            "I2C, or dtparam=i2c_arm=on in /boot/firmware/config.txt, then reboot) and check "
+            f"{device} does not exist: I2C is off; enable it (sudo raspi-config nonint do_i2c 0, "
+            "or dtparam=i2c_arm=on in /boot/firmware/config.txt, then reboot) and check "
             "[sensor] bus; or use --simulate on a machine without a sensor") from None
-    except PermissionError:
-        raise BusOpenError(
-            f"no permission to open {device}: add the user to the i2c group (sudo adduser "
-            "$USER i2c, then log in again) or run the service as a member of it") from None
+    except PermissionError as exc:
+        raise BusOpenError(denied_message(device, exc)) from None
     except OSError as exc:
         code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
         raise BusOpenError(f"cannot open {device} ({code}: {exc.strerror}); check that I2C is "
                            "enabled and the bus number is right") from None
+
+
+def denied_message(device: str, exc: PermissionError) -> str:
+    """Why opening ``device`` was refused, naming the policy that refused it.
+
+    A device cgroup (systemd's ``DevicePolicy=``/``DeviceAllow=``, a container's device list)
+    refuses with EPERM whatever the file's mode; the file's owner, group and mode refuse with
+    EACCES. Joining the i2c group only helps in the second case."""
+    if exc.errno == errno.EPERM:
+        return (f"{device}: the device cgroup refused it (EPERM; the file's mode is not the "
+                "reason): under systemd the unit needs DeviceAllow=char-i2c rw, in a container "
+                "the device must be passed in")
+    try:
+        st = os.stat(device)
+        group = grp.getgrgid(st.st_gid).gr_name
+        mode = f"{group}, mode {stat.S_IMODE(st.st_mode):04o}"
+    except (OSError, KeyError):
+        group, mode = "i2c", "its group"
+    return (f"no permission to open {device} (EACCES: the file is {mode}): add the user to "
+            f"the {group} group (sudo adduser $USER {group}, then log in again) or run the "
+            "service as a member of it")
+
+
+BUS_RETRY_INTERVAL_S = 5.0
+"""How often :class:`AwaitedSensor` tries to open a sensor that could not be opened [s]: often
+enough that a sensor plugged in (or I2C enabled) is picked up within seconds, rarely enough
+that a Pi without one does no noticeable work."""
+
+
+class AwaitedSensor:
+    """The IMU driver of a service whose sensor could not be opened at start (no
+    ``/dev/i2c-N``, no permission, nothing answering): the service runs degraded instead of
+    exiting, and systemd does not restart it in a loop.
+
+    Until the sensor opens, ``health.connected`` is False with the open error as
+    ``last_error`` (the service's health check reports it: ``degraded: sensor fault: ...``),
+    ``read()`` returns no samples and tries ``opener`` again every ``retry_interval_s``
+    (on ``clock``). Once it opens, every attribute is the real driver's.
+    """
+
+    def __init__(self, opener: Callable[[], ImuDriver], error: SensorError, *,
+                 clock: Clock | None = None,
+                 retry_interval_s: float = BUS_RETRY_INTERVAL_S) -> None:
+        self._opener = opener
+        self.clock = clock or SystemClock()
+        self.retry_interval_s = retry_interval_s
+        self.attempts = 1
+        """How many times the sensor was tried (the failed open that made this one counts)."""
+        self.driver: ImuDriver | None = None
+        self._health = DriverHealth(connected=False, last_error=str(error))
+        self._next_try_s = self.clock.monotonic() + retry_interval_s
+
+    @property
+    def opened(self) -> bool:
+        return self.driver is not None
+
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        """The real driver's samples; empty (after another try when due) until it opens."""
+        if self.driver is not None:
+            return self.driver.read()
+        now = self.clock.monotonic()
+        if now >= self._next_try_s:
+            self._next_try_s = now + self.retry_interval_s
+            self.attempts += 1
+            try:
+                self.driver = self._opener()
+            except SensorError as exc:
+                if str(exc) != self._health.last_error:
+                    log.warning("sensor still unavailable: %s", exc)
+                self._health.last_error = str(exc)
+                return np.empty(0), np.empty((0, 6))
+            log.info("sensor %s found at 0x%02X after %d tries", self.driver.chip,
+                     self.driver.address, self.attempts)
+            return self.driver.read()
+        return np.empty(0), np.empty((0, 6))
+
+    def close(self) -> None:
+        if self.driver is not None:
+            self.driver.close()
+
+    @property
+    def health(self) -> DriverHealth:
+        return self.driver.health if self.driver is not None else self._health
+
+    @property
+    def chip(self) -> str:
+        return self.driver.chip if self.driver is not None else "none"
+
+    @property
+    def address(self) -> int:
+        return self.driver.address if self.driver is not None else 0
+
+    @property
+    def output_rate_hz(self) -> float:
+        return self.driver.output_rate_hz if self.driver is not None else 0.0
+
+    @property
+    def max_read_interval_s(self) -> float:
+        """The real driver's; 0 (no limit: the loop keeps its own pace) until it opens."""
+        return self.driver.max_read_interval_s if self.driver is not None else 0.0
+
+
+def open_sensor_or_wait(settings: SensorSettings | None = None, *, clock: Clock | None = None,
+                        retry_interval_s: float = BUS_RETRY_INTERVAL_S,
+                        ) -> FifoImuDriver | AwaitedSensor:
+    """:func:`open_sensor` for a long-running service: the driver, or, when the sensor cannot
+    be opened now, an :class:`AwaitedSensor` that keeps trying (the error logged once)."""
+    settings = settings or SensorSettings()
+    clock = clock or SystemClock()
+
+    def opener() -> FifoImuDriver:
+        return open_sensor(settings, clock=clock)
+
+    try:
+        return opener()
+    except SensorError as exc:
+        log.error("%s (trying again every %.0f s)", exc, retry_interval_s)
+        return AwaitedSensor(opener, exc, clock=clock, retry_interval_s=retry_interval_s)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from roller.coaching.history import History
 from roller.service.systemd import Notifier
 
 REPO = Path(__file__).resolve().parent.parent
@@ -141,3 +143,102 @@ def test_install_script_is_valid_bash():
     for needed in ("--system-site-packages", "useradd", "systemctl", "/etc/roller/roller.toml",
                    "roller.service"):
         assert needed in text
+
+
+def test_service_without_a_bus_is_ready_degraded_then_running_when_the_sensor_answers(
+        broker, tmp_path):
+    """No /dev/i2c-N at start (I2C off): READY with a degraded status naming the cause and the
+    fix, the bus tried again every few seconds (not a crash into systemd's restart loop), and
+    `running` as soon as the sensor answers."""
+    from test_service import FAST_MQTT, session_scenario
+
+    from firmware_bridge.clock import ManualClock
+    from firmware_bridge.errors import BusOpenError
+    from firmware_bridge.sensor import AwaitedSensor, SensorSettings, open_bus, open_sensor
+    from roller.contract.messages import Topics
+    from roller.mqtt.outbox import Outbox
+    from roller.mqtt.publisher import MqttSettings, Publisher
+    from roller.pipeline import Pipeline, PipelineSettings
+    from roller.service.loop import Service, ServiceSettings, SessionSettings
+
+    clock = ManualClock(50.0)
+    plugged_in = False
+    opens = []
+
+    def opener():
+        opens.append(clock.monotonic())
+        if not plugged_in:
+            open_bus(250)  # no such bus here: the real FileNotFoundError path
+        return open_sensor(SensorSettings(), simulate=True, scenario=session_scenario(),
+                           clock=clock)
+
+    with pytest.raises(BusOpenError) as first:
+        opener()
+    driver = AwaitedSensor(opener, first.value, clock=clock, retry_interval_s=5.0)
+    path = str(tmp_path / "notify")
+    with listen(path) as sock:
+        publisher = Publisher(MqttSettings(host=broker.host, port=broker.port, **FAST_MQTT),
+                              Topics("nobus"), Outbox(tmp_path / "outbox.sqlite3"))
+        service = Service(ServiceSettings(ready_timeout_s=2.0), SessionSettings(),
+                          device_id="nobus", driver=driver,
+                          pipeline=Pipeline(PipelineSettings()), publisher=publisher,
+                          clock=clock, notifier=Notifier({"NOTIFY_SOCKET": path}))
+        publisher.start()
+        assert publisher.wait_connected(5)
+
+        def run_for(seconds: float) -> list[str]:
+            for _ in range(round(seconds / 0.05)):
+                clock.advance(0.05)
+                service.step()
+            got = []
+            sock.settimeout(0.05)
+            try:
+                while True:
+                    got.append(sock.recv(4096).decode())
+            except TimeoutError:
+                return got
+
+        sent = run_for(3.0)
+        ready = [m for m in sent if m.startswith("READY=1")]
+        assert len(ready) == 1, sent
+        assert "STATUS=degraded: sensor fault: /dev/i2c-250 does not exist" in ready[0]
+        assert "raspi-config nonint do_i2c 0" in ready[0]  # the fix, not only the cause
+        run_for(20.0)
+        assert 4 <= len(opens) - 1 <= 6, opens  # every 5 s, not every step
+        plugged_in = True
+        sent = run_for(6.0)
+        assert driver.opened and driver.chip == "MPU-6050"
+        assert any(m.startswith("STATUS=running") for m in sent), sent
+        assert service.health.sensor_ok
+        service.close()
+
+
+def test_a_device_cgroup_refusal_is_not_blamed_on_the_group():
+    import errno
+
+    from firmware_bridge.sensor import denied_message
+
+    cgroup = denied_message("/dev/i2c-1", PermissionError(errno.EPERM, "Operation not permitted"))
+    assert "device cgroup" in cgroup and "DeviceAllow=char-i2c rw" in cgroup
+    assert "group (sudo adduser" not in cgroup
+    group = denied_message("/dev/null", PermissionError(errno.EACCES, "Permission denied"))
+    assert "EACCES" in group and "mode 0666" in group and "adduser $USER root" in group
+
+
+def test_history_outside_the_roller_group_is_one_line_not_a_traceback(tmp_path):
+    """The service's /var/lib/roller is 0750 roller:roller: a user outside the group is told
+    which group to join (run here as nobody against a history in a root-only folder)."""
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv to run as another user")
+    private = tmp_path / "state"
+    private.mkdir(mode=0o700)
+    History(private / "history.sqlite3").close()
+    proc = subprocess.run([setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                           str(REPO / ".venv" / "bin" / "roller"), "history", "--db",
+                           str(private / "history.sqlite3")],
+                          capture_output=True, text=True, timeout=60, cwd="/")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "roller group" in lines[0] and "history.sqlite3" in lines[0], lines

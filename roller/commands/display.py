@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import os
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -60,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stop.set())
     server.start()
-    print(f"roller display: open {server.url()} (broker {config.mqtt.host}:{config.mqtt.port}, "
+    everywhere = settings.http_host in ("0.0.0.0", "::", "")  # then say the machine's name
+    name = f"{socket.gethostname()}.local" if everywhere else None
+    print(f"roller display: open {server.url(name)} (broker {config.mqtt.host}:{config.mqtt.port}, "
           f"topics {config.mqtt.topic_prefix}/+/...)", flush=True)
     print_pairing("roller display", server)
     try:

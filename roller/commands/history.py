@@ -141,6 +141,21 @@ def find_history(args: argparse.Namespace, service_state_dir: Path = SERVICE_STA
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return show(args)
+    except PermissionError as exc:  # the service's /var/lib/roller is for group roller
+        print(no_access_message(exc), file=sys.stderr)
+        return 1
+
+
+def no_access_message(exc: PermissionError) -> str:
+    """One line for a user who may not read the history: which file, and the group to join."""
+    where = exc.filename or "the session history"
+    return (f"roller history: no permission to read {where}: the service's history is for the "
+            "roller group; ask an admin to run `sudo adduser $USER roller`, then log in again")
+
+
+def show(args: argparse.Namespace) -> int:
     from roller.coaching.history import History
 
     path, note = find_history(args)

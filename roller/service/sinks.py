@@ -252,11 +252,13 @@ class SystemdSink:
         self.ready = False
         self._broker_up = False
         self._last_watchdog = -math.inf
+        self._sensor_fault: str | None = None  # why the sensor is faulty, for a degraded READY
 
     def on_event(self, event: Event, session: Session) -> None:
         """Events reach the history through the coach's summary, not one by one."""
 
     def on_sensor(self, change: SensorChange) -> None:
+        self._sensor_fault = None if change.ok else change.message
         if change.ok:
             log.info("sensor recovered")
             self.notifier.status("running: sensor recovered")
@@ -273,7 +275,7 @@ class SystemdSink:
             elif now - self.started_at >= self.ready_timeout_s:
                 why = []
                 if not sensor_answered:
-                    why.append("no samples from the sensor")
+                    why.append(self._sensor_fault or "no samples from the sensor")
                 if not pub.connected:
                     why.append(f"broker {pub.settings.host}:{pub.settings.port} unreachable, "
                                "events kept in the outbox")

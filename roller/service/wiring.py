@@ -16,7 +16,7 @@ from firmware_bridge.clock import Clock, SystemClock
 from firmware_bridge.gpio import Controls
 from firmware_bridge.imu.base import ImuDriver
 from firmware_bridge.physics import STANDARD_GRAVITY_M_S2
-from firmware_bridge.sensor import SensorSettings, open_sensor
+from firmware_bridge.sensor import SensorSettings, open_sensor, open_sensor_or_wait
 from roller.base.paths import ensure_dir
 from roller.coaching.coach import Coach
 from roller.coaching.history import History, HistoryError
@@ -111,8 +111,13 @@ def make_publisher(config: RollerConfig, state_dir: Path) -> Publisher:
 
 
 def open_driver(config: RollerConfig, *, simulate: bool, seed: int, clock: Clock) -> ImuDriver:
-    """The IMU driver (an emulated chip moved by a simulated person with ``simulate``)."""
-    return open_sensor(config.sensor, simulate=simulate, seed=seed, clock=clock)
+    """The IMU driver (an emulated chip moved by a simulated person with ``simulate``). A real
+    sensor that cannot be opened yet (I2C off, nothing wired) is waited for: the service runs
+    degraded, saying why, and picks the sensor up when it answers, instead of exiting into a
+    restart loop."""
+    if simulate:
+        return open_sensor(config.sensor, simulate=True, seed=seed, clock=clock)
+    return open_sensor_or_wait(config.sensor, clock=clock)
 
 
 def make_pipeline(config: RollerConfig, calibration_path: Path | None) -> Pipeline:
