@@ -56,6 +56,7 @@ from roller.display.server import DisplaySettings
 from roller.mqtt.homeassistant import HomeAssistantSettings
 from roller.mqtt.homeassistant import check_settings as check_homeassistant
 from roller.mqtt.publisher import MqttSettings, resolve_password
+from roller.phone.settings import PhoneSettings
 from roller.pipeline import PipelineSettings
 from roller.service.loop import ServiceSettings
 
@@ -79,6 +80,7 @@ class RollerConfig:
 
     device: DeviceSettings = field(default_factory=DeviceSettings)
     sensor: SensorSettings = field(default_factory=SensorSettings)
+    phone: PhoneSettings = field(default_factory=PhoneSettings)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     gpio: GpioSettings = field(default_factory=GpioSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)

@@ -52,8 +52,10 @@ def build_service(config: RollerConfig, *, simulate: bool = False, seed: int = 0
     publisher = make_publisher(config, state_dir)
     driver = open_driver(config, simulate=simulate, seed=seed, clock=clock)
     # A real sensor starts from its saved calibration (and saves a better one on shutdown);
-    # the simulated chip has its own offsets, so a simulated run neither reads nor writes it.
-    calibration_path = None if simulate else state_dir / CALIBRATION_FILE_NAME
+    # the simulated chip has its own offsets, so a simulated run neither reads nor writes it,
+    # and neither does a phone (taped on anew each time, not the chip's calibration).
+    calibration_path = None if simulate or config.phone.app != "none" \
+        else state_dir / CALIBRATION_FILE_NAME
     inbox = CommandInbox()
     try:
         history = open_history(config, state_dir)
@@ -111,7 +113,12 @@ def make_publisher(config: RollerConfig, state_dir: Path) -> Publisher:
 
 
 def open_driver(config: RollerConfig, *, simulate: bool, seed: int, clock: Clock) -> ImuDriver:
-    """The IMU driver (an emulated chip moved by a simulated person with ``simulate``)."""
+    """The IMU driver (an emulated chip moved by a simulated person with ``simulate``), or the
+    phone of ``[phone]`` (it reads like a driver: :mod:`roller.phone.source`)."""
+    if config.phone.app != "none":
+        from roller.phone.source import open_phone  # lazy: a chip's service never loads it
+
+        return open_phone(config.phone, clock=clock)
     return open_sensor(config.sensor, simulate=simulate, seed=seed, clock=clock)
 
 
