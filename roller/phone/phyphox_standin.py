@@ -14,9 +14,10 @@ the whole phone path work. It implements what the client relies on, as phyphox d
 The phone's sensors are sampled from ``source(t) -> (N, 6)`` (the simulated person's roller,
 :func:`simulated_phone_source`) on two clocks of their own: accelerometer and gyro at their own
 uneven rates, an experiment time that runs only while measuring and at the phone's (slightly
-wrong) clock rate. Faults on demand: slow answers, failing answers, the network gone
-(connection refused), the phone asleep (a gap in the samples), another experiment opened
-(a new session), an experiment without gyroscope or with gravity removed.
+wrong) clock rate, on ``clock`` (a ManualClock in tests). Faults on demand: slow answers,
+failing answers, the network gone (connection refused), the phone asleep (a gap in the
+samples), another experiment opened (a new session), an experiment without gyroscope or
+with gravity removed.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
+
+from firmware_bridge.clock import Clock, SystemClock
 
 DEFAULT_PORT = 8081
 KEEP_S = 120.0
@@ -94,7 +97,8 @@ class StandInPhyphox:
                  port: int = DEFAULT_PORT, accel_rate_hz: float = 100.0,
                  gyro_rate_hz: float = 200.0, clock_rate: float = 1.0 + 40e-6,
                  layout: str = "roller", measuring: bool = True, seed: int = 0,
-                 allow_remote_start: bool = True) -> None:
+                 allow_remote_start: bool = True, clock: Clock | None = None) -> None:
+        self.clock = clock or SystemClock()
         self.source = source
         self.host, self.port = host, port
         self.clock_rate = clock_rate
@@ -124,7 +128,7 @@ class StandInPhyphox:
     # -- the phone ----------------------------------------------------------------------------
     def experiment_time(self, at: float | None = None) -> float:
         """The phone's experiment time [s] (runs only while measuring, at ``clock_rate``)."""
-        at = time.monotonic() if at is None else at
+        at = self.clock.monotonic() if at is None else at
         with self._lock:
             if not self._measuring:
                 return self._exp_before_s
@@ -137,7 +141,7 @@ class StandInPhyphox:
 
     def control(self, cmd: str) -> bool:
         with self._lock:
-            now = time.monotonic()
+            now = self.clock.monotonic()
             if cmd == "start":
                 if not self._measuring:
                     self._measuring = True
@@ -304,7 +308,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, phone: StandInPhyphox) -> None:
         parts = urlsplit(self.path)
         phone.requests.append(self.path)
-        del phone.requests[:-1000]
+        del phone.requests[:-20000]
         if phone.slow_s:
             time.sleep(phone.slow_s)
         if phone.fail_next > 0:
