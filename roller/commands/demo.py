@@ -49,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE",
                         help="a config file for the service (default: a demo config with "
                              "device id 'demo' and its own state directory)")
+    parser.add_argument("--phone", action="store_true",
+                        help="a simulated phone as the sensor: a local stand-in speaking "
+                             "phyphox's remote-access protocol (port 8081), which the service "
+                             "polls as it would a real phone")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     broker: LocalBroker | None = None
     display: DisplayServer | None = None
     service: subprocess.Popen[bytes] | None = None
+    phone = None
     tmp = tempfile.TemporaryDirectory(prefix="roller-demo-")
     try:
         if args.broker:
@@ -87,7 +92,15 @@ def run(args: argparse.Namespace) -> int:
         display = _start_display(config.mqtt, args.host, args.port,
                                  (config.pipeline.target_speed_m_s, config.pipeline.max_speed_m_s),
                                  pairing=PairingToken.load_or_create(config.state_path))
-        cmd = [sys.executable, "-m", "roller.cli", "run", "--simulate", "--seed", str(args.seed),
+        sensor = ["--simulate", "--seed", str(args.seed)]
+        if getattr(args, "phone", False):
+            from roller.phone.phyphox_standin import StandInPhyphox, simulated_phone_source
+
+            phone = StandInPhyphox(simulated_phone_source(seed=args.seed)).start()
+            print(f"roller demo: a simulated phone (phyphox remote access) at {phone.url}",
+                  flush=True)
+            sensor = ["--phone", f"phyphox:{phone.url}"]
+        cmd = [sys.executable, "-m", "roller.cli", "run", *sensor,
                "--broker", address, "--config", str(config_file), "--log-level", "warning"]
         service = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True,
                                    preexec_fn=die_with_parent)
@@ -117,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if service is not None:
             _stop_child(service)
+        if phone is not None:
+            phone.stop()
         if display is not None:
             display.close()
         if broker is not None:
