@@ -32,6 +32,10 @@ class PhoneSettings:
                                              "unreachable (health degraded)")
     start_measuring: bool = setting(True, doc="phyphox: press start remotely when the phone "
                                               "is not measuring")
+    push_silent_s: float = setting(8.0, unit="s", minimum=1.0, maximum=60.0,
+                                   doc="Sensor Logger: no push for this long counts as a "
+                                       "silent phone (health degraded); set above the app's "
+                                       "batch period (0.2-5 s)")
     max_accel_gap_s: float = setting(0.25, unit="s", minimum=0.02, maximum=5.0,
                                      doc="accelerometer samples further apart than this are "
                                          "not interpolated across: the gyro samples between "

@@ -65,7 +65,11 @@ def build_service(config: RollerConfig, *, simulate: bool = False, seed: int = 0
         # Queued by paho until the broker connection is up.
         publisher.publish_error("history_failed", f"the session history could not be opened, "
                                 f"sessions are not stored: {exc}")
-    service = Service(config.service, config.session, device_id=config.device_id,
+    service_settings = config.service
+    if config.phone.app == "sensor-logger":  # pushes come every 0.2-5 s, not every read
+        service_settings = dataclasses.replace(service_settings, sensor_stale_s=max(
+            service_settings.sensor_stale_s, config.phone.push_silent_s))
+    service = Service(service_settings, config.session, device_id=config.device_id,
                       driver=driver, pipeline=make_pipeline(config, calibration_path),
                       publisher=publisher, coach=coach, history=history,
                       controls=open_controls(config, inbox, simulate=simulate), clock=clock,
