@@ -1,8 +1,11 @@
 """``roller record``: the sensor to a CSV recording (``t,ax,ay,az,gx,gy,gz``) for later analysis.
 
 ``t`` counts seconds from the start of the recording on the driver's monotonic clock, so gaps
-(FIFO overflows, a sensor that stopped answering) stay visible as gaps. Progress goes to stderr
-once a second; Ctrl-C ends the recording cleanly with everything read so far written.
+(FIFO overflows, a sensor that stopped answering) stay visible as gaps. With ``--phone`` the
+phone's samples are recorded (accelerometer interpolated at the gyro's times, the phone's clock
+mapped onto ours: :mod:`roller.phone.source`), so a phone session replays like a chip's.
+Progress goes to stderr once a second; Ctrl-C ends the recording cleanly with everything
+read so far written.
 """
 
 from __future__ import annotations
@@ -13,7 +16,12 @@ import time
 
 from firmware_bridge.clock import ManualClock, SystemClock
 from firmware_bridge.sensor import open_sensor
-from roller.commands.sensor_options import add_sensor_arguments, settings_from_args
+from roller.commands.sensor_options import (
+    add_phone_arguments,
+    add_sensor_arguments,
+    phone_from_args,
+    settings_from_args,
+)
 from roller.recordings.recording import RecordingWriter
 from roller.service.pace import TOOL_READ_INTERVAL_S, read_period_s
 
@@ -25,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, metavar="N",
                         help="stop after N seconds (default: until Ctrl-C)")
     add_sensor_arguments(parser)
+    add_phone_arguments(parser)
     parser.add_argument("--fast", action="store_true",
                         help="with --simulate: run on a simulated clock, as fast as possible")
 
@@ -40,9 +49,20 @@ def run(args: argparse.Namespace) -> int:
     if args.fast and args.seconds is None:
         print("roller record: --fast needs --seconds", file=sys.stderr)
         return 2
-    settings, _config = settings_from_args(args)
+    settings, config = settings_from_args(args)
+    phone = phone_from_args(args, config)
+    if phone is not None and (args.fast or args.simulate):
+        print("roller record: --phone records a real phone in real time (no --simulate, "
+              "--fast)", file=sys.stderr)
+        return 2
     clock = ManualClock() if args.fast else SystemClock()
-    driver = open_sensor(settings, simulate=args.simulate, seed=args.seed, clock=clock)
+    if phone is not None:  # a phone app's stream, read like the chip
+        from roller.phone.source import open_phone
+
+        driver = open_phone(phone, clock=clock)
+        print(driver.instructions(), file=sys.stderr)
+    else:
+        driver = open_sensor(settings, simulate=args.simulate, seed=args.seed, clock=clock)
     progress = Progress(args.out, driver.output_rate_hz)
     start = clock.monotonic()
     interval = read_period_s(TOOL_READ_INTERVAL_S, driver.max_read_interval_s)

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             args.phone, port=args.phone_port, base=config.phone))
     service = build_service(config, simulate=args.simulate, seed=args.seed)
     if hasattr(service.driver, "instructions"):  # a phone: where to point the app
-        print(service.driver.instructions(), file=sys.stderr, flush=True)
+        print(f"roller run: {service.driver.instructions()}", file=sys.stderr, flush=True)
 
     def stop(signum: int, frame: object) -> None:
         service.request_stop()

@@ -132,6 +132,10 @@ class SensorLoggerSource(PhoneSource):
         self._session: str | None = None
         self._gravity: tuple[np.ndarray, np.ndarray] | None = None
         self._without_g_only = 0
+        self.seen: dict[str, list[float]] = {}
+        """Per sensor name: [readings, first phone time, last phone time] [s since 1970]."""
+        self.wall_offset_s: float | None = None
+        """The phone's wall clock minus ours at a push's arrival, least of all pushes [s]."""
         self.server = _PushServer((settings.listen_host, settings.listen_port), _Handler,
                                   max_connections=8, max_streams=0, max_per_client=4,
                                   refusals=self.refusals)
@@ -148,7 +152,7 @@ class SensorLoggerSource(PhoneSource):
         return f"http://{host or lan_address()}:{self.port}{PATH}?token={self.token}"
 
     def instructions(self) -> str:
-        return ("roller run: in Sensor Logger, Settings -> Data Streaming -> HTTP Push, enter "
+        return ("in Sensor Logger, Settings -> Data Streaming -> HTTP Push, enter "
                 f"{self.push_url()} and turn on Gyroscope and Total Acceleration")
 
     def unreachable_reason(self, silent_s: float, failure: str | None) -> str:
@@ -189,6 +193,7 @@ class SensorLoggerSource(PhoneSource):
             self._session = parsed["session"]
             self._base_ns = None
             self._gravity = None
+        self._note_seen(parsed)
         accel = parsed.get("totalacceleration")
         if accel is None and "accelerometer" in parsed:
             accel = self._with_gravity(parsed["accelerometer"], parsed.get("gravity"))
@@ -215,6 +220,23 @@ class SensorLoggerSource(PhoneSource):
             self._problem = problem
             self._update_health(now)
         return "ok"
+
+    def _note_seen(self, parsed: dict[str, Any]) -> None:
+        import time
+
+        newest = None
+        for name in ("gyroscope", "totalacceleration", "accelerometer", "gravity"):
+            if name in parsed and parsed[name][0].size:
+                ns = parsed[name][0]
+                entry = self.seen.setdefault(name, [0, math.inf, -math.inf])
+                entry[0] += ns.size
+                entry[1] = min(entry[1], float(ns.min()) * NS)
+                entry[2] = max(entry[2], float(ns.max()) * NS)
+                newest = max(newest or -math.inf, entry[2])
+        if newest is not None:
+            offset = newest - time.time()
+            self.wall_offset_s = offset if self.wall_offset_s is None \
+                else max(self.wall_offset_s, offset)
 
     def _seconds(self, ns: np.ndarray) -> np.ndarray:
         assert self._base_ns is not None

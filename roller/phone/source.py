@@ -197,7 +197,7 @@ class PhyphoxSource(PhoneSource):
         self.deliver(batch.accel_t, batch.accel, batch.gyro_t, batch.gyro, arrived_at)
 
     def instructions(self) -> str:
-        return (f"roller run: polling phyphox at {self.client.base_url} (open the roller's "
+        return (f"polling phyphox at {self.client.base_url} (open the roller's "
                 "experiment, or 'Acceleration with g' + gyroscope, and turn on 'Allow remote "
                 "access' in its menu)")
 
