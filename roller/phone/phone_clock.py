@@ -8,9 +8,12 @@ never negative, so the smallest ``a - p`` seen recently is the best estimate of 
 lower envelope). The window slides, so the estimate follows the two clocks' drift (tens of ppm
 for phones) and a delay spike never moves it.
 
-The offset applied moves toward the estimate at most ``max_slew`` seconds per second of phone
-time, so mapped times always increase when phone times do (no sample lands before the one it
-follows) and jitter in the estimate never jolts the speed. When every batch for
+The offset applied stays put while it is within ``deadband_s`` of the estimate, so the phone's
+own time scale (what its samples were integrated against in ``roller analyze``) is kept as it
+is; beyond that it moves toward the estimate at most ``max_slew`` seconds per second of phone
+time (0.1 %: speeds change by as much while it does), so mapped times always increase when
+phone times do and jitter in the estimate never jolts the speed. The drift is the slope of a
+least-squares line through the estimates of the last minute. When every batch for
 ``stale_after_s`` arrives more than ``stale_jump_s`` later than the envelope predicts (phyphox's
 experiment time stood still during a pause), the envelope is started afresh. After a gap longer than
 ``reanchor_gap_s`` (the phone slept, the experiment restarted) the mapping is anchored afresh.
@@ -40,7 +43,8 @@ class PhoneClock:
     """Maps phone times [s] to the service's clock [s]. Call :meth:`observe` for each batch,
     then :meth:`to_ours` for its sample times."""
 
-    def __init__(self, *, window_s: float = 30.0, max_slew: float = 0.002,
+    def __init__(self, *, window_s: float = 30.0, max_slew: float = 0.001,
+                 deadband_s: float = 0.02,
                  reanchor_gap_s: float = 2.0, stale_jump_s: float = 0.5,
                  stale_after_s: float = 2.0) -> None:
         self.stale_jump_s = stale_jump_s
@@ -48,11 +52,13 @@ class PhoneClock:
         self._late_since: float | None = None
         self.window_s = window_s
         self.max_slew = max_slew
+        self.deadband_s = deadband_s
+        self._slewing = False
         self.reanchor_gap_s = reanchor_gap_s
         self._pairs: deque[tuple[float, float]] = deque()   # (arrival ours, a - p)
         self._offset: float | None = None
         self._last_phone_t: float | None = None
-        self._history: deque[tuple[float, float]] = deque(maxlen=128)  # (phone t, offset)
+        self._history: deque[tuple[float, float]] = deque(maxlen=128)  # (phone t, estimate)
         self.reanchors = 0
 
     def reset(self) -> None:
@@ -106,23 +112,27 @@ class PhoneClock:
             self._offset = estimate
             out = phone_t + estimate
         else:
-            step = self.max_slew * max(0.0, end - last)
-            target = self._offset + min(step, max(-step, estimate - self._offset))
+            error = estimate - self._offset
+            if abs(error) > self.deadband_s:
+                self._slewing = True
+            elif abs(error) < self.deadband_s / 4:
+                self._slewing = False
+            step = self.max_slew * max(0.0, end - last) if self._slewing else 0.0
+            target = self._offset + min(step, max(-step, error))
             span = end - last
             frac = (phone_t - last) / span if span > 0 else np.ones_like(phone_t)
             out = phone_t + self._offset + (target - self._offset) * frac
             self._offset = target
         if not self._history or end - self._history[-1][0] >= 0.5:
-            self._history.append((end, self._offset))
+            self._history.append((end, estimate))
         self._last_phone_t = end
         return out
 
     def report(self) -> ClockReport:
         drift = None
-        if len(self._history) >= 2:
-            (p0, o0), (p1, o1) = self._history[0], self._history[-1]
-            if p1 - p0 >= 30.0:
-                drift = (o1 - o0) / (p1 - p0) * 1e6
+        if len(self._history) >= 3 and self._history[-1][0] - self._history[0][0] >= 30.0:
+            p, o = np.array(self._history).T
+            drift = float(np.polyfit(p - p[0], o, 1)[0]) * 1e6
         spread = None
         if self._pairs:
             ds = sorted(d for _a, d in self._pairs)

@@ -47,6 +47,9 @@ MAX_ANSWER_BYTES = 16 << 20
 MAX_DEPTH = 8
 """phyphox's answers nest four levels deep."""
 
+FROM_START_S = 2.0
+"""A measurement younger than this [s] when first seen is read from its beginning."""
+
 ACCEL_WITH_G = ("accelerometer",)
 ACCEL_WITHOUT_G = ("linear_acceleration", "linear acceleration", "linearacceleration")
 GYRO = ("gyroscope", "gyro")
@@ -349,7 +352,9 @@ class PhyphoxPoller:
         s.last_answer_at = self.now()
         if self._session_changed(status) or not self._measuring(status):
             return
-        start = newest if newest is not None else -1.0
+        # A measurement that has just begun (we may have started it) is read from its start;
+        # one that has run for a while from now on: the past is not live.
+        start = newest if newest is not None and newest > FROM_START_S else -1.0
         s.accel_after = s.gyro_after = start
         s.last_data_at = self.now()
 

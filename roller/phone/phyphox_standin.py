@@ -89,6 +89,28 @@ class _Stream:
         self.next_t = float(self.rng.uniform(0, 1.0 / self.rate_hz))
 
 
+class _Recorded(_Stream):
+    """A stream replayed from a recording: its samples appear once experiment time passes
+    their timestamps (a real export replayed through the live path)."""
+
+    def __init__(self, t: np.ndarray, v: np.ndarray) -> None:
+        super().__init__(1.0, slice(0, 3), 0)
+        self._all_t, self._all_v = np.asarray(t, float), np.asarray(v, float)
+        self._next = 0
+
+    def fill(self, upto: float, source: Callable[[np.ndarray], np.ndarray],
+             gaps: list[tuple[float, float]]) -> None:
+        end = int(np.searchsorted(self._all_t, upto, side="right"))
+        if end > self._next:
+            self.t = np.concatenate((self.t, self._all_t[self._next:end]))
+            self.v = np.concatenate((self.v, self._all_v[self._next:end]))
+            self._next = end
+
+    def clear(self) -> None:
+        super().clear()
+        self._next = 0
+
+
 class StandInPhyphox:
     """The simulated phone and its server. ``start()`` serves on ``port`` (8081 by default;
     0: any free port); ``url`` is what the app would show."""
@@ -124,6 +146,15 @@ class StandInPhyphox:
         self._thread: threading.Thread | None = None
         if measuring:
             self.control("start")
+
+    def replay(self, accel_t: np.ndarray, accel: np.ndarray, gyro_t: np.ndarray,
+               gyro: np.ndarray) -> StandInPhyphox:
+        """Serve recorded streams (each on its own timestamps, experiment time [s]) instead of
+        the simulated person's."""
+        with self._lock:
+            self._streams["accelerometer"] = _Recorded(accel_t, accel)
+            self._streams["gyroscope"] = _Recorded(gyro_t, gyro)
+        return self
 
     # -- the phone ----------------------------------------------------------------------------
     def experiment_time(self, at: float | None = None) -> float:

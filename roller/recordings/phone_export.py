@@ -413,6 +413,15 @@ def _start_time(export: PhoneExport, name: str) -> float | None:
 # -- the recording ------------------------------------------------------------------------
 def read_export(export: PhoneExport) -> tuple[np.ndarray, np.ndarray]:
     """``(t (N,) [s], samples (N, 6) [m/s^2, rad/s])`` on the gyro's times, from 0."""
+    t_acc, v_acc, t_gyr, v_gyr = read_streams(export)
+    return _merge(export.source, t_acc, v_acc, t_gyr, v_gyr)
+
+
+def read_streams(export: PhoneExport
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The two streams as the phone sampled them, each on its own clock (one time base):
+    ``(accel t [s], accel (N, 3) [m/s^2] with gravity, gyro t [s], gyro (M, 3) [rad/s])``.
+    Replaying them through the live path must give what :func:`read_export` gives."""
     sensors: dict[str, list[_Sensor]] = {}
     for f in export.files:
         if f.size == 0 and export.app == "Sensor Logger" and f.base == "gyroscope.csv":
@@ -427,7 +436,7 @@ def read_export(export: PhoneExport) -> tuple[np.ndarray, np.ndarray]:
     t_gyr = gyro.t
     if accel.export != gyro.export:
         t_acc, t_gyr = _aligned(export, accel, gyro)
-    return _merge(export.source, t_acc, v_acc, t_gyr, gyro.v)
+    return t_acc, v_acc, t_gyr, gyro.v
 
 
 def _one(export: PhoneExport, sensors: dict[str, list[_Sensor]], kind: str) -> _Sensor:
