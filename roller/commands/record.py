@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     clock = ManualClock() if args.fast else SystemClock()
     if phone is not None:  # a phone app's stream, read like the chip
-        from roller.phone.source import open_phone
+        from roller.phone.apps import open_phone
 
         driver = open_phone(phone, clock=clock)
         print(driver.instructions(), file=sys.stderr)
@@ -73,9 +73,10 @@ def run(args: argparse.Namespace) -> int:
                 while args.seconds is None or clock.monotonic() - start < args.seconds:
                     clock.sleep(interval)
                     t, samples = driver.read()
+                    keep = t >= start  # a phone sends what it measured before we began
                     if args.seconds is not None:
-                        keep = t - start <= args.seconds
-                        t, samples = t[keep], samples[keep]
+                        keep &= t - start <= args.seconds
+                    t, samples = t[keep], samples[keep]
                     writer.write(t - start, samples)
                     progress.update(clock.monotonic() - start, writer.rows_written,
                                     driver.health)

@@ -10,6 +10,8 @@ One module per concept: ``settings`` (config section ``[phone]``), ``phone_clock
 clock mapped to ours, drift tracked), ``stream_merge`` (two sensor clocks -> samples on the
 gyro's times, gaps kept as gaps), ``phyphox`` (the remote-access client and its poller),
 ``sensor_logger`` (the HTTP push receiver), ``source`` (the driver-like source the service
-reads), ``phyphox_standin`` (a local server speaking phyphox's protocol, fed by the simulated
-person, for ``roller demo --phone`` and the tests) and ``experiment`` (our .phyphox file).
+reads), ``apps`` (the one the config names, opened), ``detection`` (``roller detect
+--phone``), ``phyphox_standin`` (a local server speaking phyphox's protocol, fed by the
+simulated person, for ``roller demo --phone`` and the tests) and ``experiment`` (our .phyphox
+file, served for its QR code).
 """

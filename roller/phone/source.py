@@ -233,13 +233,3 @@ class PhyphoxSource(PhoneSource):
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=self.settings.request_timeout_s + 1.0)
 
-
-def open_phone(settings: PhoneSettings, *, clock: Clock | None = None) -> PhoneSource:
-    """The phone source ``[phone]`` names (phyphox polled, or Sensor Logger's pushes)."""
-    if settings.app == "phyphox":
-        return PhyphoxSource(settings, clock=clock)
-    if settings.app == "sensor-logger":
-        from roller.phone.sensor_logger import SensorLoggerSource
-
-        return SensorLoggerSource(settings, clock=clock)
-    raise ValueError(f"[phone] app = {settings.app!r}: no phone to open")

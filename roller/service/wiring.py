@@ -120,7 +120,7 @@ def open_driver(config: RollerConfig, *, simulate: bool, seed: int, clock: Clock
     """The IMU driver (an emulated chip moved by a simulated person with ``simulate``), or the
     phone of ``[phone]`` (it reads like a driver: :mod:`roller.phone.source`)."""
     if config.phone.app != "none":
-        from roller.phone.source import open_phone  # lazy: a chip's service never loads it
+        from roller.phone.apps import open_phone  # lazy: a chip's service never loads it
 
         return open_phone(config.phone, clock=clock)
     return open_sensor(config.sensor, simulate=simulate, seed=seed, clock=clock)
@@ -134,7 +134,9 @@ def make_pipeline(config: RollerConfig, calibration_path: Path | None) -> Pipeli
     saved = Calibration.load_or_none(calibration_path) if calibration_path else None
     if saved is not None:
         log.info("starting from the calibration in %s", calibration_path)
-    return Pipeline(with_sensor_full_scale(config.pipeline, config.sensor), calibration=saved)
+    sensor = config.sensor if config.phone.app == "none" else dataclasses.replace(
+        config.sensor, gyro_range_dps=2000, accel_range_g=16)  # a phone's: unknown, the largest
+    return Pipeline(with_sensor_full_scale(config.pipeline, sensor), calibration=saved)
 
 
 def with_sensor_full_scale(pipeline: PipelineSettings, sensor: SensorSettings
