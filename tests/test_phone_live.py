@@ -338,3 +338,38 @@ def test_roller_run_with_a_phone_publishes_live_and_stops_on_sigterm(broker, tmp
         proc.wait()
         phone.stop()
         sub.close()
+
+
+@pytest.mark.parametrize(("accel_hz", "gyro_hz"), [(50.0, 50.0), (500.0, 500.0),
+                                                   (400.0, 100.0)])
+def test_uneven_rates_from_50_to_500_hz_reach_the_pipeline_whole(clock, accel_hz, gyro_hz):
+    phone = phone_for(Scenario(segments=(StrokeSegment(0.3, 0.05),)), clock,
+                      accel_rate_hz=accel_hz, gyro_rate_hz=gyro_hz)
+    source = PhyphoxSource(PhoneSettings(app="phyphox", url=phone.url), clock=clock,
+                           start=False)
+    try:
+        t, s = run_source(source, clock, 4.0)
+        assert np.all(np.diff(t) > 0)
+        # every gyro sample (at +-20 % uneven spacing) after the first poll, none made up
+        assert t.size == pytest.approx(gyro_hz * (t[-1] - t[0]), rel=0.1)
+        assert np.diff(t).max() < 1.3 / gyro_hz
+        assert source.output_rate_hz == pytest.approx(gyro_hz, rel=0.15)
+        assert np.median(np.linalg.norm(s[:, :3], axis=1)) == pytest.approx(9.81, rel=0.05)
+    finally:
+        source.close()
+        phone.stop()
+
+
+def test_slow_answers_keep_one_request_in_flight_and_lose_nothing():
+    phone = phone_for(Scenario(segments=(RestSegment(60.0),)), None)
+    phone.slow_s = 0.3  # slower than the poll period: the poller waits, never piles up
+    source = PhyphoxSource(PhoneSettings(app="phyphox", url=phone.url))
+    try:
+        time.sleep(3.0)
+        t, _ = source.read()
+        assert phone.max_in_flight == 1
+        assert t.size > 200 and np.diff(t).max() < 0.02
+        assert source.health.connected
+    finally:
+        source.close()
+        phone.stop()
