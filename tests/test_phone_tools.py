@@ -93,3 +93,37 @@ def test_the_experiment_is_served_for_its_qr_code():
         server.close()
     text = qr_text(url)
     assert text is None or text.count("\n") > 15  # segno is optional (compact: 2 rows a line)
+
+
+def test_detect_a_sensor_logger_pusher(tmp_path):
+    import json
+    import threading
+    import time
+
+    from roller.phone.detection import detect_sensor_logger
+    from roller.phone.settings import PhoneSettings
+
+    lines: list[str] = []
+    result: list[int] = []
+    settings = PhoneSettings(app="sensor-logger", listen_host="127.0.0.1", listen_port=0)
+    runner = threading.Thread(target=lambda: result.append(
+        detect_sensor_logger(settings, 2.0, lines.append)))
+    runner.start()
+    deadline = time.monotonic() + 5
+    while not lines and time.monotonic() < deadline:
+        time.sleep(0.01)
+    url = re.search(r"(http://\S+)", lines[0]).group(1)
+    assert url.startswith("http://127.0.0.1:") and "/push?token=" in url
+    now_ns = time.time_ns()
+    payload = [{"name": name, "time": now_ns - (100 - i) * 10_000_000,
+                "values": {"x": 0.0, "y": 0.0, "z": 9.81 if name != "gyroscope" else 0.01}}
+               for name in ("gyroscope", "totalacceleration") for i in range(100)]
+    req = urllib.request.Request(url, data=json.dumps({"sessionId": "s", "payload": payload})
+                                 .encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as res:
+        assert res.status == 200
+    runner.join(10)
+    text = "\n".join(lines)
+    assert result == [0], text
+    assert "gyroscope: 100 readings, about 100 Hz" in text
+    assert "gravity: included" in text and "clock:" in text

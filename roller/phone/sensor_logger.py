@@ -149,7 +149,11 @@ class SensorLoggerSource(PhoneSource):
 
     # -- what to type into the app ---------------------------------------------------------
     def push_url(self, host: str | None = None) -> str:
-        return f"http://{host or lan_address()}:{self.port}{PATH}?token={self.token}"
+        """The URL to enter in the app: this machine's LAN address (or the address listened
+        on, when it is one), the port and the pairing token."""
+        listen = self.settings.listen_host
+        host = host or (listen if listen not in ("", "0.0.0.0", "::") else lan_address())
+        return f"http://{host}:{self.port}{PATH}?token={self.token}"
 
     def instructions(self) -> str:
         return ("in Sensor Logger, Settings -> Data Streaming -> HTTP Push, enter "
