@@ -29,10 +29,10 @@ from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
 from roller.base.errors import ConfigError
+from roller.base.request_guard import RequestGuard
 from roller.contract.messages import ID_RULE, SAFE_ID
 from roller.display import DisplayServer, DisplaySettings, MqttBridge
 from roller.display.pairing import TOKEN_FILE_NAME, PairingToken
-from roller.display.request_guard import RequestGuard
 from roller.mqtt.publisher import MqttSettings
 
 TIMEOUT_S = 1.0

@@ -116,10 +116,12 @@ ALLOWED: dict[str, set[str]] = {
     "recordings": {"base", "pipeline", "firmware_bridge"},
     "coaching": {"base", "contract", "pipeline", "firmware_bridge"},  # firmware_bridge.clock
     "mqtt": {"base", "contract", "pipeline", "version"},  # roller.__version__
-    "service": {"base", "contract", "pipeline", "coaching", "mqtt", "firmware_bridge"},
+    "service": {"base", "contract", "pipeline", "coaching", "mqtt", "firmware_bridge",
+                "phone"},
+    "phone": {"base", "firmware_bridge"},  # a phone app's stream read like a chip driver
     "display": {"base", "contract", "mqtt"},  # mqtt: the client recipe, not the publisher
     "commands": {"base", "contract", "pipeline", "recordings", "coaching", "mqtt", "service",
-                 "display", "firmware_bridge", "version"},
+                 "display", "firmware_bridge", "phone", "version"},
     "cli": {"base", "commands", "version"},
     "version": set(),
 }

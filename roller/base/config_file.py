@@ -39,8 +39,8 @@ from roller.base.tomlfile import check_path_text, concise, hidden, read_toml
 
 T = TypeVar("T")
 
-SECTIONS: tuple[str, ...] = ("device", "sensor", "pipeline", "gpio", "mqtt", "homeassistant",
-                             "service", "session", "coach", "history", "display")
+SECTIONS: tuple[str, ...] = ("device", "sensor", "phone", "pipeline", "gpio", "mqtt",
+                             "homeassistant", "service", "session", "coach", "history", "display")
 """Every config section, in the order ``config/roller.toml`` documents them. Each is validated
 in full by the process that uses it (a test checks that every name here is, by one of them)."""
 

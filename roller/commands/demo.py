@@ -49,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE",
                         help="a config file for the service (default: a demo config with "
                              "device id 'demo' and its own state directory)")
+    parser.add_argument("--phone", action="store_true",
+                        help="a simulated phone as the sensor: a local stand-in speaking "
+                             "phyphox's remote-access protocol (port 8081), which the service "
+                             "polls as it would a real phone")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     broker: LocalBroker | None = None
     display: DisplayServer | None = None
     service: subprocess.Popen[bytes] | None = None
+    phone = None
     tmp = tempfile.TemporaryDirectory(prefix="roller-demo-")
     try:
         if args.broker:
@@ -88,7 +93,15 @@ def run(args: argparse.Namespace) -> int:
         seen = override_broker(load_display_config(config_file), address)
         display = _start_display(seen.mqtt, args.host, args.port, seen.speed_band_m_s,
                                  pairing=PairingToken.load_or_create(seen.state_path))
-        cmd = [sys.executable, "-m", "roller.cli", "run", "--simulate", "--seed", str(args.seed),
+        sensor = ["--simulate", "--seed", str(args.seed)]
+        if getattr(args, "phone", False):
+            from roller.phone.phyphox_standin import StandInPhyphox, simulated_phone_source
+
+            phone = StandInPhyphox(simulated_phone_source(seed=args.seed)).start()
+            print(f"roller demo: a simulated phone (phyphox remote access) at {phone.url}",
+                  flush=True)
+            sensor = ["--phone", f"phyphox:{phone.url}"]
+        cmd = [sys.executable, "-m", "roller.cli", "run", *sensor,
                "--broker", address, "--config", str(config_file), "--log-level", "warning"]
         service = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True,
                                    preexec_fn=die_with_parent)
@@ -118,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if service is not None:
             _stop_child(service)
+        if phone is not None:
+            phone.stop()
         if display is not None:
             display.close()
         if broker is not None:

@@ -4,19 +4,38 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
-from roller.commands.sensor_options import add_sensor_arguments, settings_from_args
+from roller.commands.sensor_options import (
+    add_phone_arguments,
+    add_sensor_arguments,
+    phone_from_args,
+    settings_from_args,
+)
 
 HELP = "find and identify the IMU on the I2C bus, and take a short reading"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_sensor_arguments(parser)
-    parser.add_argument("--seconds", type=float, default=0.5, metavar="S",
-                        help="length of the test reading [s] (default 0.5)")
+    parser.add_argument("--seconds", type=float, default=None, metavar="S",
+                        help="length of the test reading [s] (default 0.5; with --phone 5, "
+                             "sensor-logger 30)")
+    add_phone_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "phone", None) == "experiment":
+        return _serve_experiment(args.seconds)
+    settings, config = settings_from_args(args)
+    phone = phone_from_args(args, config)
+    if phone is not None:
+        from roller.phone.detection import detect_phyphox, detect_sensor_logger
+
+        if phone.app == "phyphox":
+            return detect_phyphox(phone, args.seconds or 5.0, print)
+        return detect_sensor_logger(phone, args.seconds or 30.0, print)
+    args.seconds = args.seconds or 0.5
     # Lazy: `roller --help` (and every command) builds this parser; the drivers wait for run().
     import numpy as np
 
@@ -25,7 +44,6 @@ def run(args: argparse.Namespace) -> int:
     from firmware_bridge.sensor import open_bus, simulated_bus
     from roller.service.pace import TOOL_READ_INTERVAL_S, read_period_s
 
-    settings, _config = settings_from_args(args)
     clock = SystemClock()
     where = "emulated bus (--simulate)" if args.simulate else f"/dev/i2c-{settings.bus}"
     bus = simulated_bus(settings, seed=args.seed, clock=clock) if args.simulate \
@@ -65,3 +83,26 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         bus.close()
+
+
+def _serve_experiment(seconds: float | None) -> int:
+    """``--phone experiment``: serve our phyphox experiment and show its QR code."""
+    from roller.phone.experiment import ExperimentServer, qr_text
+    from roller.phone.sensor_logger import lan_address
+
+    server = ExperimentServer()
+    url = server.url(lan_address())
+    try:
+        print("In phyphox tap '+', then 'Add experiment from QR code', and scan:")
+        print(qr_text(url) or f"(install segno for a QR code here: pip install segno)\n{url}")
+        print(f"or open {url} on the phone. Ctrl-C when done.", flush=True)
+        deadline = time.monotonic() + seconds if seconds else None
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        print(f"the experiment was downloaded {server.fetches} times")
+        return 0
+    finally:
+        server.close()

@@ -1,8 +1,11 @@
 """``roller record``: the sensor to a CSV recording (``t,ax,ay,az,gx,gy,gz``) for later analysis.
 
 ``t`` counts seconds from the start of the recording on the driver's monotonic clock, so gaps
-(FIFO overflows, a sensor that stopped answering) stay visible as gaps. Progress goes to stderr
-once a second; Ctrl-C ends the recording cleanly with everything read so far written.
+(FIFO overflows, a sensor that stopped answering) stay visible as gaps. With ``--phone`` the
+phone's samples are recorded (accelerometer interpolated at the gyro's times, the phone's clock
+mapped onto ours: :mod:`roller.phone.source`), so a phone session replays like a chip's.
+Progress goes to stderr once a second; Ctrl-C ends the recording cleanly with everything
+read so far written.
 """
 
 from __future__ import annotations
@@ -11,7 +14,12 @@ import argparse
 import sys
 import time
 
-from roller.commands.sensor_options import add_sensor_arguments, settings_from_args
+from roller.commands.sensor_options import (
+    add_phone_arguments,
+    add_sensor_arguments,
+    phone_from_args,
+    settings_from_args,
+)
 
 HELP = "record the sensor to a CSV file (t, accel m/s^2, gyro rad/s)"
 
@@ -21,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, metavar="N",
                         help="stop after N seconds (default: until Ctrl-C)")
     add_sensor_arguments(parser)
+    add_phone_arguments(parser)
     parser.add_argument("--fast", action="store_true",
                         help="with --simulate: run on a simulated clock, as fast as possible")
 
@@ -42,9 +51,20 @@ def run(args: argparse.Namespace) -> int:
     if args.fast and args.seconds is None:
         print("roller record: --fast needs --seconds", file=sys.stderr)
         return 2
-    settings, _config = settings_from_args(args)
+    settings, config = settings_from_args(args)
+    phone = phone_from_args(args, config)
+    if phone is not None and (args.fast or args.simulate):
+        print("roller record: --phone records a real phone in real time (no --simulate, "
+              "--fast)", file=sys.stderr)
+        return 2
     clock = ManualClock() if args.fast else SystemClock()
-    driver = open_sensor(settings, simulate=args.simulate, seed=args.seed, clock=clock)
+    if phone is not None:  # a phone app's stream, read like the chip
+        from roller.phone.apps import open_phone
+
+        driver = open_phone(phone, clock=clock)
+        print(driver.instructions(), file=sys.stderr)
+    else:
+        driver = open_sensor(settings, simulate=args.simulate, seed=args.seed, clock=clock)
     progress = Progress(args.out, driver.output_rate_hz)
     start = clock.monotonic()
     interval = read_period_s(TOOL_READ_INTERVAL_S, driver.max_read_interval_s)
@@ -55,9 +75,10 @@ def run(args: argparse.Namespace) -> int:
                 while args.seconds is None or clock.monotonic() - start < args.seconds:
                     clock.sleep(interval)
                     t, samples = driver.read()
+                    keep = t >= start  # a phone sends what it measured before we began
                     if args.seconds is not None:
-                        keep = t - start <= args.seconds
-                        t, samples = t[keep], samples[keep]
+                        keep &= t - start <= args.seconds
+                    t, samples = t[keep], samples[keep]
                     writer.write(t - start, samples)
                     progress.update(clock.monotonic() - start, writer.rows_written,
                                     driver.health)

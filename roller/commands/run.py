@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -15,6 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="TOML config file (default: $ROLLER_CONFIG, else built-in defaults)")
     parser.add_argument("--simulate", action="store_true",
                         help="use an emulated IMU fed by a simulated person (no hardware)")
+    parser.add_argument("--phone", metavar="APP",
+                        help="use a phone as the sensor: phyphox:http://HOST:PORT (its remote "
+                             "access) or sensor-logger (receive its HTTP pushes)")
+    parser.add_argument("--phone-port", type=int, metavar="P",
+                        help="port for Sensor Logger's pushes (default: [phone] listen_port)")
     parser.add_argument("--broker", metavar="HOST:PORT",
                         help="MQTT broker, overriding mqtt.host and mqtt.port")
     parser.add_argument("--seed", type=int, default=0,
@@ -35,6 +41,11 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.broker:
         config = override_broker(config, args.broker)
+    if getattr(args, "phone", None):
+        from roller.phone.settings import phone_from_option
+
+        config = dataclasses.replace(config, phone=phone_from_option(
+            args.phone, port=args.phone_port, base=config.phone))
     try:
         service = build_service(config, simulate=args.simulate, seed=args.seed)
     except ConfigError:
@@ -47,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("(settings)", "values the service can start with",
                           f"{exc.__class__.__name__}: {exc}",
                           str(source) if source else "built-in defaults") from None
+    if hasattr(service.driver, "instructions"):  # a phone: where to point the app
+        print(f"roller run: {service.driver.instructions()}", file=sys.stderr, flush=True)
 
     def stop(signum: int, frame: object) -> None:
         service.request_stop()
@@ -54,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     topics = service.publisher.topics
-    print(f"roller run: device {config.device_id!r} ({'simulated' if args.simulate else 'sensor'}"
+    kind = "phone" if config.phone.app != "none" else \
+        "simulated" if args.simulate else "sensor"
+    print(f"roller run: device {config.device_id!r} ({kind}"
           f" {service.driver.chip}), publishing to {config.mqtt.host}:"
           f"{config.mqtt.port} under {topics.base}/", file=sys.stderr, flush=True)
     service.run()

@@ -32,6 +32,24 @@ def add_sensor_arguments(parser: Any) -> None:
                         help="random seed of the simulated session (with --simulate)")
 
 
+def add_phone_arguments(parser: Any) -> None:
+    """``--phone`` and ``--phone-port`` (``roller record`` and ``detect``)."""
+    parser.add_argument("--phone", metavar="APP",
+                        help="a phone instead of the IMU: phyphox:http://HOST:PORT (its remote "
+                             "access) or sensor-logger (receive its HTTP pushes)")
+    parser.add_argument("--phone-port", type=int, metavar="P",
+                        help="port for Sensor Logger's pushes (default: [phone] listen_port)")
+
+
+def phone_from_args(args: Any, config: RollerConfig) -> Any:
+    """The ``[phone]`` settings with ``--phone`` applied, or None without a phone."""
+    from roller.phone.settings import phone_from_option
+
+    if getattr(args, "phone", None):
+        return phone_from_option(args.phone, port=args.phone_port, base=config.phone)
+    return config.phone if config.phone.app != "none" else None
+
+
 def settings_from_args(args: Any) -> tuple[SensorSettings, RollerConfig]:
     """``[sensor]`` from the config file with the command-line overrides applied, and the
     whole config. Overrides are validated like the file (ConfigError names the option)."""

@@ -9,7 +9,7 @@
 * ``POST /api/cmd/<verb>`` with a JSON body ``{"device": id, "payload": {...}}``: publishes
   ``cmd/<verb>`` to that roller. It needs the pairing token (``Authorization: Bearer <token>``,
   :mod:`roller.display.pairing`) and, when the browser sends an Origin, the page's own origin
-  (:mod:`roller.display.request_guard`). Only ``application/json`` bodies of a known length
+  (:mod:`roller.base.request_guard`). Only ``application/json`` bodies of a known length
   are taken.
 * ``GET /api/pairing``: ``{"paired": bool}``, whether the request's token is the display's.
 * ``GET /api/state``: the broker link and every device's latest messages as JSON.
@@ -30,8 +30,8 @@
 
 Watching needs no token; every request must name the display by an allowed Host (DNS rebinding).
 Every refused request gets a JSON ``{"error": ...}`` that says why, and is counted and logged at
-a bounded rate (:mod:`roller.display.refusals`); the transport's limits (deadlines, connection
-cap) are in :mod:`roller.display.http_limits`.
+a bounded rate (:mod:`roller.base.refusals`); the transport's limits (deadlines, connection
+cap) are in :mod:`roller.base.http_limits`.
 """
 
 from __future__ import annotations
@@ -50,21 +50,21 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from roller.base.settings import setting
-from roller.contract.cues import CUES, SPEECH_STALE_S
-from roller.contract.messages import ID_RULE, display_contract, is_safe_id
-from roller.contract.verbs import VERBS
-from roller.display.bridge import MqttBridge
-from roller.display.http_limits import (
+from roller.base.http_limits import (
     DeadlineReader,
     HeadTooLargeError,
     LimitedHTTPServer,
     ShortBodyError,
     SocketWriter,
 )
+from roller.base.refusals import RefusalLog
+from roller.base.request_guard import RequestGuard, machine_names
+from roller.base.settings import setting
+from roller.contract.cues import CUES, SPEECH_STALE_S
+from roller.contract.messages import ID_RULE, display_contract, is_safe_id
+from roller.contract.verbs import VERBS
+from roller.display.bridge import MqttBridge
 from roller.display.pairing import PairingToken
-from roller.display.refusals import RefusalLog
-from roller.display.request_guard import RequestGuard, machine_names
 from roller.display.session_log import (
     FILE_NAME as HISTORY_FILE_NAME,
 )

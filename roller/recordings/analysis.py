@@ -33,6 +33,8 @@ def analyze(path: str, settings: PipelineSettings, *, debug: bool = False,
     not fit)."""
     export = find_export(path)
     chunks = [read_export(export)] if export is not None else read_chunks(path)
+    if export is not None and units is None:  # the app writes (and names) its units
+        units = units_mod.Units()
     return analyze_chunks(units_mod.checked(chunks, path, units), settings, debug=debug)
 
 

@@ -52,6 +52,7 @@ from roller.mqtt.homeassistant import HomeAssistantSettings
 from roller.mqtt.homeassistant import check_settings as check_homeassistant
 from roller.mqtt.publisher import MqttSettings
 from roller.mqtt.settings_rules import check_mqtt_settings
+from roller.phone.settings import PhoneSettings
 from roller.pipeline import PipelineSettings
 from roller.service.loop import ServiceSettings
 
@@ -88,6 +89,7 @@ class RollerConfig:
 
     device: DeviceSettings = field(default_factory=DeviceSettings)
     sensor: SensorSettings = field(default_factory=SensorSettings)
+    phone: PhoneSettings = field(default_factory=PhoneSettings)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     gpio: GpioSettings = field(default_factory=GpioSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)

@@ -52,8 +52,10 @@ def build_service(config: RollerConfig, *, simulate: bool = False, seed: int = 0
     publisher = make_publisher(config, state_dir)
     driver = open_driver(config, simulate=simulate, seed=seed, clock=clock)
     # A real sensor starts from its saved calibration (and saves a better one on shutdown);
-    # the simulated chip has its own offsets, so a simulated run neither reads nor writes it.
-    calibration_path = None if simulate else state_dir / CALIBRATION_FILE_NAME
+    # the simulated chip has its own offsets, so a simulated run neither reads nor writes it,
+    # and neither does a phone (taped on anew each time, not the chip's calibration).
+    calibration_path = None if simulate or config.phone.app != "none" \
+        else state_dir / CALIBRATION_FILE_NAME
     inbox = CommandInbox()
     try:
         history = open_history(config, state_dir)
@@ -63,7 +65,11 @@ def build_service(config: RollerConfig, *, simulate: bool = False, seed: int = 0
         # Queued by paho until the broker connection is up.
         publisher.publish_error("history_failed", f"the session history could not be opened, "
                                 f"sessions are not stored: {exc}")
-    service = Service(config.service, config.session, device_id=config.device_id,
+    service_settings = config.service
+    if config.phone.app == "sensor-logger":  # pushes come every 0.2-5 s, not every read
+        service_settings = dataclasses.replace(service_settings, sensor_stale_s=max(
+            service_settings.sensor_stale_s, config.phone.push_silent_s))
+    service = Service(service_settings, config.session, device_id=config.device_id,
                       driver=driver, pipeline=make_pipeline(config, calibration_path),
                       publisher=publisher, coach=coach, history=history,
                       controls=open_controls(config, inbox, simulate=simulate), clock=clock,
@@ -111,10 +117,15 @@ def make_publisher(config: RollerConfig, state_dir: Path) -> Publisher:
 
 
 def open_driver(config: RollerConfig, *, simulate: bool, seed: int, clock: Clock) -> ImuDriver:
-    """The IMU driver (an emulated chip moved by a simulated person with ``simulate``). A real
-    sensor that cannot be opened yet (I2C off, nothing wired) is waited for: the service runs
+    """The IMU driver (an emulated chip moved by a simulated person with ``simulate``), or the
+    phone of ``[phone]`` (it reads like a driver: :mod:`roller.phone.source`). A real sensor
+    that cannot be opened yet (I2C off, nothing wired) is waited for: the service runs
     degraded, saying why, and picks the sensor up when it answers, instead of exiting into a
     restart loop."""
+    if config.phone.app != "none":
+        from roller.phone.apps import open_phone  # lazy: a chip's service never loads it
+
+        return open_phone(config.phone, clock=clock)
     if simulate:
         return open_sensor(config.sensor, simulate=True, seed=seed, clock=clock)
     return open_sensor_or_wait(config.sensor, clock=clock)
@@ -128,7 +139,9 @@ def make_pipeline(config: RollerConfig, calibration_path: Path | None) -> Pipeli
     saved = Calibration.load_or_none(calibration_path) if calibration_path else None
     if saved is not None:
         log.info("starting from the calibration in %s", calibration_path)
-    return Pipeline(with_sensor_full_scale(config.pipeline, config.sensor), calibration=saved)
+    sensor = config.sensor if config.phone.app == "none" else dataclasses.replace(
+        config.sensor, gyro_range_dps=2000, accel_range_g=16)  # a phone's: unknown, the largest
+    return Pipeline(with_sensor_full_scale(config.pipeline, sensor), calibration=saved)
 
 
 def with_sensor_full_scale(pipeline: PipelineSettings, sensor: SensorSettings

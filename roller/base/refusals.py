@@ -13,15 +13,16 @@ import threading
 import time
 from collections.abc import Callable
 
-log = logging.getLogger("roller.display.http")
+log = logging.getLogger("roller.http")
 
 
 class RefusalLog:
     """``note(reason, detail)`` for every refused request; thread-safe."""
 
     def __init__(self, *, interval_s: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, name: str = "display") -> None:
         self.interval_s = interval_s
+        self.name = name
         self._clock = clock
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
@@ -43,7 +44,7 @@ class RefusalLog:
             self._last_logged[reason] = now
             self.lines_logged += 1
         since = f" (and {more} more like it in the last {now - last:.0f} s)" if more else ""
-        log.warning("display: refused a request (%s): %s%s", reason, detail, since)
+        log.warning("%s: refused a request (%s): %s%s", self.name, reason, detail, since)
         return True
 
     def counts(self) -> dict[str, int]:

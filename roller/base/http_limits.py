@@ -1,4 +1,7 @@
-"""The display's HTTP transport with limits: a deadline on every request, a cap on connections.
+"""HTTP transport with limits: a deadline on every request, a cap on connections.
+
+Used by the display and by the phone's push receiver (:mod:`roller.phone.sensor_logger`);
+it lives in ``base`` so the service never imports the display.
 
 The standard library's servers trust their clients: a connection that sends one byte every few
 seconds (slowloris) holds a thread for ever, 100 header lines of 64 kB each are read in full,
@@ -28,9 +31,9 @@ import time
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from roller.display.refusals import RefusalLog
+from roller.base.refusals import RefusalLog
 
-log = logging.getLogger("roller.display.http")
+log = logging.getLogger("roller.http")
 
 BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                  b"Retry-After: 2\r\nConnection: close\r\nContent-Length: 67\r\n\r\n"
@@ -170,6 +173,10 @@ class LimitedHTTPServer(ThreadingHTTPServer):
     """A threading HTTP server with a connection cap, an event-stream cap and quiet aborts."""
 
     daemon_threads = True
+    busy_response = BUSY_RESPONSE
+    """The 503 a refused connection gets (a subclass may say who is busy)."""
+    name = "display"
+    """Who serves, in log lines."""
     request_queue_size = 128  # a burst of phones reloading is queued by the kernel, not refused
 
     def __init__(self, address: tuple[str, int], handler: type, *, max_connections: int,
@@ -228,7 +235,7 @@ class LimitedHTTPServer(ThreadingHTTPServer):
         self.refusals.note("busy", f"{_client(client_address)}: {why}")
         try:
             request.setblocking(False)
-            request.send(BUSY_RESPONSE)
+            request.send(self.busy_response)
             request.shutdown(socket.SHUT_WR)
         except OSError:
             self.shutdown_request(request)
@@ -292,10 +299,10 @@ class LimitedHTTPServer(ThreadingHTTPServer):
         traceback at a bounded rate. The server goes on either way."""
         exc = sys.exc_info()[1]
         if isinstance(exc, ConnectionError | TimeoutError):
-            log.debug("display: %s went away: %s", _client(client_address), exc)
+            log.debug("%s: %s went away: %s", self.name, _client(client_address), exc)
             return
         if self.refusals.note("internal_error", f"{_client(client_address)}: {exc!r}"):
-            log.error("display: the error while answering %s", _client(client_address),
+            log.error("%s: the error while answering %s", self.name, _client(client_address),
                       exc_info=True)
 
 
