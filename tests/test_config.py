@@ -15,7 +15,7 @@ import pytest
 
 from roller.base.errors import ConfigError
 from roller.coaching.routine import load_routine
-from roller.mqtt.publisher import PASSWORD_ENV, resolve_password
+from roller.mqtt.client import PASSWORD_ENV, resolve_password
 from roller.service.config import (
     RollerConfig,
     document,

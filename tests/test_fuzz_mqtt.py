@@ -15,7 +15,7 @@ from roller.base.untrusted import PayloadError, nesting_depth
 from roller.coaching.session import Session, SessionCommands
 from roller.contract.command_table import CommandError, CommandInbox, CommandTable, decode_payload
 from roller.display.bridge import MqttBridge, _forbidden_key, decode_message
-from roller.mqtt.publisher import MqttSettings
+from roller.mqtt.client import MqttSettings
 
 BOUND_S = 0.5
 """No single decode may take longer than this (they take microseconds to milliseconds)."""

@@ -49,6 +49,15 @@ def nesting_depth(raw: bytes, stop_above: int | None = None) -> int:
     return deepest
 
 
+def shorten(value: object, limit: int = 80, *, quote: bool = True) -> str:
+    """``value`` fit to quote in a one-line message: its ``repr`` (``quote``; a str's printable
+    text otherwise), cut to ``limit`` characters with ``...``. The one way every message of
+    the roller quotes what it was given."""
+    text = repr(value) if quote or not isinstance(value, str) else \
+        value.encode("ascii", "backslashreplace").decode()
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def preview(raw: bytes, limit: int = 40) -> str:
     """A short printable preview of ``raw`` for messages: its start and its length."""
     head = raw[:limit].decode("utf-8", errors="replace")

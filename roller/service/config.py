@@ -53,9 +53,9 @@ from roller.coaching.history import HistorySettings
 from roller.coaching.session import LEGACY_KEYS, SessionSettings
 from roller.contract.messages import ID_RULE, SAFE_ID, SAFE_PREFIX
 from roller.display.server import DisplaySettings
+from roller.mqtt.client import MqttSettings, resolve_password
 from roller.mqtt.homeassistant import HomeAssistantSettings
 from roller.mqtt.homeassistant import check_settings as check_homeassistant
-from roller.mqtt.publisher import MqttSettings, resolve_password
 from roller.pipeline import PipelineSettings
 from roller.service.loop import ServiceSettings
 
