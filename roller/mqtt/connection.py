@@ -119,6 +119,7 @@ class Connection:
         self.last_disconnect_reason = ""
         self._failure: str | None = None  # set in the network thread, acted on in watch()
         self._refusal: str | None = None
+        self._protocol_refused = False
         self._heard_at = self.clock.monotonic()
         self._opened_at: float | None = None
         self._rebuild_at = -float("inf")
@@ -191,6 +192,8 @@ class Connection:
         if not self._started or self._closed:
             return None
         now = self.clock.monotonic()
+        if self._speaks_no_mqtt5(now):
+            self._replace_client()
         fault = self._fault(now)
         if fault is not None and now >= self._rebuild_at:
             self._rebuild(fault, now)
@@ -207,14 +210,22 @@ class Connection:
         if self.connected and now - self._heard_at > self.stuck_after_s:
             return (f"nothing heard from the broker for {now - self._heard_at:.0f} s (keepalive "
                     f"{self.keepalive_s} s): the MQTT client is stuck")
-        opened = self._opened_at
-        if self.protocol == MQTT5 and not self.connected and opened is not None and \
-                now - opened > CONNACK_TIMEOUT_S:
-            self.protocol = MQTT311
-            return (f"{self._where} did not answer an MQTT 5 CONNECT within "
-                    f"{CONNACK_TIMEOUT_S:.0f} s: MQTT 3.1.1 from now on (without the client's "
-                    "packet-size bound; set message_size_limit on the broker)")
         return None
+
+    def _speaks_no_mqtt5(self, now: float) -> bool:
+        """The broker opened the connection but has not answered an MQTT 5 CONNECT within
+        :data:`CONNACK_TIMEOUT_S` (or refused the protocol): use MQTT 3.1.1 from now on."""
+        opened = self._opened_at
+        silent = (self.protocol == MQTT5 and not self.connected and opened is not None
+                  and now - opened > CONNACK_TIMEOUT_S)
+        if not (silent or self._protocol_refused):
+            return False
+        self.protocol = MQTT311
+        self._protocol_refused = False
+        self.log.warning("%s does not speak MQTT 5: MQTT 3.1.1 from now on, without the "
+                         "client's packet-size bound (set message_size_limit on the broker, "
+                         "see config/mosquitto.conf)", self._where)
+        return True
 
     def _rebuild(self, why: str, now: float) -> None:
         self.rebuilds += 1
@@ -225,6 +236,9 @@ class Connection:
         self._rebuild_delay_s = min(2 * self._rebuild_delay_s, REBUILD_MAX_DELAY_S)
         self._failure_log(logging.ERROR, "%s; building a new MQTT client (rebuild %d)", why,
                           self.rebuilds)
+        self._replace_client()
+
+    def _replace_client(self) -> None:
         old = self.client
         self.connected_event.clear()
         self._opened_at = None
@@ -241,14 +255,14 @@ class Connection:
         """Why the link is not up (the cause of the last failed attempt), None when it is."""
         if self.connected:
             return None
+        if self._opened_at is not None:  # waiting for the broker's CONNACK
+            return f"connecting to {self._where}"
         error = self.client.connect_error
         if error is not None:
             return describe_connect_error(error, self.settings.host, self.settings.port)
         if self._refusal is not None:
             return self._refusal
-        if self.client.connect_attempts == 0 and self.connects == 0:
-            return f"connecting to {self._where}"
-        return f"{self._where} unreachable ({self.last_disconnect_reason or 'connecting'})"
+        return f"connecting to {self._where}"
 
     def _log_cause(self, problem: str | None, now: float) -> None:
         last = self._cause_logged
@@ -288,8 +302,7 @@ class Connection:
         if reason.is_failure:
             self._refusal = describe_refusal(reason, self.settings.host, self.settings.port)
             if self.protocol == MQTT5 and "protocol" in str(reason).lower():
-                self.protocol = MQTT311
-                self._failure = f"{self._where} refused MQTT 5 ({reason}): MQTT 3.1.1 from now on"
+                self._protocol_refused = True
             return
         self._refusal = None
         self.connects += 1
