@@ -173,9 +173,11 @@ def connect_properties(protocol: int) -> Properties | None:
     return props
 
 
-def describe_connect_error(exc: BaseException, host: str, port: int) -> str:
+def describe_connect_error(exc: BaseException, host: str, port: int, *,
+                           tls: bool = False) -> str:
     """Why the connection to ``host:port`` could not be opened, in words a maker can act on:
-    ``<host>:<port> unreachable: <cause>``."""
+    ``<host>:<port> unreachable: <cause>``. With ``tls``, a connection the other end drops
+    is a failed TLS handshake (a plain MQTT port answers a TLS hello that way)."""
     where = f"{host}:{port} unreachable"
     if isinstance(exc, socket.gaierror):
         return f"{where}: unknown host {host!r} (name lookup failed: {exc.strerror or exc})"
@@ -183,6 +185,9 @@ def describe_connect_error(exc: BaseException, host: str, port: int) -> str:
         return f"{where}: TLS, the broker's certificate was not accepted ({exc.verify_message})"
     if isinstance(exc, ssl.SSLError):
         return f"{where}: TLS handshake failed ({exc.reason or exc})"
+    if tls and isinstance(exc, ConnectionResetError | ConnectionAbortedError | EOFError):
+        return (f"{where}: TLS handshake failed ({exc.strerror or exc}: is {port} a TLS "
+                "port?)")
     if isinstance(exc, ConnectionRefusedError):
         return f"{where}: connection refused (is the broker running, on that port?)"
     if isinstance(exc, TimeoutError | socket.timeout):

@@ -259,7 +259,8 @@ class Connection:
             return f"connecting to {self._where}"
         error = self.client.connect_error
         if error is not None:
-            return describe_connect_error(error, self.settings.host, self.settings.port)
+            return describe_connect_error(error, self.settings.host, self.settings.port,
+                                          tls=self.settings.tls)
         if self._refusal is not None:
             return self._refusal
         return f"connecting to {self._where}"
@@ -291,7 +292,7 @@ class Connection:
                 callback(client, *args)
             except Exception as exc:
                 self.callback_failures += 1
-                self._failure = f"the MQTT callback {name} raised {shorten(repr(exc), 200)}"
+                self._failure = f"the MQTT callback {name} raised {shorten(exc, 200)}"
                 self._failure_log(logging.ERROR, "%s", self._failure, exc_info=True)
         return guarded
 
