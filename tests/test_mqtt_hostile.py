@@ -215,6 +215,46 @@ def test_a_second_roller_with_the_same_device_id_is_reported(shared_broker, tmp_
     sub.close()
 
 
+def test_two_processes_on_one_machine_with_one_device_id_are_reported_at_a_bounded_rate(
+        shared_broker, tmp_path):
+    """Two services from one config on one host (or two Pis cloned from one SD card: the same
+    machine hash): each sees the other's health and says so, once, not at every sighting."""
+    sub = Subscriber(shared_broker.host, shared_broker.port, "roller/clone/error")
+    services = []
+    for run in ("00000001", "00000002"):
+        clock = ManualClock(100.0)
+        service = make_service(shared_broker, tmp_path / run, clock=clock, device="clone",
+                               health_interval_s=0.5)
+        service.publisher.instance = f"dddddd-{run}"
+        service.publisher.start()
+        services.append((service, clock))
+    began = time.monotonic()
+    while time.monotonic() - began < 30 and not all(
+            s.publisher.duplicate_of is not None for s, _ in services):
+        for service, clock in services:
+            advance(service, clock, 0.1)
+        time.sleep(0.02)
+    took_s = time.monotonic() - began
+    (a, _), (b, _) = services
+    assert a.publisher.duplicate_of == "dddddd-00000002"
+    assert b.publisher.duplicate_of == "dddddd-00000001"
+    for _ in range(100):  # 5 more seconds of health every 0.5 s from both
+        for service, clock in services:
+            advance(service, clock, 0.1)
+        time.sleep(0.02)
+    errors = [m.json() for m in sub.wait_topic("roller/clone/error", 2, 10)]
+    time.sleep(0.5)
+    errors = [m.json() for m in sub.on("roller/clone/error")]
+    assert [e["error"] for e in errors] == ["duplicate_device"] * 2  # one each, not dozens
+    assert {e["other_instance"] for e in errors} == {"dddddd-00000001", "dddddd-00000002"}
+    health = a.publisher.stats()
+    assert health["duplicate_of"] == "dddddd-00000002" and a.publisher.degraded
+    print(f"\ntwo processes on one machine told apart in {took_s:.2f} s, {len(errors)} reports")
+    for service, _ in services:
+        service.close()
+    sub.close()
+
+
 def test_our_own_earlier_run_is_no_duplicate(shared_broker, tmp_path):
     """A restart on the same machine finds its previous run's retained health (another run
     id, the same machine hash): not a second roller."""
