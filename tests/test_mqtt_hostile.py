@@ -186,24 +186,44 @@ def test_direct_publishes_the_client_refuses_do_not_raise(shared_broker, tmp_pat
     pub.close()
 
 
+def start_twins(broker, tmp_path, device: str, instances: tuple[str, str]) -> list:
+    """Two services with one device id (and one client id) and the given instances."""
+    services = []
+    for instance in instances:
+        clock = ManualClock(100.0)
+        service = make_service(broker, tmp_path / instance, clock=clock, device=device,
+                               health_interval_s=0.5)
+        service.publisher.instance = instance
+        service.publisher.start()
+        services.append((service, clock))
+    return services
+
+
+def run_twins(services, *, until=None, timeout_s: float = 30, steps: int | None = None) -> float:
+    """Step both services (0.1 s each, 20 ms apart) until ``until()`` or ``steps`` rounds;
+    returns the real seconds it took."""
+    began = time.monotonic()
+    rounds = 0
+    while (time.monotonic() - began < timeout_s and (until is None or not until())
+           and (steps is None or rounds < steps)):
+        for service, clock in services:
+            advance(service, clock, 0.1)
+        time.sleep(0.02)
+        rounds += 1
+    return time.monotonic() - began
+
+
+def both_see_a_duplicate(services) -> bool:
+    return all(s.publisher.duplicate_of is not None for s, _ in services)
+
+
 def test_a_second_roller_with_the_same_device_id_is_reported(shared_broker, tmp_path):
     """Two services called ``twin`` (same client id too: they kick each other off the broker
     again and again) on two machines: each sees the other's health and reports it."""
     sub = Subscriber(shared_broker.host, shared_broker.port, "roller/twin/error")
-    services = []
-    for machine in ("aaaaaa", "bbbbbb"):
-        clock = ManualClock(100.0)
-        service = make_service(shared_broker, tmp_path / machine, clock=clock, device="twin",
-                               health_interval_s=0.5)
-        service.publisher.instance = f"{machine}-00000001"
-        service.publisher.start()
-        services.append((service, clock))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not all(
-            s.publisher.duplicate_of is not None for s, _ in services):
-        for service, clock in services:
-            advance(service, clock, 0.1)
-        time.sleep(0.02)
+    services = start_twins(shared_broker, tmp_path, "twin", ("aaaaaa-00000001",
+                                                             "bbbbbb-00000001"))
+    run_twins(services, until=lambda: both_see_a_duplicate(services))
     (a, _), (b, _) = services
     assert a.publisher.duplicate_of == "bbbbbb-00000001"
     assert b.publisher.duplicate_of == "aaaaaa-00000001"
@@ -220,35 +240,19 @@ def test_two_processes_on_one_machine_with_one_device_id_are_reported_at_a_bound
     """Two services from one config on one host (or two Pis cloned from one SD card: the same
     machine hash): each sees the other's health and says so, once, not at every sighting."""
     sub = Subscriber(shared_broker.host, shared_broker.port, "roller/clone/error")
-    services = []
-    for run in ("00000001", "00000002"):
-        clock = ManualClock(100.0)
-        service = make_service(shared_broker, tmp_path / run, clock=clock, device="clone",
-                               health_interval_s=0.5)
-        service.publisher.instance = f"dddddd-{run}"
-        service.publisher.start()
-        services.append((service, clock))
-    began = time.monotonic()
-    while time.monotonic() - began < 30 and not all(
-            s.publisher.duplicate_of is not None for s, _ in services):
-        for service, clock in services:
-            advance(service, clock, 0.1)
-        time.sleep(0.02)
-    took_s = time.monotonic() - began
+    services = start_twins(shared_broker, tmp_path, "clone", ("dddddd-00000001",
+                                                              "dddddd-00000002"))
+    took_s = run_twins(services, until=lambda: both_see_a_duplicate(services))
     (a, _), (b, _) = services
     assert a.publisher.duplicate_of == "dddddd-00000002"
     assert b.publisher.duplicate_of == "dddddd-00000001"
-    for _ in range(100):  # 5 more seconds of health every 0.5 s from both
-        for service, clock in services:
-            advance(service, clock, 0.1)
-        time.sleep(0.02)
-    errors = [m.json() for m in sub.wait_topic("roller/clone/error", 2, 10)]
+    run_twins(services, steps=100)  # 5 more seconds of health every 0.5 s from both
+    sub.wait_topic("roller/clone/error", 2, 10)
     time.sleep(0.5)
     errors = [m.json() for m in sub.on("roller/clone/error")]
     assert [e["error"] for e in errors] == ["duplicate_device"] * 2  # one each, not dozens
     assert {e["other_instance"] for e in errors} == {"dddddd-00000001", "dddddd-00000002"}
-    health = a.publisher.stats()
-    assert health["duplicate_of"] == "dddddd-00000002" and a.publisher.degraded
+    assert a.publisher.stats()["duplicate_of"] == "dddddd-00000002" and a.publisher.degraded
     print(f"\ntwo processes on one machine told apart in {took_s:.2f} s, {len(errors)} reports")
     for service, _ in services:
         service.close()
