@@ -229,3 +229,67 @@ def test_a_refused_login_is_named(tmp_path):
 def _closed_port() -> int:
     from conftest import free_port
     return free_port()
+
+
+def test_duplicate_device_rules_on_the_manual_clock():
+    """Which health counts as a second process, and how often it is reported, in simulated
+    time (no broker: the rules alone)."""
+    import json
+
+    from roller.mqtt.duplicate_device import DUPLICATE_MEMORY_S, REPORT_INTERVAL_S, DuplicateWatch
+
+    clock = ManualClock(10.0, unix_start_s=1_800_000_000.0)
+    reports = []
+    watch = DuplicateWatch("mat-1", lambda code, msg, **kw: reports.append(kw["other_instance"]),
+                           clock=clock, instance="aaaaaa-00000002")
+
+    def health(instance: str, sent: float) -> bytes:
+        return json.dumps({"instance": instance, "time_unix_s": sent}).encode()
+
+    # our previous run on this machine, retained, sent a moment before we started: not a twin
+    watch.saw_health(health("aaaaaa-00000001", 1_800_000_000.0 - 2), retained=True)
+    assert watch.duplicate_of is None and reports == []
+    # another process on this machine, retained but sent after we started: a twin
+    clock.advance(1.0)
+    watch.saw_health(health("aaaaaa-00000003", clock.unix_s()), retained=True)
+    assert watch.duplicate_of == "aaaaaa-00000003" and reports == ["aaaaaa-00000003"]
+    # seen again and again: reported again only after REPORT_INTERVAL_S
+    for _ in range(10):
+        clock.advance(REPORT_INTERVAL_S / 20)
+        watch.saw_health(health("aaaaaa-00000003", clock.unix_s()), retained=False)
+    assert reports == ["aaaaaa-00000003"]
+    clock.advance(REPORT_INTERVAL_S / 2)
+    watch.saw_health(health("aaaaaa-00000003", clock.unix_s()), retained=False)
+    assert reports == ["aaaaaa-00000003"] * 2
+    # another machine's old retained health: a roller moved away long ago
+    watch.saw_health(health("bbbbbb-00000001", clock.unix_s() - 3600), retained=True)
+    assert watch.duplicate_of == "aaaaaa-00000003"
+    # forgotten DUPLICATE_MEMORY_S after the last sighting
+    clock.advance(DUPLICATE_MEMORY_S + 1)
+    assert watch.duplicate_of is None
+    # our own health never counts
+    watch.saw_health(health("aaaaaa-00000002", clock.unix_s()), retained=False)
+    assert watch.duplicate_of is None and len(reports) == 2
+
+
+def test_connect_failures_are_described_for_a_maker():
+    import socket
+    import ssl
+
+    from roller.mqtt.client import describe_connect_error, describe_refusal
+
+    cases = {
+        ConnectionRefusedError(111, "Connection refused"): "connection refused",
+        socket.gaierror(-2, "Name or service not known"): "unknown host 'b.local'",
+        TimeoutError("timed out"): "no answer",
+        ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"): "TLS handshake",
+        OSError(113, "No route to host"): "No route to host",
+    }
+    for exc, words in cases.items():
+        text = describe_connect_error(exc, "b.local", 8883)
+        assert text.startswith("b.local:8883 unreachable: ") and words in text, text
+    reset = describe_connect_error(ConnectionResetError(104, "Connection reset by peer"),
+                                   "b.local", 1883, tls=True)
+    assert "TLS handshake failed" in reset and "is 1883 a TLS port?" in reset
+    assert "refused the login" in describe_refusal("Bad user name or password", "b", 1)
+    assert "refused the login" in describe_refusal("Not authorized", "b", 1)

@@ -184,7 +184,8 @@ def describe_connect_error(exc: BaseException, host: str, port: int, *,
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"{where}: TLS, the broker's certificate was not accepted ({exc.verify_message})"
     if isinstance(exc, ssl.SSLError):
-        return f"{where}: TLS handshake failed ({exc.reason or exc})"
+        reason = getattr(exc, "reason", None) or exc
+        return f"{where}: TLS handshake failed ({reason})"
     if tls and isinstance(exc, ConnectionResetError | ConnectionAbortedError | EOFError):
         return (f"{where}: TLS handshake failed ({exc.strerror or exc}: is {port} a TLS "
                 "port?)")

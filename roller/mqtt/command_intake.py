@@ -52,6 +52,8 @@ class CommandIntake:
         self.retained_commands = 0
         """Commands that arrived retained and were ignored."""
         self._retained_reported: set[str] = set()
+        self.failures = 0
+        """Messages whose handling raised (a bug): dropped, logged, the thread goes on."""
         self._error_log = RateLimitedLog(logger, interval_s=60.0, burst=10)
 
     def handle(self, msg: mqtt.MQTTMessage) -> None:
@@ -59,6 +61,7 @@ class CommandIntake:
         try:
             self._route(msg)
         except Exception:
+            self.failures += 1
             self._error_log(logging.ERROR, "message on %r could not be handled",
                             topic_text(msg), exc_info=True)
 

@@ -354,7 +354,7 @@ class Publisher:
                 "link_problem": self.link_problem,
                 "client_rebuilds": link.rebuilds,
                 "client_failure": self.client_failure,
-                "callback_failures": link.callback_failures}
+                "callback_failures": link.callback_failures + self.intake.failures}
 
     @property
     def client_failure(self) -> str | None:
