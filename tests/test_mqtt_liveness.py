@@ -126,6 +126,40 @@ def test_a_callback_that_raises_is_noticed_and_the_client_rebuilt(broker, tmp_pa
     sub.close()
 
 
+def test_a_callback_that_blocks_is_noticed_after_the_keepalive_and_delivery_resumes(
+        broker, tmp_path):
+    """A command sink that never returns holds paho's thread: no ping answered, nothing
+    heard. The watch gives up on that client after 2 keepalives + 1 s and builds another."""
+    import threading
+
+    release = threading.Event()
+    sub = Subscriber(broker.host, broker.port, "roller/hang/event/#")
+    pub = Publisher(MqttSettings(host=broker.host, port=broker.port, **FAST), Topics("hang"),
+                    Outbox(tmp_path / "o.sqlite3"), on_command=lambda verb, raw: release.wait())
+    pub.start()
+    assert pub.wait_connected(5)
+    time.sleep(0.3)  # subscribed
+    sub.client.publish("roller/hang/cmd/start", b"", qos=1).wait_for_publish(5)
+    began = time.monotonic()
+    while pub.link.rebuilds == 0:
+        assert time.monotonic() - began < 3 * pub.link.stuck_after_s, "the hang was not noticed"
+        pub.pump()
+        time.sleep(0.03)
+    noticed_s = time.monotonic() - began
+    assert "stuck" in pub.link.last_failure
+    assert noticed_s >= pub.link.stuck_after_s - 2 * FAST["keepalive_s"] - 0.5
+    assert pub.wait_connected(5)
+    pub.on_command = None
+    release.set()  # the old thread wakes to a retired client and ends
+    pub.publish_event("stroke", {"n": 1})
+    assert pub.flush(5)
+    sub.wait_topic("roller/hang/event/stroke", 1, 10)
+    print(f"\na blocked callback noticed after {noticed_s:.1f} s (keepalive "
+          f"{FAST['keepalive_s']} s, limit {pub.link.stuck_after_s:.0f} s)")
+    pub.close()
+    sub.close()
+
+
 def test_a_client_that_hears_nothing_past_its_keepalive_is_rebuilt_on_the_manual_clock(
         broker, tmp_path):
     """The timing rule on the manual clock: nothing heard for 2 keepalives + 1 s while
