@@ -516,8 +516,9 @@ ERROR_CODES: dict[str, str] = {
                      "large) was dropped instead of retried (`topic`, `dropped_total`)",
     "outbox_disk": "the outbox cannot write to disk (full, read-only): events wait in memory "
                    "within the bound until the disk takes them again (`reason`)",
-    "duplicate_device": "another roller on another machine publishes with this device id "
-                        "(`other_instance`): give each roller its own `[device] id`",
+    "duplicate_device": "another roller process, on this machine or another, publishes with "
+                        "this device id (`other_instance`): run one service per device id "
+                        "and give each roller its own `[device] id`",
 }
 
 STATE_FIELDS: tuple[Field, ...] = (
