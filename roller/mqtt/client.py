@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +127,17 @@ class RollerClient(mqtt.Client):
             raise
         self.connect_error = None
         return sock
+
+    def stop_network_thread(self, timeout_s: float) -> bool:
+        """paho's ``loop_stop``, waiting at most ``timeout_s`` [s] (``loop_stop`` waits for
+        ever: a thread held by a blocked callback would hold the shutdown). True if stopped."""
+        thread = self._thread
+        if thread is None:
+            return True
+        self._thread_terminate = True
+        if thread is not threading.current_thread():
+            thread.join(timeout_s)
+        return not thread.is_alive()
 
     @property
     def network_thread_alive(self) -> bool:

@@ -56,6 +56,9 @@ REBUILD_MAX_DELAY_S = 60.0
 """Rebuilds back off from the first to the second [s], doubling: a fault that comes back at
 once (a callback that always raises on a retained message) cannot spin."""
 
+CLOSE_WAIT_S = 5.0
+"""On close, how long to wait for paho's thread [s] (a blocked callback may hold it)."""
+
 CAUSE_REPEAT_S = 60.0
 """A cause that lasts is logged again this often [s] (a new cause at once)."""
 
@@ -181,8 +184,9 @@ class Connection:
         try:
             self.client.disconnect()
         finally:
-            if self.client.network_thread_alive:
-                self.client.loop_stop()
+            if not self.client.stop_network_thread(CLOSE_WAIT_S):
+                self.log.warning("the MQTT network thread did not stop within %.0f s; left "
+                                 "behind", CLOSE_WAIT_S)
             self.connected_event.clear()
 
     # -- the watch (owner's thread) -------------------------------------------------------
