@@ -327,3 +327,20 @@ def test_connect_failures_are_described_for_a_maker():
     assert "TLS handshake failed" in reset and "is 1883 a TLS port?" in reset
     assert "refused the login" in describe_refusal("Bad user name or password", "b", 1)
     assert "refused the login" in describe_refusal("Not authorized", "b", 1)
+
+
+def test_the_rate_limited_log_runs_on_the_manual_clock(caplog):
+    from roller.base.untrusted import RateLimitedLog
+
+    caplog.set_level(logging.WARNING, logger="roller.test.rate")
+    clock = ManualClock(0.0)
+    limited = RateLimitedLog(logging.getLogger("roller.test.rate"), interval_s=60.0, burst=2,
+                             clock=clock)
+    assert [limited(logging.WARNING, "line %d", i) for i in range(5)] == [True, True] + [False] * 3
+    clock.advance(59.9)
+    assert not limited(logging.WARNING, "still in the window")
+    clock.advance(0.1)
+    assert limited(logging.WARNING, "a new window")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["line 0", "line 1", "4 similar message(s) not logged in the last 60 s "
+                     "(6 in all)", "a new window"]

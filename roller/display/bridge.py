@@ -136,7 +136,7 @@ class MqttBridge:
         """Messages on topics the display does not show (commands, unknown topics)."""
         self.handler_failures = 0
         """Messages whose handling raised (a bug): dropped, logged, the thread goes on."""
-        self._bad_log = RateLimitedLog(log, interval_s=60.0, burst=5)
+        self._bad_log = RateLimitedLog(log, interval_s=60.0, burst=5, clock=self.clock)
         # A display should come back quickly after an outage: shorter backoff than the service.
         self.link = Connection(
             settings, client_id=client_id or f"roller-display-{uuid.uuid4().hex[:8]}",

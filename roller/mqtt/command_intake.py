@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
+from roller.base.clock import Clock
 from roller.base.untrusted import RateLimitedLog, message_topic, topic_text
 from roller.contract import messages as contract
 from roller.contract.messages import Topics
@@ -43,7 +44,7 @@ class CommandIntake:
 
     def __init__(self, topics: Topics, duplicates: DuplicateWatch, *,
                  report: Callable[..., None], announce: Callable[[], None],
-                 logger: logging.Logger) -> None:
+                 logger: logging.Logger, clock: Clock | None = None) -> None:
         self.topics = topics
         self.duplicates = duplicates
         self.report = report
@@ -54,7 +55,7 @@ class CommandIntake:
         self._retained_reported: set[str] = set()
         self.failures = 0
         """Messages whose handling raised (a bug): dropped, logged, the thread goes on."""
-        self._error_log = RateLimitedLog(logger, interval_s=60.0, burst=10)
+        self._error_log = RateLimitedLog(logger, interval_s=60.0, burst=10, clock=clock)
 
     def handle(self, msg: mqtt.MQTTMessage) -> None:
         """One received message. Whatever arrives, the network thread goes on."""

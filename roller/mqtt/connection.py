@@ -129,9 +129,9 @@ class Connection:
         self._rebuild_delay_s = REBUILD_MIN_DELAY_S
         self._cause_logged: tuple[str, float] | None = None
         self._cause_log = RateLimitedLog(logger, interval_s=CAUSE_REPEAT_S, burst=3,
-                                         clock=self.clock.monotonic)
+                                         clock=self.clock)
         self._failure_log = RateLimitedLog(logger, interval_s=60.0, burst=5,
-                                           clock=self.clock.monotonic)
+                                           clock=self.clock)
         self._started = self._closed = False
         self.client = self._build()
 

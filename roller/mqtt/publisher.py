@@ -96,15 +96,15 @@ class Publisher:
         self.undeliverable = 0
         """Stored messages dropped because no broker can ever take them."""
         self._command_log = RateLimitedLog(log, interval_s=60.0, burst=5,
-                                           clock=self.clock.monotonic)
+                                           clock=self.clock)
         self._error_log = RateLimitedLog(log, interval_s=60.0, burst=10,
-                                         clock=self.clock.monotonic)
+                                         clock=self.clock)
         self._closed = False
         self.reports = OutboxReports(outbox, self.publish_error, clock=self.clock, logger=log)
         self.duplicates = DuplicateWatch(topics.device_id, self.publish_error, clock=self.clock,
                                          instance=instance)
         self.intake = CommandIntake(topics, self.duplicates, report=self.publish_error,
-                                    announce=self._announce, logger=log)
+                                    announce=self._announce, logger=log, clock=self.clock)
         self.intake.on_command = on_command
         self.link = Connection(
             settings, client_id=settings.client_id or f"roller-{topics.device_id}",
