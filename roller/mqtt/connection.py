@@ -202,6 +202,8 @@ class Connection:
         if fault is not None and now >= self._rebuild_at:
             self._rebuild(fault, now)
             fault = None
+        elif fault is not None:  # a rebuild is not due yet: stop handing it messages
+            self.connected_event.clear()
         problem = fault or self.problem
         self._log_cause(problem, now)
         return problem
