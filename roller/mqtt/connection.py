@@ -123,6 +123,7 @@ class Connection:
         self._failure: str | None = None  # set in the network thread, acted on in watch()
         self._refusal: str | None = None
         self._protocol_refused = False
+        self._up = False  # the broker accepted this client and has not dropped it since
         self._heard_at = self.clock.monotonic()
         self._opened_at: float | None = None
         self._rebuild_at = -float("inf")
@@ -213,7 +214,7 @@ class Connection:
             return self._failure
         if not self.client.network_thread_alive:
             return "the MQTT client's network thread ended"
-        if self.connected and now - self._heard_at > self.stuck_after_s:
+        if self._up and now - self._heard_at > self.stuck_after_s:
             return (f"nothing heard from the broker for {now - self._heard_at:.0f} s (keepalive "
                     f"{self.keepalive_s} s): the MQTT client is stuck")
         return None
@@ -247,6 +248,7 @@ class Connection:
     def _replace_client(self) -> None:
         old = self.client
         self.connected_event.clear()
+        self._up = False
         self._opened_at = None
         _retire(old)
         if self._on_down is not None:
@@ -312,6 +314,7 @@ class Connection:
                 self._protocol_refused = True
             return
         self._refusal = None
+        self._up = True
         self.connects += 1
         self._rebuild_delay_s = REBUILD_MIN_DELAY_S
         self.log.info("connected to %s (MQTT %s)", self._where,
@@ -324,6 +327,7 @@ class Connection:
     def _disconnected_cb(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                          properties: Any) -> None:
         was = self.connected
+        self._up = False
         self.connected_event.clear()
         self.last_disconnect_reason = str(reason)
         if was and not self._closed:
