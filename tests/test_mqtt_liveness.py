@@ -9,9 +9,11 @@ at a bounded rate, for the service and the display alike.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import getpass
 import logging
+import socket
 import time
 
 import pytest
@@ -25,7 +27,7 @@ from roller.display.bridge import MqttBridge
 from roller.mqtt.client import MqttSettings
 from roller.mqtt.outbox import Outbox
 from roller.mqtt.publisher import Publisher
-from roller.service.systemd import broker_status
+from roller.service.systemd import Notifier, broker_status
 
 # A killed thread is the point of these tests, not a failure of them.
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
@@ -59,9 +61,13 @@ def test_a_killed_network_thread_is_noticed_reported_and_delivery_resumes(broker
     device = "deaf"
     sub = Subscriber(broker.host, broker.port, [f"roller/{device}/health",
                                                  f"roller/{device}/session"])
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # systemd's notify socket
+    systemd.bind(str(tmp_path / "notify"))
+    systemd.setblocking(False)
     clock = ManualClock(100.0)
     service = make_service(broker, tmp_path, clock=clock, device=device, auto_start=False,
-                           health_interval_s=0.5)
+                           health_interval_s=0.5,
+                           notifier=Notifier({"NOTIFY_SOCKET": str(tmp_path / "notify")}))
     pub = service.publisher
     pub.start()
     assert pub.wait_connected(5)
@@ -74,6 +80,12 @@ def test_a_killed_network_thread_is_noticed_reported_and_delivery_resumes(broker
     assert pub.degraded and pub.stats()["client_failure"] is not None
     status = broker_status(pub)
     assert status.startswith("running (MQTT client rebuilt") and "thread ended" in status
+    advance(service, clock, STEP_S)
+    notes = []
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            notes.append(systemd.recv(4096).decode())
+    assert f"STATUS={status}" in notes, notes  # `systemctl status` says so
     # health says so, and commands are heard again
     def degraded_health() -> bool:
         return any(m.json()["mqtt"]["client_rebuilds"] == 1 and m.json()["state"] == "degraded"
@@ -88,6 +100,7 @@ def test_a_killed_network_thread_is_noticed_reported_and_delivery_resumes(broker
     print(f"\nkilled network thread noticed and the client rebuilt in {noticed_s:.2f} s")
     service.close()
     sub.close()
+    systemd.close()
 
 
 def test_a_callback_that_raises_is_noticed_and_the_client_rebuilt(broker, tmp_path, caplog):
