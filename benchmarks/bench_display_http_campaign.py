@@ -27,8 +27,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from roller.display import DisplayServer, DisplaySettings, MqttBridge
+from roller.mqtt.client import MqttSettings
 from roller.mqtt.local_broker import start_local_broker
-from roller.mqtt.publisher import MqttSettings
 
 TIMEOUT_S = 2.0
 

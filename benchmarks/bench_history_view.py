@@ -26,7 +26,7 @@ from test_history_view import seed_year
 
 from roller.display import DisplayServer, DisplaySettings, MqttBridge
 from roller.display.session_log import SessionLog
-from roller.mqtt.publisher import MqttSettings
+from roller.mqtt.client import MqttSettings
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

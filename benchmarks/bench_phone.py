@@ -50,8 +50,9 @@ from firmware_bridge.simulator import (  # noqa: E402
     StrokeSegment,
 )
 from roller.contract.messages import Topics  # noqa: E402
+from roller.mqtt.client import MqttSettings  # noqa: E402
 from roller.mqtt.outbox import Outbox  # noqa: E402
-from roller.mqtt.publisher import MqttSettings, Publisher  # noqa: E402
+from roller.mqtt.publisher import Publisher  # noqa: E402
 from roller.phone.phyphox_standin import StandInPhyphox  # noqa: E402
 from roller.phone.sensor_logger import SensorLoggerSource  # noqa: E402
 from roller.phone.settings import PhoneSettings  # noqa: E402

@@ -190,8 +190,9 @@ def bench_alerts(port: int, workdir: Path, rate_hz: float) -> dict:
     from firmware_bridge.clock import SystemClock
     from firmware_bridge.sensor import SensorSettings, open_sensor
     from roller.contract.messages import Topics
+    from roller.mqtt.client import MqttSettings
     from roller.mqtt.outbox import Outbox
-    from roller.mqtt.publisher import MqttSettings, Publisher
+    from roller.mqtt.publisher import Publisher
     from roller.pipeline import Pipeline, PipelineSettings
     from roller.service.config import DeviceSettings, RollerConfig
     from roller.service.loop import Service

@@ -39,8 +39,8 @@ from firmware_bridge.simulator import SimulatedRoller, person_scenario
 from roller.coaching.coach import Coach, CoachSettings
 from roller.coaching.routine import load_routine
 from roller.display import DisplayServer, DisplaySettings, MqttBridge
+from roller.mqtt.client import MqttSettings
 from roller.mqtt.local_broker import start_local_broker
-from roller.mqtt.publisher import MqttSettings
 from roller.pipeline import Pipeline, PipelineSettings
 
 CHROMIUM = "/usr/bin/chromium"

@@ -19,6 +19,10 @@ class Clock(Protocol):
     def sleep(self, seconds: float) -> None:
         """Wait ``seconds``: really, or by advancing a simulated clock."""
 
+    def unix_s(self) -> float:
+        """Wall-clock time [s since 1970]: only to label what is sent and to compare with
+        another machine's labels, never to measure a duration."""
+
 
 class SystemClock:
     """The real monotonic clock."""
@@ -30,6 +34,9 @@ class SystemClock:
         if seconds > 0:
             time.sleep(seconds)
 
+    def unix_s(self) -> float:
+        return time.time()
+
 
 class ManualClock:
     """A clock that moves only when told to: ``sleep`` and ``advance`` add to it.
@@ -37,8 +44,9 @@ class ManualClock:
     Thread-safe, so a test can advance it while a service thread reads it.
     """
 
-    def __init__(self, start_s: float = 0.0) -> None:
+    def __init__(self, start_s: float = 0.0, *, unix_start_s: float = 1_700_000_000.0) -> None:
         self._now = float(start_s)
+        self._unix_offset_s = float(unix_start_s) - self._now
         self._lock = threading.Lock()
 
     def monotonic(self) -> float:
@@ -47,6 +55,11 @@ class ManualClock:
 
     def sleep(self, seconds: float) -> None:
         self.advance(max(0.0, seconds))
+
+    def unix_s(self) -> float:
+        """``unix_start_s`` plus the time advanced since (a fixed date, so tests repeat)."""
+        with self._lock:
+            return self._now + self._unix_offset_s
 
     def advance(self, seconds: float) -> None:
         if seconds < 0:

@@ -101,24 +101,6 @@ class RegisterDevice:
         self.transfers += 1
         self.bus.write_byte_data(self.address, register.address, value & 0xFF)
 
-    def read_field(self, field: Field) -> int:
-        return field.get(self.read(field.register))
-
-    def write_field(self, field: Field, value: int) -> None:
-        """Read-modify-write: only this field's bits change."""
-        byte = self.read(field.register)
-        self.write(field.register, field.put(byte, value))
-
-    def write_fields(self, register: Register, values: dict[Field, int]) -> None:
-        """Set several fields of one register in a single read-modify-write."""
-        byte = self.read(register)
-        for field, value in values.items():
-            if field.register != register:
-                raise ValueError(f"field at 0x{field.address:02X} is not in register "
-                                 f"0x{register.address:02X}")
-            byte = field.put(byte, value)
-        self.write(register, byte)
-
     def read_block(self, register: Register, length: int) -> bytes:
         """``length`` bytes starting at ``register`` (auto-increment or FIFO port).
 

@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+REPO = Path(__file__).resolve().parent.parent
+BROKER_CONF = REPO / "config" / "mosquitto.conf"
+"""The roller's broker limits (message_size_limit): every test broker runs with them."""
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -22,10 +26,11 @@ class Broker:
 
     ``stop()`` and ``start()`` simulate an outage; the port stays the same so clients can
     reconnect. Persistence is off: a restart loses the broker's retained messages and queues,
-    as a crashed broker would, which is what the outbox must survive.
+    as a crashed broker would, which is what the outbox must survive. It runs with the
+    roller's config/mosquitto.conf (``limits=False``: without, to test the clients' own bound).
     """
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, *, limits: bool = True) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.workdir = workdir
@@ -37,6 +42,7 @@ class Broker:
             "persistence false\n"
             "log_dest stderr\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
+            + (BROKER_CONF.read_text() if limits else "")
         )
         self.process: subprocess.Popen[bytes] | None = None
 

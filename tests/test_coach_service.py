@@ -13,7 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_bridge.clock import ManualClock
 from roller.coaching.history import History
-from roller.mqtt.publisher import MqttSettings
+from roller.mqtt.client import MqttSettings
 from roller.pipeline import PipelineSettings
 from roller.service.config import DeviceSettings, RollerConfig
 from roller.service.wiring import build_service

@@ -24,7 +24,7 @@ from roller.base.errors import ConfigError
 from roller.coaching.routine import load_routine
 from roller.commands.document_config import document
 from roller.display.config import DisplayConfig, load_display_config
-from roller.mqtt.publisher import PASSWORD_ENV, resolve_password
+from roller.mqtt.client import PASSWORD_ENV, resolve_password
 from roller.service.config import (
     RollerConfig,
     host_device_id,

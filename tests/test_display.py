@@ -28,7 +28,7 @@ from roller.coaching.coach import Coach, CoachSettings
 from roller.coaching.routine import load_routine
 from roller.coaching.session_commands import SessionCommands
 from roller.display import DisplayServer, DisplaySettings, MqttBridge
-from roller.mqtt.publisher import MqttSettings
+from roller.mqtt.client import MqttSettings
 from roller.pipeline.events import HoldStarted, LiveState, TooFastAlert
 
 CHROMIUM = "/usr/bin/chromium"

@@ -23,12 +23,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from conftest import Broker, free_port
 from paho.mqtt.enums import CallbackAPIVersion
-from test_mqtt_hostile import HOSTILE
+from test_mqtt_hostile import HOSTILE, OVERSIZED
 from test_mqtt_support import Subscriber
 
 from roller.display.bridge import MqttBridge
 from roller.display.server import DisplayServer, DisplaySettings
-from roller.mqtt.publisher import MqttSettings
+from roller.mqtt.client import MqttSettings
 
 FAST = {"keepalive_s": 2, "reconnect_min_delay_s": 0.05, "reconnect_max_delay_s": 0.25}
 
@@ -134,6 +134,9 @@ def test_hostile_messages_on_every_topic_are_dropped_counted_and_the_feed_goes_o
         for name, raw in HOSTILE.items():
             if name == "spaces hiding a payload":  # a JSON object to the display: shown
                 continue
+            if name in OVERSIZED:  # the broker never sends it to us (MQTT 5 packet bound)
+                client.publish(f"roller/mat-1/{topic}", raw, qos=1).wait_for_publish(10)
+                continue
             client.publish(f"roller/mat-1/{topic}", raw, qos=1).wait_for_publish(10)
             sent += 1
     # ids the rule refuses (mosquitto itself refuses a control character in a topic)
@@ -148,8 +151,8 @@ def test_hostile_messages_on_every_topic_are_dropped_counted_and_the_feed_goes_o
     got = next_of(sub, lambda m: m.get("topic") == "live")
     assert got["device"] == "mat-1" and got["payload"]["t_s"] == 2.0
     assert bridge.bad_messages == sent and bridge.handler_failures == 0
-    assert bridge.ignored_messages >= 1
-    assert bridge.connected and bridge.connects == 1
+    assert bridge.ignored_messages == 0  # commands are not even subscribed to
+    assert bridge.connected and bridge.connects == 1 and bridge.link.rebuilds == 0
     state = bridge.snapshot()
     assert list(state["devices"]) == ["mat-1"]
     assert state["dropped"]["bad"] == sent

@@ -33,7 +33,7 @@ from roller.base.request_guard import RequestGuard
 from roller.contract.messages import ID_RULE, SAFE_ID
 from roller.display import DisplayServer, DisplaySettings, MqttBridge
 from roller.display.pairing import TOKEN_FILE_NAME, PairingToken
-from roller.mqtt.publisher import MqttSettings
+from roller.mqtt.client import MqttSettings
 
 TIMEOUT_S = 1.0
 """The test server's request deadline (the default is 5 s): slow clients are closed after it."""

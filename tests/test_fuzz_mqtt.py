@@ -16,7 +16,7 @@ from roller.coaching.session import Session
 from roller.coaching.session_commands import SessionCommands
 from roller.contract.command_table import CommandError, CommandInbox, CommandTable, decode_payload
 from roller.display.bridge import MqttBridge, _forbidden_key, decode_message
-from roller.mqtt.publisher import MqttSettings
+from roller.mqtt.client import MqttSettings
 
 BOUND_S = 0.5
 """No single decode may take longer than this (they take microseconds to milliseconds)."""
@@ -146,11 +146,13 @@ def test_paho_callbacks_take_any_topic_bytes(topic, raw, retained, tmp_path_fact
     """What paho hands the callbacks, raw: a topic that is not even UTF-8 must not raise out
     of the network thread's callback (it would end the thread)."""
     before = (_BRIDGE.messages, _BRIDGE.bad_messages, _BRIDGE.ignored_messages)
-    timed(_BRIDGE._on_message, None, None, _message(topic, raw, retained))
+    # paho's own callback (the connection's guard around the bridge's handler)
+    timed(_BRIDGE.client.on_message, _BRIDGE.client, None, _message(topic, raw, retained))
     after = (_BRIDGE.messages, _BRIDGE.bad_messages, _BRIDGE.ignored_messages)
     assert sum(after) - sum(before) == 1 and _BRIDGE.handler_failures == 0
+    assert _BRIDGE.link.callback_failures == 0
     pub = _publisher(tmp_path_factory)
-    timed(pub._on_message, None, None, _message(topic, raw, retained))
+    timed(pub.client.on_message, pub.client, None, _message(topic, raw, retained))
     assert len(_INBOX) <= _INBOX.capacity
 
 

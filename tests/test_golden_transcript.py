@@ -33,7 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from firmware_bridge.clock import ManualClock
-from roller.mqtt.publisher import MqttSettings
+from roller.mqtt.client import MqttSettings
 from roller.service.config import DeviceSettings, RollerConfig
 from roller.service.wiring import build_service
 

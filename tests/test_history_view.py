@@ -27,7 +27,7 @@ from roller.coaching.routine import load_routine
 from roller.contract.messages import session_payload, summary_payload
 from roller.display import DisplayServer, DisplaySettings, MqttBridge
 from roller.display.session_log import SessionLog
-from roller.mqtt.publisher import MqttSettings
+from roller.mqtt.client import MqttSettings
 
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 SIZES = {"pi-800x480": (800, 480), "pi-1024x600": (1024, 600), "phone-390x844": (390, 844)}

@@ -165,3 +165,16 @@ def test_home_assistant_reads_only_fields_the_contract_declares() -> None:
         fields = by_topic[comp["state_topic"]]
         used = set(re.findall(r"value_json\.([a-z_]+)", comp["value_template"]))
         assert used and used <= fields, (key, used - fields)
+
+
+def test_the_shipped_broker_config_is_what_demo_and_tests_run_with() -> None:
+    """config/mosquitto.conf, the demo's broker and the README say one limit: the clients'."""
+    from conftest import BROKER_CONF
+
+    from roller.mqtt.client import MAX_PACKET_BYTES
+    from roller.mqtt.local_broker import BROKER_LIMITS
+
+    lines = [ln for ln in BROKER_CONF.read_text().splitlines() if ln and not ln.startswith("#")]
+    assert lines == BROKER_LIMITS.splitlines() == [f"message_size_limit {MAX_PACKET_BYTES}"]
+    readme = (BROKER_CONF.parent.parent / "README.md").read_text()
+    assert f"message_size_limit {MAX_PACKET_BYTES}" in readme

@@ -24,8 +24,9 @@ from firmware_bridge.clock import ManualClock
 from roller.coaching.history import HistorySettings
 from roller.contract.command_table import MAX_COMMAND_BYTES
 from roller.contract.messages import Topics
+from roller.mqtt.client import MAX_PACKET_BYTES, MqttSettings
 from roller.mqtt.outbox import Outbox
-from roller.mqtt.publisher import MqttSettings, Publisher
+from roller.mqtt.publisher import Publisher
 from roller.service.config import RollerConfig
 
 FAST = {"keepalive_s": 2, "reconnect_min_delay_s": 0.05, "reconnect_max_delay_s": 0.25,
@@ -45,6 +46,12 @@ HOSTILE: dict[str, bytes] = {
     "unterminated string of escapes": b'"' + b'\\"' * 2000,
     "a list": b"[1, 2]",
 }
+"""What anyone may publish; those larger than the clients' packet bound (:data:`OVERSIZED`)
+never reach a roller process at all, the rest each get an answer."""
+
+OVERSIZED = {name for name, raw in HOSTILE.items() if len(raw) > MAX_PACKET_BYTES - 1000}
+"""The hostile payloads the broker must not send to a roller client (MQTT 5 Maximum Packet
+Size): refused before paho holds them."""
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +78,20 @@ def test_hostile_command_payloads_get_an_error_each_and_the_service_goes_on(
     service, clock = started(shared_broker, tmp_path, device=device, auto_start=False)
     caplog.set_level(logging.WARNING, logger="roller.mqtt.publisher")
     began = time.monotonic()
-    for raw in HOSTILE.values():
+    for name, raw in HOSTILE.items():  # the oversized ones first: they must not block the rest
+        if name in OVERSIZED:
+            sub.client.publish(f"roller/{device}/cmd/start", raw, qos=1).wait_for_publish(10)
+    answered = [raw for name, raw in HOSTILE.items() if name not in OVERSIZED]
+    for raw in answered:
         sub.client.publish(f"roller/{device}/cmd/start", raw, qos=1).wait_for_publish(10)
     sub.client.publish(f"roller/{device}/cmd/" + "v" * 5000, b"", qos=1)  # a long verb
-    wait(lambda: len(service.inbox) >= len(HOSTILE) + 1, 20, "the hostile commands")
+    wait(lambda: len(service.inbox) >= len(answered) + 1, 20, "the hostile commands")
+    time.sleep(0.3)  # an oversized one would have come by now
+    assert len(service.inbox) == len(answered) + 1  # the oversized never reached the process
     advance(service, clock, STEP_S)
-    errors = [m.json() for m in sub.wait_topic(f"roller/{device}/error", len(HOSTILE) + 1, 10)]
+    errors = [m.json() for m in sub.wait_topic(f"roller/{device}/error", len(answered) + 1, 10)]
     took_s = time.monotonic() - began
-    assert [e["error"] for e in errors] == ["bad_payload"] * len(HOSTILE) + ["unknown_command"]
+    assert [e["error"] for e in errors] == ["bad_payload"] * len(answered) + ["unknown_command"]
     assert all(len(e["message"]) < 400 for e in errors), [len(e["message"]) for e in errors]
     assert service.session.state == "idle"  # nothing acted
     # ... and it still listens: a good command works.
@@ -87,11 +100,11 @@ def test_hostile_command_payloads_get_an_error_each_and_the_service_goes_on(
     advance(service, clock, STEP_S)
     assert service.session.state == "running"
     assert service.publisher.connects == 1  # never disconnected by any of it
-    assert service.publisher.stats()["commands_refused"] == len(HOSTILE) + 1
+    assert service.publisher.stats()["commands_refused"] == len(answered) + 1
     refusals = [r for r in caplog.records if r.getMessage().startswith("error ")]
-    assert len(refusals) <= 5  # rate-limited: 13 refusals, at most 5 lines a minute
-    print(f"\n{len(HOSTILE) + 1} hostile commands (up to 8 MB) refused in {took_s:.2f} s, "
-          f"{len(refusals)} log lines")
+    assert len(refusals) <= 5  # rate-limited: 11 refusals, at most 5 lines a minute
+    print(f"\n{len(answered) + 1} hostile commands refused in {took_s:.2f} s, "
+          f"{len(OVERSIZED)} oversized never delivered, {len(refusals)} log lines")
     service.close()
     sub.close()
 
@@ -173,30 +186,74 @@ def test_direct_publishes_the_client_refuses_do_not_raise(shared_broker, tmp_pat
     pub.close()
 
 
+def start_twins(broker, tmp_path, device: str, instances: tuple[str, str]) -> list:
+    """Two services with one device id (and one client id) and the given instances."""
+    services = []
+    for instance in instances:
+        clock = ManualClock(100.0)
+        service = make_service(broker, tmp_path / instance, clock=clock, device=device,
+                               health_interval_s=0.5)
+        service.publisher.instance = instance
+        service.publisher.start()
+        services.append((service, clock))
+    return services
+
+
+def run_twins(services, *, until=None, timeout_s: float = 30, steps: int | None = None) -> float:
+    """Step both services (0.1 s each, 20 ms apart) until ``until()`` or ``steps`` rounds;
+    returns the real seconds it took."""
+    began = time.monotonic()
+    rounds = 0
+    while (time.monotonic() - began < timeout_s and (until is None or not until())
+           and (steps is None or rounds < steps)):
+        for service, clock in services:
+            advance(service, clock, 0.1)
+        time.sleep(0.02)
+        rounds += 1
+    return time.monotonic() - began
+
+
+def both_see_a_duplicate(services) -> bool:
+    return all(s.publisher.duplicate_of is not None for s, _ in services)
+
+
 def test_a_second_roller_with_the_same_device_id_is_reported(shared_broker, tmp_path):
     """Two services called ``twin`` (same client id too: they kick each other off the broker
     again and again) on two machines: each sees the other's health and reports it."""
     sub = Subscriber(shared_broker.host, shared_broker.port, "roller/twin/error")
-    services = []
-    for machine in ("aaaaaa", "bbbbbb"):
-        clock = ManualClock(100.0)
-        service = make_service(shared_broker, tmp_path / machine, clock=clock, device="twin",
-                               health_interval_s=0.5)
-        service.publisher.instance = f"{machine}-00000001"
-        service.publisher.start()
-        services.append((service, clock))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not all(
-            s.publisher.duplicate_of is not None for s, _ in services):
-        for service, clock in services:
-            advance(service, clock, 0.1)
-        time.sleep(0.02)
+    services = start_twins(shared_broker, tmp_path, "twin", ("aaaaaa-00000001",
+                                                             "bbbbbb-00000001"))
+    run_twins(services, until=lambda: both_see_a_duplicate(services))
     (a, _), (b, _) = services
     assert a.publisher.duplicate_of == "bbbbbb-00000001"
     assert b.publisher.duplicate_of == "aaaaaa-00000001"
     assert a.publisher.degraded and b.publisher.degraded
     errors = [m.json() for m in sub.wait_topic("roller/twin/error", 1, 10)]
     assert {e["error"] for e in errors} == {"duplicate_device"}
+    for service, _ in services:
+        service.close()
+    sub.close()
+
+
+def test_two_processes_on_one_machine_with_one_device_id_are_reported_at_a_bounded_rate(
+        shared_broker, tmp_path):
+    """Two services from one config on one host (or two Pis cloned from one SD card: the same
+    machine hash): each sees the other's health and says so, once, not at every sighting."""
+    sub = Subscriber(shared_broker.host, shared_broker.port, "roller/clone/error")
+    services = start_twins(shared_broker, tmp_path, "clone", ("dddddd-00000001",
+                                                              "dddddd-00000002"))
+    took_s = run_twins(services, until=lambda: both_see_a_duplicate(services))
+    (a, _), (b, _) = services
+    assert a.publisher.duplicate_of == "dddddd-00000002"
+    assert b.publisher.duplicate_of == "dddddd-00000001"
+    run_twins(services, steps=100)  # 5 more seconds of health every 0.5 s from both
+    sub.wait_topic("roller/clone/error", 2, 10)
+    time.sleep(0.5)
+    errors = [m.json() for m in sub.on("roller/clone/error")]
+    assert [e["error"] for e in errors] == ["duplicate_device"] * 2  # one each, not dozens
+    assert {e["other_instance"] for e in errors} == {"dddddd-00000001", "dddddd-00000002"}
+    assert a.publisher.stats()["duplicate_of"] == "dddddd-00000002" and a.publisher.degraded
+    print(f"\ntwo processes on one machine told apart in {took_s:.2f} s, {len(errors)} reports")
     for service, _ in services:
         service.close()
     sub.close()

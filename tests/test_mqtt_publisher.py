@@ -27,9 +27,10 @@ from conftest import Broker
 from test_mqtt_support import Subscriber, retained
 
 from roller.contract.messages import Topics
+from roller.mqtt.client import PASSWORD_ENV, MqttSettings, resolve_password
 from roller.mqtt.homeassistant import discovery_config
 from roller.mqtt.outbox import Outbox
-from roller.mqtt.publisher import PASSWORD_ENV, MqttSettings, Publisher, resolve_password
+from roller.mqtt.publisher import Publisher
 
 FAST = {"keepalive_s": 2, "reconnect_min_delay_s": 0.05, "reconnect_max_delay_s": 0.25,
         "shutdown_flush_s": 2.0}
@@ -107,7 +108,8 @@ def test_last_will_after_kill_9(broker, tmp_path):
     script = textwrap.dedent(f"""
         import time
         from roller.mqtt.outbox import Outbox
-        from roller.mqtt.publisher import PASSWORD_ENV, MqttSettings, Publisher, resolve_password
+        from roller.mqtt.client import PASSWORD_ENV, MqttSettings, resolve_password
+        from roller.mqtt.publisher import Publisher
         from roller.contract.messages import Topics
         p = Publisher(MqttSettings(host="{broker.host}", port={broker.port}, keepalive_s=2),
                       Topics("doomed"), Outbox(r"{tmp_path}/o.sqlite3"))

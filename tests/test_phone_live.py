@@ -30,8 +30,9 @@ from firmware_bridge.simulator import (
     StrokeSegment,
 )
 from roller.contract.messages import Topics
+from roller.mqtt.client import MqttSettings
 from roller.mqtt.outbox import Outbox
-from roller.mqtt.publisher import MqttSettings, Publisher
+from roller.mqtt.publisher import Publisher
 from roller.phone.phyphox import LayoutError, parse_layout
 from roller.phone.phyphox_standin import StandInPhyphox
 from roller.phone.settings import PhoneSettings, phone_from_option

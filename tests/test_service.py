@@ -32,8 +32,9 @@ from roller.coaching.history import History
 from roller.coaching.session import SessionSettings
 from roller.contract.command_table import CommandError, decode_payload
 from roller.contract.messages import Topics
+from roller.mqtt.client import MqttSettings
 from roller.mqtt.outbox import Outbox
-from roller.mqtt.publisher import MqttSettings, Publisher
+from roller.mqtt.publisher import Publisher
 from roller.pipeline import Pipeline, PipelineSettings
 from roller.service.config import DeviceSettings, RollerConfig
 from roller.service.loop import Service, ServiceSettings

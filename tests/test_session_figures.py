@@ -17,7 +17,7 @@ from roller.coaching.routine import parse_routine
 from roller.coaching.session import SessionSettings
 from roller.coaching.session_commands import SessionCommands
 from roller.contract.command_table import CommandError
-from roller.mqtt.publisher import MqttSettings
+from roller.mqtt.client import MqttSettings
 from roller.pipeline.events import HoldStarted, LiveState, Stroke
 from roller.service.config import DeviceSettings, RollerConfig
 from roller.service.wiring import build_service

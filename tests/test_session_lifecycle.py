@@ -22,7 +22,7 @@ from roller.coaching.history import History
 from roller.coaching.routine import load_routine
 from roller.coaching.session import ActiveTime, Session, SessionSettings
 from roller.coaching.session_commands import SessionCommands
-from roller.mqtt.publisher import MqttSettings
+from roller.mqtt.client import MqttSettings
 from roller.pipeline import Pipeline, PipelineSettings
 from roller.pipeline.events import LiveState, Stroke, TooFast
 from roller.pipeline.speed_stats import SpeedStats

@@ -156,8 +156,9 @@ def test_service_without_a_bus_is_ready_degraded_then_running_when_the_sensor_an
     from firmware_bridge.errors import BusOpenError
     from firmware_bridge.sensor import AwaitedSensor, SensorSettings, open_bus, open_sensor
     from roller.contract.messages import Topics
+    from roller.mqtt.client import MqttSettings
     from roller.mqtt.outbox import Outbox
-    from roller.mqtt.publisher import MqttSettings, Publisher
+    from roller.mqtt.publisher import Publisher
     from roller.pipeline import Pipeline, PipelineSettings
     from roller.service.loop import Service, ServiceSettings, SessionSettings
 

@@ -51,9 +51,6 @@ class EmulatedBus:
         self.chips[chip.address] = chip
         return chip
 
-    def detach(self, address: int) -> None:
-        self.chips.pop(address, None)
-
     def fail_next(self, count: int, *, error: int = errno.EREMOTEIO,
                   address: int | None = None, after_bytes: int | None = None,
                   reads_longer_than: int | None = None) -> None:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
-from collections.abc import Callable
 from typing import Any
+
+from roller.base.clock import Clock, SystemClock
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)', re.DOTALL)
 """A JSON string, or an unterminated one running to the end: it matches at every quote, so the
@@ -47,6 +47,15 @@ def nesting_depth(raw: bytes, stop_above: int | None = None) -> int:
         else:
             depth -= 1
     return deepest
+
+
+def shorten(value: object, limit: int = 80, *, quote: bool = True) -> str:
+    """``value`` fit to quote in a one-line message: its ``repr`` (``quote``; a str's printable
+    text otherwise), cut to ``limit`` characters with ``...``. The one way every message of
+    the roller quotes what it was given."""
+    text = repr(value) if quote or not isinstance(value, str) else \
+        value.encode("ascii", "backslashreplace").decode()
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def preview(raw: bytes, limit: int = 40) -> str:
@@ -100,14 +109,15 @@ def topic_text(msg: Any) -> str:
 
 class RateLimitedLog:
     """At most ``burst`` lines per ``interval_s`` through ``logger``; the rest are counted and
-    summed up in one line when the next interval begins. ``total`` counts every call."""
+    summed up in one line when the next interval begins. ``total`` counts every call. Intervals
+    on ``clock`` (the system's by default)."""
 
     def __init__(self, logger: logging.Logger, *, interval_s: float = 60.0, burst: int = 5,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Clock | None = None) -> None:
         self.logger = logger
         self.interval_s = interval_s
         self.burst = burst
-        self.clock = clock
+        self.clock = clock or SystemClock()
         self.total = 0
         self.suppressed = 0
         """Lines left out since the last one written."""
@@ -117,7 +127,7 @@ class RateLimitedLog:
     def __call__(self, level: int, message: str, *args: Any, **kwargs: Any) -> bool:
         """Log ``message % args`` at ``level`` unless over the rate; True if written."""
         self.total += 1
-        now = self.clock()
+        now = self.clock.monotonic()
         if now - self._window_start >= self.interval_s:
             if self.suppressed:
                 self.logger.log(level, "%d similar message(s) not logged in the last %.0f s "

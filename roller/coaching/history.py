@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from roller.base.disk_faults import is_disk_fault
 from roller.base.errors import RollerError
 from roller.base.settings import setting
 from roller.coaching.records import SessionSummary, balance
@@ -189,7 +190,7 @@ class History:
             self._migrate()
         except sqlite3.DatabaseError as exc:
             self._db.close()
-            if _is_disk_fault(exc):
+            if is_disk_fault(exc):
                 raise HistoryError(f"{self.path}: cannot write the history ({exc})") from None
             raise HistoryError(f"{self.path}: not a roller history database ({exc})") from None
 
@@ -333,12 +334,3 @@ def _distance_m(summary: SessionSummary) -> float | None:
     if steps and all(d is not None for d in steps):
         return float(sum(steps))
     return None
-
-
-def _is_disk_fault(exc: sqlite3.Error) -> bool:
-    """SQLite refused to write (full, read-only, I/O) rather than found a foreign file."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    faults = {getattr(sqlite3, name, None) for name in (
-        "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_PERM")}
-    base = code & 0xFF if isinstance(code, int) else None
-    return base in faults

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from roller.display import DisplayServer
     from roller.display.pairing import PairingToken
-    from roller.mqtt.publisher import MqttSettings
+    from roller.mqtt.client import MqttSettings
 
 HELP = "run everything on this laptop: broker, simulated roller + service, and the display"
 

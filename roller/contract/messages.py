@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from roller.base.untrusted import shorten
 from roller.contract.verbs import VERB_DOCS
 
 # -- topics ---------------------------------------------------------------------------------
@@ -154,13 +155,8 @@ def _check_level(name: str, value: str) -> str:
     if not is_safe_id(value):
         raise ValueError(
             f"{name} must be {ID_RULE} (it becomes an MQTT topic level), got "
-            f"{_short(value)}")
+            f"{shorten(value)}")
     return value
-
-
-def _short(value: object, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 @dataclass(frozen=True)
@@ -175,7 +171,7 @@ class Topics:
         _check_level("device id", self.device_id)
         if not isinstance(self.prefix, str) or not SAFE_PREFIX.fullmatch(self.prefix):
             raise ValueError(f"topic prefix must be levels of letters, digits, '_' or '-' "
-                             f"separated by '/', got {_short(self.prefix)}")
+                             f"separated by '/', got {shorten(self.prefix)}")
 
     @property
     def base(self) -> str:
@@ -478,10 +474,14 @@ HEALTH_FIELDS: tuple[Field, ...] = (
                               "(null when the disk is fine), `undeliverable`, `live_sent`, "
                               "`live_skipped`, `commands_refused`, `retained_commands`, "
                               "`duplicate_of` (null, or the other instance with this id), "
-                              "`last_disconnect_reason`"),
+                              "`last_disconnect_reason`, `link_problem` (null, or why the "
+                              "broker link is not up), `client_rebuilds` (MQTT clients rebuilt "
+                              "because one died, hung or failed in a callback), "
+                              "`client_failure` (null, or why the last rebuild, for 2 min), "
+                              "`callback_failures`"),
     _f("instance", "string", "-", "`<machine>-<run>`: a stable hash of the machine and a random "
-                                  "id per start; another machine's on this topic means two "
-                                  "rollers share the device id"),
+                                  "id per process; another instance on this topic means two "
+                                  "services share the device id"),
     _f("events_published", "int", "-", "events handed to the outbox since the start"),
     _f("calibrated", "bool", "-", "whether the speed can be trusted"),
     _f("speed_clipped", "bool", "-", "whether the sensor reads at its full scale now (the "
@@ -520,8 +520,9 @@ ERROR_CODES: dict[str, str] = {
                      "large) was dropped instead of retried (`topic`, `dropped_total`)",
     "outbox_disk": "the outbox cannot write to disk (full, read-only): events wait in memory "
                    "within the bound until the disk takes them again (`reason`)",
-    "duplicate_device": "another roller on another machine publishes with this device id "
-                        "(`other_instance`): give each roller its own `[device] id`",
+    "duplicate_device": "another roller process, on this machine or another, publishes with "
+                        "this device id (`other_instance`): run one service per device id "
+                        "and give each roller its own `[device] id`",
 }
 
 STATE_FIELDS: tuple[Field, ...] = (
@@ -760,8 +761,10 @@ def status_payload(online: bool) -> bytes:
 
 
 def command_payload(payload: Mapping[str, Any] | None = None) -> bytes:
-    """A ``cmd/<verb>`` payload: empty, or a compact JSON object."""
-    return json.dumps(dict(payload), separators=(",", ":")).encode() if payload else b""
+    """A ``cmd/<verb>`` payload: empty, or a compact JSON object (NaN and infinities refused:
+    raises ValueError, as for anything not JSON)."""
+    return json.dumps(dict(payload), separators=(",", ":"), allow_nan=False).encode() \
+        if payload else b""
 
 
 def display_contract(*, target_speed_m_s: float | None = None,

@@ -1,10 +1,13 @@
 """The display's link to the broker: subscribe to every roller, remember, fan out, send commands.
 
-:class:`MqttBridge` subscribes to ``<prefix>/+/#`` (every roller on the broker), keeps the latest
+:class:`MqttBridge` subscribes to the topics it shows of every roller on the broker
+(``<prefix>/+/status``, ``.../live`` ...: never the commands), keeps the latest
 retained-style messages of each device (``status``, ``coach``, ``session``, ``health`` and the
 newest ``live``) so a browser that connects later starts from the current picture, and hands
-every message to each subscriber's queue (one per browser connection). paho's network thread
-reconnects to the broker by itself; subscribers are told when the link goes down and comes back.
+every message to each subscriber's queue (one per browser connection). The link is a
+:class:`~roller.mqtt.connection.Connection`: paho reconnects by itself, and the bridge's watch
+thread rebuilds a client whose network thread died or hangs; subscribers are told when the link
+goes down and comes back. Timing rules (freshness, the link watch) run on the injected clock.
 
 Messages to subscribers are plain dicts:
 
@@ -25,28 +28,36 @@ and logged at a limited rate; the network thread never ends on a message.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
-import time
 import uuid
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from roller.base.clock import Clock, SystemClock
 from roller.base.untrusted import (
     PayloadError,
     RateLimitedLog,
     decode_json,
     message_topic,
     preview,
+    shorten,
     topic_text,
 )
 from roller.contract.command_table import MAX_COMMAND_BYTES
-from roller.contract.messages import ID_RULE, MAX_TOPIC_BYTES, Topics, is_safe_id
+from roller.contract.messages import (
+    ID_RULE,
+    MAX_TOPIC_BYTES,
+    Topics,
+    all_rollers,
+    command_payload,
+    is_safe_id,
+)
 from roller.display.freshness import DEFAULT_STALE_AFTER_S, LiveFreshness
-from roller.mqtt.publisher import MqttSettings, make_client, resolve_password
+from roller.mqtt.client import MqttSettings, resolve_password
+from roller.mqtt.connection import Connection
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +78,11 @@ WATCH_INTERVAL_S = 0.25
 
 KEPT_TOPICS = ("status", "coach", "session", "health", "live")
 """Per-device topics whose newest message is replayed to a browser when it connects."""
+
+SHOWN_TOPICS = ("status", *sorted(JSON_TOPICS), "event/+")
+"""What the display subscribes to, under ``<prefix>/+/``: what it shows, nothing more (a
+command or an unknown topic never reaches its memory)."""
+
 
 QUEUE_MAX = 2000
 """Messages a slow browser may lag behind before the oldest are dropped (about 3 minutes of
@@ -101,8 +117,9 @@ class MqttBridge:
     """Subscribes to all rollers under ``settings.topic_prefix`` and fans messages out."""
 
     def __init__(self, settings: MqttSettings, *, client_id: str | None = None,
-                 live_stale_s: float = DEFAULT_STALE_AFTER_S) -> None:
+                 live_stale_s: float = DEFAULT_STALE_AFTER_S, clock: Clock | None = None) -> None:
         self.settings = settings
+        self.clock = clock or SystemClock()
         self.prefix = settings.topic_prefix
         self.live_stale_s = live_stale_s
         self._lock = threading.Lock()
@@ -110,29 +127,32 @@ class MqttBridge:
         self._latest: dict[str, dict[str, dict[str, Any]]] = {}
         self._fresh: dict[str, LiveFreshness] = {}
         self._stale_shown: dict[str, bool] = {}
-        self._connected = threading.Event()
         self._stop_watch = threading.Event()
         self._watch: threading.Thread | None = None
         self.messages = 0
-        self.connects = 0
         self.bad_messages = 0
         """Messages dropped because they break the contract (bad id, payload, ...)."""
         self.ignored_messages = 0
         """Messages on topics the display does not show (commands, unknown topics)."""
         self.handler_failures = 0
         """Messages whose handling raised (a bug): dropped, logged, the thread goes on."""
-        self._bad_log = RateLimitedLog(log, interval_s=60.0, burst=5)
+        self._bad_log = RateLimitedLog(log, interval_s=60.0, burst=5, clock=self.clock)
         # A display should come back quickly after an outage: shorter backoff than the service.
-        self.client = make_client(
+        self.link = Connection(
             settings, client_id=client_id or f"roller-display-{uuid.uuid4().hex[:8]}",
             password=resolve_password(settings) if settings.username else None,
-            logger="roller.display.paho",
+            logger=log, on_up=self._on_up, after_up=self._after_up,
+            on_down=self._on_down, on_message=self._on_message,
+            keepalive_s=min(settings.keepalive_s, 10), clock=self.clock,
             reconnect_delays_s=(min(settings.reconnect_min_delay_s, 1.0),
                                 min(settings.reconnect_max_delay_s, 5.0)))
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
         self._started = False
+        self.link_problem: str | None = None
+        """What is wrong with the broker link (None: nothing), as of the last watch."""
+
+    @property
+    def client(self):
+        return self.link.client
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -140,9 +160,7 @@ class MqttBridge:
         if self._started:
             return
         self._started = True
-        self.client.connect_async(self.settings.host, self.settings.port,
-                                  keepalive=min(self.settings.keepalive_s, 10))
-        self.client.loop_start()
+        self.link.start()
         self._stop_watch.clear()
         self._watch = threading.Thread(target=self._watch_freshness,
                                        name="roller-display-freshness", daemon=True)
@@ -154,8 +172,7 @@ class MqttBridge:
             self._watch.join(2)
             self._watch = None
         if self._started:
-            self.client.disconnect()
-            self.client.loop_stop()
+            self.link.close()
             self._started = False
         with self._lock:
             subscribers = list(self._subscribers)
@@ -164,10 +181,10 @@ class MqttBridge:
 
     @property
     def connected(self) -> bool:
-        return self._connected.is_set()
+        return self.link.connected
 
     def wait_connected(self, timeout_s: float) -> bool:
-        return self._connected.wait(timeout_s)
+        return self.link.wait_connected(timeout_s)
 
     # -- consumers -----------------------------------------------------------------------
     def subscribe(self) -> Subscriber:
@@ -192,9 +209,10 @@ class MqttBridge:
         """The broker link, every device's kept messages and the freshness of its live feed
         (``live``: ``{device: {"age_s", "lag_s", "stale"}}``), and the drop counters (for
         ``/api/state``)."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         with self._lock:
-            return {"connected": self.connected,
+            return {"connected": self.connected, "link_problem": self.link_problem,
+                    "client_rebuilds": self.link.rebuilds,
                     "devices": {d: {t: m["payload"] for t, m in topics.items()}
                                 for d, topics in sorted(self._latest.items())},
                     "live": {d: f.state(now) for d, f in sorted(self._fresh.items())},
@@ -205,7 +223,7 @@ class MqttBridge:
         """``{"age_s", "lag_s", "stale"}`` of one roller's live feed (None if never seen)."""
         with self._lock:
             fresh = self._fresh.get(device_id)
-            return None if fresh is None else fresh.state(time.monotonic())
+            return None if fresh is None else fresh.state(self.clock.monotonic())
 
     def publish_command(self, device_id: str, verb: str,
                         payload: dict[str, Any] | None = None) -> bool:
@@ -216,14 +234,13 @@ class MqttBridge:
         malformed ever reaches the client's queue, where it would come back at every
         reconnect."""
         if not is_safe_id(device_id):
-            raise ValueError(f"device id must be {ID_RULE}, got {_short(device_id)}")
+            raise ValueError(f"device id must be {ID_RULE}, got {shorten(device_id)}")
         if not is_safe_id(verb):
-            raise ValueError(f"command verb must be {ID_RULE}, got {_short(verb)}")
+            raise ValueError(f"command verb must be {ID_RULE}, got {shorten(verb)}")
         if payload is not None and not isinstance(payload, dict):
-            raise ValueError(f"a command payload must be a JSON object, got {_short(payload)}")
+            raise ValueError(f"a command payload must be a JSON object, got {shorten(payload)}")
         try:
-            body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode() \
-                if payload else b""
+            body = command_payload(payload)
         except (ValueError, TypeError, RecursionError) as exc:
             raise ValueError(f"a command payload must be plain JSON: {exc}") from None
         if len(body) > MAX_COMMAND_BYTES:
@@ -245,24 +262,20 @@ class MqttBridge:
         for sub in subscribers:
             sub.put(message)
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
-                    properties: Any = None) -> None:
-        if reason.is_failure:
-            log.warning("display: broker refused the connection: %s", reason)
-            return
-        self.connects += 1
-        client.subscribe(f"{self.prefix}/+/#", qos=1)
-        self._connected.set()
-        log.info("display: connected to %s:%s", self.settings.host, self.settings.port)
+    @property
+    def connects(self) -> int:
+        return self.link.connects
+
+    def _on_up(self, client: mqtt.Client) -> None:
+        client.subscribe([(all_rollers(name, self.prefix), 1) for name in SHOWN_TOPICS])
+
+    def _after_up(self) -> None:
         self._broadcast({"type": "broker", "connected": True})
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
-                       properties: Any = None) -> None:
-        self._connected.clear()
-        log.info("display: broker link lost (%s); paho reconnects", reason)
+    def _on_down(self) -> None:
         self._broadcast({"type": "broker", "connected": False})
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, msg: mqtt.MQTTMessage) -> None:
         # Nothing a message holds may end paho's network thread (the display would go on
         # saying "connected" while it hears nothing).
         try:
@@ -290,9 +303,9 @@ class MqttBridge:
         except PayloadError as exc:
             self._drop(full_topic, str(exc))
             return
-        now = time.monotonic()
+        now = self.clock.monotonic()
         message: dict[str, Any] = {"type": "mqtt", "device": device, "topic": topic,
-                                   "payload": payload, "received_at": time.time()}
+                                   "payload": payload, "received_at": self.clock.unix_s()}
         with self._lock:
             known = device in self._latest or device in self._fresh
             if not known and len(self._latest) >= MAX_DEVICES:
@@ -335,7 +348,8 @@ class MqttBridge:
         """Tell subscribers when a roller's live feed goes stale or comes back: silence is
         only seen by looking, as no message arrives to say so."""
         while not self._stop_watch.wait(WATCH_INTERVAL_S):
-            now = time.monotonic()
+            self.link_problem = self.link.watch()
+            now = self.clock.monotonic()
             changes = []
             with self._lock:
                 for device, fresh in self._fresh.items():
@@ -387,8 +401,3 @@ def _forbidden_key(data: Any) -> str | None:
         elif isinstance(value, list):
             stack.extend(value)
     return None
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."

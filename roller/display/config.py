@@ -26,7 +26,7 @@ from roller.base.config_file import (
 )
 from roller.base.settings import setting
 from roller.display.server import DisplaySettings
-from roller.mqtt.publisher import MqttSettings
+from roller.mqtt.client import MqttSettings
 from roller.mqtt.settings_rules import check_mqtt_settings
 
 __all__ = ["DisplayConfig", "SpeedBand", "load_display_config", "override_broker"]

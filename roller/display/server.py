@@ -60,6 +60,7 @@ from roller.base.http_limits import (
 from roller.base.refusals import RefusalLog
 from roller.base.request_guard import RequestGuard, machine_names
 from roller.base.settings import setting
+from roller.base.untrusted import nesting_depth, shorten
 from roller.contract.cues import CUES, SPEECH_STALE_S
 from roller.contract.messages import ID_RULE, display_contract, is_safe_id
 from roller.contract.verbs import VERBS
@@ -316,7 +317,7 @@ class _Handler(BaseHTTPRequestHandler):
                        "POST": self.do_POST}.get(self.command)
             if handler is None:
                 self._refuse(HTTPStatus.METHOD_NOT_ALLOWED, "method",
-                             f"{_short(self.command)} is not served here; expected GET, HEAD "
+                             f"{shorten(self.command)} is not served here; expected GET, HEAD "
                              "or POST", extra=(("Allow", "GET, HEAD, POST"),))
                 return
             handler()
@@ -352,7 +353,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif path.startswith("/static/"):
             target = display._static.get(path[len("/static/"):])
             if target is None:
-                self._refuse(HTTPStatus.NOT_FOUND, "not_found", f"no such file: {_short(path)}")
+                self._refuse(HTTPStatus.NOT_FOUND, "not_found", f"no such file: {shorten(path)}")
             else:
                 self._bytes(target.read_bytes(),
                             CONTENT_TYPES.get(target.suffix, "application/octet-stream"))
@@ -375,19 +376,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
         else:
-            self._refuse(HTTPStatus.NOT_FOUND, "not_found", f"no such page: {_short(path)}")
+            self._refuse(HTTPStatus.NOT_FOUND, "not_found", f"no such page: {shorten(path)}")
 
     def do_POST(self) -> None:
         if not self._host_ok():
             return
         path = self.path.split("?", 1)[0]
         if not path.startswith("/api/cmd/"):
-            self._refuse(HTTPStatus.NOT_FOUND, "not_found", f"no such endpoint: {_short(path)}")
+            self._refuse(HTTPStatus.NOT_FOUND, "not_found", f"no such endpoint: {shorten(path)}")
             return
         verb = path[len("/api/cmd/"):]
         if verb not in VERBS:
             self._refuse(HTTPStatus.NOT_FOUND, "not_found",
-                         f"unknown command {_short(verb)}; expected one of {', '.join(VERBS)}")
+                         f"unknown command {shorten(verb)}; expected one of {', '.join(VERBS)}")
             return
         reason = self.display.guard.check_origin(self.headers.get("Origin"),
                                                  self.headers.get("Host", ""))
@@ -413,7 +414,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if not is_safe_id(device):
             self._refuse(HTTPStatus.BAD_REQUEST, "bad_id",
-                         f"device id must be {ID_RULE} (the whole id), got {_short(device)}")
+                         f"device id must be {ID_RULE} (the whole id), got {shorten(device)}")
             return
         try:
             sent = self.display.bridge.publish_command(device, verb, payload)
@@ -438,7 +439,7 @@ class _Handler(BaseHTTPRequestHandler):
         device = query.get("device", "")
         if device and not is_safe_id(device):
             self._refuse(HTTPStatus.BAD_REQUEST, "bad_id",
-                         f"device id must be {ID_RULE} (the whole id), got {_short(device)}")
+                         f"device id must be {ID_RULE} (the whole id), got {shorten(device)}")
             return None
         return device
 
@@ -469,7 +470,7 @@ class _Handler(BaseHTTPRequestHandler):
         found = self.display.history.session(device, sid)
         if found is None:
             self._refuse(HTTPStatus.NOT_FOUND, "not_found",
-                         f"no session {_short(sid)} of {device} in the display's history")
+                         f"no session {shorten(sid)} of {device} in the display's history")
             return
         if verdict:
             from roller.display.progress import COMPARE_LAST
@@ -506,7 +507,7 @@ class _Handler(BaseHTTPRequestHandler):
         ctype = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
             self._refuse(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "media_type",
-                         f"expected Content-Type application/json, got {_short(ctype)}")
+                         f"expected Content-Type application/json, got {shorten(ctype)}")
             return None
         lengths = self.headers.get_all("Content-Length") or []
         text = lengths[0].strip() if len(lengths) == 1 else ""
@@ -531,10 +532,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(HTTPStatus.BAD_REQUEST, "bad_request",
                          f"the body is not UTF-8 (byte {exc.start})")
             return None
-        depth = json_depth(text)
+        depth = nesting_depth(raw, stop_above=MAX_JSON_DEPTH)
         if depth > MAX_JSON_DEPTH:
             self._refuse(HTTPStatus.BAD_REQUEST, "bad_request",
-                         f"the body nests {depth} levels deep; at most {MAX_JSON_DEPTH} taken")
+                         f"the body nests more than {MAX_JSON_DEPTH} levels deep; at most "
+                         f"{MAX_JSON_DEPTH} taken")
             return None
         try:
             return json.loads(text)
@@ -560,7 +562,7 @@ class _Handler(BaseHTTPRequestHandler):
                 extra: tuple[tuple[str, str], ...] = ()) -> None:
         """Answer ``status`` with ``{"error": text}``, count it under ``reason``, close."""
         path = self.path.split("?", 1)[0] if self.command else ""  # no query: it may hold a token
-        where = f"{self.command or '-'} {_short(path) if path else ''}".strip()
+        where = f"{self.command or '-'} {shorten(path) if path else ''}".strip()
         self.display.refusals.note(reason, f"{self.client_address[0]} {where}: {text}")
         self.close_connection = True
         data = json.dumps({"error": text}).encode()
@@ -662,32 +664,6 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             display.bridge.unsubscribe(sub)
 
-
-def json_depth(text: str) -> int:
-    """How deeply ``text``'s JSON arrays and objects nest (strings skipped), in one pass."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "]}":
-            depth -= 1
-    return deepest
-
-
-def _short(text: str, limit: int = 80) -> str:
-    """``text`` quoted and cut for a message: control characters escaped, at most ``limit``."""
-    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def _sse(message: dict[str, Any]) -> bytes:

@@ -306,7 +306,7 @@ def mqtt_state_sender(publisher: Any) -> StateSender:
     follows, and the retained one tells Home Assistant the latest after its restart)."""
     from paho.mqtt.client import MQTT_ERR_SUCCESS
 
-    from roller.mqtt.publisher import encode
+    from roller.mqtt.payloads import encode
 
     def send(payload: Mapping[str, Any]) -> bool:
         if not publisher.connected:

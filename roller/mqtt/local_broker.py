@@ -1,7 +1,8 @@
 """A throwaway local MQTT broker for ``roller demo`` on a laptop that has none configured.
 
 :func:`start_local_broker` prefers Debian's ``mosquitto`` (a child process on a free loopback
-port, with a temporary config: anonymous, no persistence) and otherwise runs the maintained
+port, with a temporary config: anonymous, no persistence, and the roller's limits of
+config/mosquitto.conf, :data:`BROKER_LIMITS`) and otherwise runs the maintained
 pure-Python ``amqtt`` broker in this process (in a thread with its own asyncio loop; install
 it with the ``demo`` extra). Either listens on 127.0.0.1 only: the demo is not a network service.
 Production installs use a real broker (see the README's mosquitto section), never this.
@@ -25,10 +26,15 @@ from pathlib import Path
 from typing import Literal
 
 from roller.base.errors import RollerError
+from roller.mqtt.client import MAX_PACKET_BYTES
 
 log = logging.getLogger(__name__)
 
 BrokerKind = Literal["auto", "mosquitto", "amqtt"]
+
+BROKER_LIMITS = f"message_size_limit {MAX_PACKET_BYTES}\n"
+"""The mosquitto lines of config/mosquitto.conf (a test keeps the two alike): no message above
+the roller clients' own bound is taken, so none can be planted for every process to receive."""
 
 
 class BrokerError(RollerError, RuntimeError):
@@ -164,7 +170,7 @@ def _start_mosquitto(exe: str, host: str, port: int, timeout_s: float) -> LocalB
     # `user` = ourselves: mosquitto started as root would otherwise switch to its own user,
     # and changing credentials clears the parent-death signal that keeps it from outliving us.
     conf.write_text(f"listener {port} {host}\nallow_anonymous true\npersistence false\n"
-                    f"user {getpass.getuser()}\n"
+                    f"user {getpass.getuser()}\n" + BROKER_LIMITS +
                     "log_dest stderr\nlog_type error\nlog_type warning\n")
     with open(logfile, "wb") as log_handle:
         broker._process = subprocess.Popen(
@@ -198,8 +204,15 @@ def _start_amqtt(host: str, port: int, timeout_s: float) -> LocalBroker:
             "allow_anonymous": True}},
     }
 
+    def refused(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        # amqtt speaks MQTT 3.1.1 only and fails on an MQTT 5 CONNECT with a traceback; the
+        # roller's clients then fall back to 3.1.1 (roller.mqtt.connection): one line will do.
+        log.info("amqtt: a connection failed (%s); an MQTT 5 client falls back to 3.1.1",
+                 context.get("exception") or context.get("message"))
+
     def serve() -> None:
         asyncio.set_event_loop(loop)
+        loop.set_exception_handler(refused)
 
         async def boot() -> None:
             instance = Broker(config, loop=loop)

@@ -36,7 +36,6 @@ The outbox is used from one thread (the service loop); a lock makes other uses s
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import math
@@ -49,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from roller.base.disk_faults import is_disk_fault
 from roller.base.errors import RollerError
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class Outbox:
                     self._set_meta("epoch", new_epoch())
                     self._write_meta()
         except (sqlite3.Error, OSError) as exc:
-            if not _is_disk_fault(exc):  # not a database, corrupt: a person must look
+            if not is_disk_fault(exc):  # not a database, corrupt: a person must look
                 raise OutboxError(f"cannot open the outbox {self.path}: {exc}") from exc
             # A full or read-only disk at start: run from memory, open the file later.
             if self._db is not None:
@@ -562,15 +562,6 @@ class _Row:
                        _seq_of(self.payload) if self.numbered else None)
 
 
-def _is_disk_fault(exc: BaseException) -> bool:
-    """The disk refused (full, read-only, I/O, permissions), as opposed to a file that is not
-    an outbox: the first is waited out in memory, the second needs a person."""
-    if isinstance(exc, OSError):  # a file in the way, a permission: a setup mistake
-        return exc.errno in (errno.ENOSPC, errno.EROFS, errno.EIO, errno.EDQUOT)
-    code = getattr(exc, "sqlite_errorcode", None)
-    faults = {getattr(sqlite3, name, -1) for name in (
-        "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_BUSY", "SQLITE_LOCKED")}
-    return isinstance(code, int) and (code & 0xFF) in faults
 
 
 def new_epoch() -> str:

@@ -15,7 +15,7 @@ import ssl
 from roller.base.errors import ConfigError
 from roller.base.tomlfile import MAX_FILE_BYTES, check_path_text, hidden, read_regular_file, shown
 from roller.contract.messages import SAFE_PREFIX
-from roller.mqtt.publisher import MqttSettings, resolve_password
+from roller.mqtt.client import MqttSettings, resolve_password
 
 HOST = re.compile(r"[A-Za-z0-9._:%-]{1,253}")
 """A host name, IPv4 or IPv6 address (with a %zone): what paho can connect to."""

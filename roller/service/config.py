@@ -48,9 +48,9 @@ from roller.coaching.coach import CoachSettings
 from roller.coaching.history import HistorySettings
 from roller.coaching.session import SessionSettings
 from roller.contract.messages import ID_RULE, SAFE_ID, SAFE_PREFIX
+from roller.mqtt.client import MqttSettings
 from roller.mqtt.homeassistant import HomeAssistantSettings
 from roller.mqtt.homeassistant import check_settings as check_homeassistant
-from roller.mqtt.publisher import MqttSettings
 from roller.mqtt.settings_rules import check_mqtt_settings
 from roller.phone.settings import PhoneSettings
 from roller.pipeline import PipelineSettings

@@ -9,11 +9,11 @@ is published and systemd told once per fault, not every step.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from roller.base.clock import Clock, SystemClock
 from roller.contract.messages import health_payload
 
 if TYPE_CHECKING:
@@ -32,12 +32,15 @@ class SensorChange:
 class HealthMonitor:
     """Watches ``driver`` for faults; builds the ``health`` payload.
 
-    ``started_at`` and every ``now`` are on the service's monotonic clock [s].
+    ``started_at`` and every ``now`` are on the service's monotonic clock [s]; ``clock``
+    labels the payload with its wall-clock time (``time_unix_s``: another process compares it
+    with its own, see :mod:`roller.mqtt.duplicate_device`).
     """
 
     def __init__(self, driver: ImuDriver, *, device_id: str, sensor_stale_s: float,
-                 started_at: float) -> None:
+                 started_at: float, clock: Clock | None = None) -> None:
         self.driver = driver
+        self.clock = clock or SystemClock()
         self.device_id = device_id
         self.sensor_stale_s = sensor_stale_s
         self.started_at = started_at
@@ -84,8 +87,9 @@ class HealthMonitor:
                 events_published: int, instance: str = "") -> dict[str, Any]:
         """The ``health`` payload: sensor, delivery (``mqtt``: the publisher's stats) and loop
         figures; ``instance`` is the publisher's (``<machine>-<run>``). Degraded while the
-        sensor is faulty, after outbox drops, while the outbox cannot write to disk, and while
-        another roller uses our device id."""
+        sensor is faulty, after outbox drops, while the outbox cannot write to disk, while
+        another process uses our device id, while the broker link has a problem and for a
+        while after the MQTT client had to be rebuilt (dead, stuck or failing)."""
         sensor: dict[str, Any] = {"chip": self.driver.chip,
                                   "output_rate_hz": self.driver.output_rate_hz}
         sensor.update(dataclasses.asdict(self.driver.health))
@@ -93,11 +97,13 @@ class HealthMonitor:
         sensor["last_sample_age_s"] = round(now - self.last_sample_at, 3)
         degraded = (not sensor["connected"] or mqtt["outbox_dropped"] > 0
                     or mqtt.get("outbox_disk_error") is not None
-                    or mqtt.get("duplicate_of") is not None)
+                    or mqtt.get("duplicate_of") is not None
+                    or mqtt.get("link_problem") is not None
+                    or mqtt.get("client_failure") is not None)
         return health_payload(device_id=self.device_id, degraded=degraded,
                               uptime_s=now - self.started_at, sensor=sensor, mqtt=mqtt,
                               events_published=events_published,
                               calibrated=bool(live.calibrated) if live is not None else False,
-                              time_unix_s=time.time(), instance=instance,
+                              time_unix_s=self.clock.unix_s(), instance=instance,
                               speed_clipped=bool(live.speed_clipped) if live is not None
                               else False)

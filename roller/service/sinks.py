@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from roller.base.errors import RollerError
 from roller.contract.messages import event_payload, live_payload
 from roller.pipeline.events import Event, LiveState, TooFastAlert
+from roller.service.systemd import broker_status
 
 if TYPE_CHECKING:
     from firmware_bridge.gpio import Controls
@@ -250,7 +251,7 @@ class SystemdSink:
         self.ready_timeout_s = ready_timeout_s
         self.started_at = started_at
         self.ready = False
-        self._broker_up = False
+        self._broker_up = ""  # the last broker STATUS= text
         self._last_watchdog = -math.inf
         self._sensor_fault: str | None = None  # why the sensor is faulty, for a degraded READY
 
@@ -277,16 +278,13 @@ class SystemdSink:
                 if not sensor_answered:
                     why.append(self._sensor_fault or "no samples from the sensor")
                 if not pub.connected:
-                    why.append(f"broker {pub.settings.host}:{pub.settings.port} unreachable, "
-                               "events kept in the outbox")
+                    why.append(broker_status(pub).removeprefix("degraded: "))
                 self.notifier.ready("degraded: " + "; ".join(why))
                 self.ready = True
-            self._broker_up = pub.connected
-        elif pub.connected != self._broker_up:  # `systemctl status` tells the story
-            self._broker_up = pub.connected
-            self.notifier.status("running" if self._broker_up else
-                                 f"degraded: broker {pub.settings.host}:{pub.settings.port} "
-                                 f"unreachable, {pub.pending} message(s) kept in the outbox")
+            self._broker_up = broker_status(pub)
+        elif broker_status(pub) != self._broker_up:  # `systemctl status` tells the story
+            self._broker_up = broker_status(pub)
+            self.notifier.status(self._broker_up)
         interval = self.notifier.watchdog_interval_s
         if interval is not None and now - self._last_watchdog >= interval:
             self.notifier.watchdog()

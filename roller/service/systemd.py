@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from roller.mqtt.publisher import Publisher
 
 
 class Notifier:
@@ -51,3 +55,17 @@ class Notifier:
 
     def stopping(self) -> bool:
         return self.notify("STOPPING=1")
+
+
+def broker_status(publisher: Publisher) -> str:
+    """The broker link in a ``STATUS=`` line: ``running``, or ``degraded:`` with the cause
+    (connection refused, unknown host, TLS, login refused; a client rebuilt because it died,
+    hung or failed in a callback), so ``systemctl status`` says what to fix."""
+    if not publisher.connected:
+        cause = publisher.link_problem or (f"{publisher.settings.host}:"
+                                           f"{publisher.settings.port} unreachable")
+        return f"degraded: broker {cause}, events kept in the outbox"
+    failure = publisher.client_failure
+    if failure is not None:
+        return f"running (MQTT client rebuilt: {failure})"
+    return "running"

@@ -23,6 +23,7 @@ from roller.coaching.history import History, HistoryError
 from roller.coaching.routine import load_routine
 from roller.contract.command_table import CommandInbox
 from roller.contract.messages import Topics
+from roller.mqtt.client import resolve_password
 from roller.mqtt.homeassistant import (
     HomeAssistantSink,
     discovery_config,
@@ -30,7 +31,7 @@ from roller.mqtt.homeassistant import (
     mqtt_state_sender,
 )
 from roller.mqtt.outbox import Outbox
-from roller.mqtt.publisher import Publisher, resolve_password
+from roller.mqtt.publisher import Publisher
 from roller.pipeline import Pipeline, PipelineSettings
 from roller.pipeline.calibration import FILE_NAME as CALIBRATION_FILE_NAME
 from roller.pipeline.calibration import Calibration
@@ -49,7 +50,7 @@ def build_service(config: RollerConfig, *, simulate: bool = False, seed: int = 0
     clock = clock or SystemClock()
     coach = make_coach(config, clock)  # first: a broken routine file stops before anything opens
     state_dir = ensure_dir(config.state_path)
-    publisher = make_publisher(config, state_dir)
+    publisher = make_publisher(config, state_dir, clock)
     driver = open_driver(config, simulate=simulate, seed=seed, clock=clock)
     # A real sensor starts from its saved calibration (and saves a better one on shutdown);
     # the simulated chip has its own offsets, so a simulated run neither reads nor writes it,
@@ -106,14 +107,16 @@ def home_assistant_discovery(config: RollerConfig, topics: Topics, *,
                                       http_port=config.display.http_port))
 
 
-def make_publisher(config: RollerConfig, state_dir: Path) -> Publisher:
-    """The MQTT publisher with its on-disk outbox and the Home Assistant announcement."""
+def make_publisher(config: RollerConfig, state_dir: Path, clock: Clock | None = None
+                   ) -> Publisher:
+    """The MQTT publisher with its on-disk outbox and the Home Assistant announcement, its
+    timing rules on ``clock`` (the system's by default)."""
     topics = Topics(config.device_id, config.mqtt.topic_prefix,
                     config.homeassistant.discovery_prefix)
     discovery = home_assistant_discovery(config, topics)
     outbox = Outbox(state_dir / "outbox.sqlite3", max_messages=config.mqtt.outbox_max_messages)
     return Publisher(config.mqtt, topics, outbox, password=resolve_password(config.mqtt),
-                     discovery=discovery)
+                     discovery=discovery, clock=clock)
 
 
 def open_driver(config: RollerConfig, *, simulate: bool, seed: int, clock: Clock) -> ImuDriver:
