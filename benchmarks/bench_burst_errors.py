@@ -29,10 +29,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from firmware_bridge.chips import EMULATED_VARIANTS, make_chip  # noqa: E402
-from firmware_bridge.clock import ManualClock  # noqa: E402
-from firmware_bridge.detection import detect  # noqa: E402
-from firmware_bridge.emulated import EmulatedBus  # noqa: E402
+from firmware_bridge.chips import EMULATED_VARIANTS, make_chip
+from firmware_bridge.clock import ManualClock
+from firmware_bridge.detection import detect
+from firmware_bridge.emulated import EmulatedBus
 
 G = 9.80665
 
@@ -69,7 +69,7 @@ def run(variant: str, seconds: float, error_rate: float, seed: int,
     s = np.concatenate(ss)
     true_t = chip.samples_produced_times()
     true_raw = chip.samples_produced_raw().astype(np.int64)
-    accel_lsb, gyro_lsb = chip.scales_si()
+    _accel_lsb, gyro_lsb = chip.scales_si()
     key_true = true_raw[:, 3] * 65536 + true_raw[:, 5]
     got = np.round(s[:, 3:] / gyro_lsb).astype(np.int64)
     key_got = got[:, 0] * 65536 + got[:, 2]
@@ -78,9 +78,7 @@ def run(variant: str, seconds: float, error_rate: float, seed: int,
     where = np.minimum(where, key_true.size - 1)
     matched = key_true[order][where] == key_got
     index = order[where[matched]]
-    in_fifo = chip.fifo_level_count() * (2 if variant.startswith("LSM6DS3") else 1)
-    in_fifo_frames = in_fifo // chip.frame_bytes() if not variant.startswith("LSM6DSO") \
-        else chip.fifo_level_count() // 2
+    in_fifo_frames = len(chip.fifo) // chip.frame_bytes()     # not read yet: not lost
     produced = chip.produced
     read_ok = int(np.unique(index).size)
     dropped = round((chip.overflowed_bytes + chip.cleared_after_overflow_bytes)
@@ -115,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             rows = [run(variant, args.seconds, args.error_rate, seed, args.pace_ms / 1000)
                     for seed in range(args.runs)]
-        except Exception as exc:  # noqa: BLE001 - a chip the driver refuses is a result too
+        except Exception as exc:
             bad += 1
             print(f"{variant:16s} not usable: {type(exc).__name__}: {exc}")
             continue
