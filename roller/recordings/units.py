@@ -201,18 +201,36 @@ def diagnose(findings: Findings, units: Units = Units()) -> list[str]:
     return problems
 
 
+CHECK_ROWS = 65536
+"""Samples the check looks at: the first this many (about a minute at 1 kHz), however the
+file happens to be cut into blocks."""
+
+
 def checked(chunks: Iterable[tuple[np.ndarray, np.ndarray]], name: str,
             units: Units | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The chunks, converted from ``units`` to SI. Without ``units`` the first chunk is checked
-    and a :class:`UnitsError` says what was found and what to pass."""
-    first = True
-    for t, samples in chunks:
-        if first and units is None and t.size:
-            problems = diagnose(inspect(t, samples))
-            if problems:
-                raise UnitsError(f"{name}: the data do not look like s, m/s^2 and rad/s: "
-                                 + "; ".join(problems)
-                                 + ". Pass --units to say what they are "
-                                   "(e.g. --units t=ms,gyro=deg/s,accel=g).")
-        first = False
-        yield (t, samples) if units is None else units.convert(t, samples)
+    """The chunks, converted from ``units`` to SI. Without ``units`` the first
+    :data:`CHECK_ROWS` samples are checked and a :class:`UnitsError` says what was found and
+    what to pass."""
+    if units is not None:
+        for t, samples in chunks:
+            yield units.convert(t, samples)
+        return
+    iterator = iter(chunks)
+    held: list[tuple[np.ndarray, np.ndarray]] = []
+    rows = 0
+    for t, samples in iterator:
+        held.append((t, samples))
+        rows += t.size
+        if rows >= CHECK_ROWS:
+            break
+    if rows:
+        t = np.concatenate([c[0] for c in held])[:CHECK_ROWS]
+        samples = np.concatenate([c[1] for c in held])[:CHECK_ROWS]
+        problems = diagnose(inspect(t, samples))
+        if problems:
+            raise UnitsError(f"{name}: the data do not look like s, m/s^2 and rad/s: "
+                             + "; ".join(problems)
+                             + ". Pass --units to say what they are "
+                               "(e.g. --units t=ms,gyro=deg/s,accel=g).")
+    yield from held
+    yield from iterator
