@@ -78,8 +78,6 @@ def recording(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=True, reason="analyze imports the sensor options and so the drivers: "
-                   "issue 21 (analyze loads no driver code)")
 def test_analyze_loads_no_driver_mqtt_or_display(tmp_path: Path, recording: Path) -> None:
     loaded = _loaded(tmp_path, ["analyze", str(recording), "--json"])
     assert "roller.pipeline.pipeline" in loaded  # the check saw a real analysis

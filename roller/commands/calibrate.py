@@ -16,8 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from firmware_bridge.clock import ManualClock, SystemClock
-from firmware_bridge.sensor import open_sensor
 from roller.commands.sensor_options import add_sensor_arguments, settings_from_args
 from roller.pipeline.calibration import FILE_NAME, Calibration
 
@@ -37,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Lazy: building the parser (every command's, `roller analyze` too) loads no driver.
+    from firmware_bridge.clock import ManualClock, SystemClock
+    from firmware_bridge.sensor import open_sensor
+
     # Lazy: `roller --help` imports every command module; the pipeline waits for run().
     from roller.pipeline.calibration_measurement import (
         Reader,

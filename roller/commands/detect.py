@@ -7,11 +7,7 @@ import sys
 
 import numpy as np
 
-from firmware_bridge.clock import SystemClock
-from firmware_bridge.detection import DEFAULT_ADDRESSES, detect, scan
-from firmware_bridge.sensor import open_bus, simulated_bus
 from roller.commands.sensor_options import add_sensor_arguments, settings_from_args
-from roller.service.pace import TOOL_READ_INTERVAL_S, read_period_s
 
 HELP = "find and identify the IMU on the I2C bus, and take a short reading"
 
@@ -23,6 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Lazy: building the parser (every command's, `roller analyze` too) loads no driver.
+    from firmware_bridge.clock import SystemClock
+    from firmware_bridge.detection import DEFAULT_ADDRESSES, detect, scan
+    from firmware_bridge.sensor import open_bus, simulated_bus
+    from roller.service.pace import TOOL_READ_INTERVAL_S, read_period_s
+
     settings, _config = settings_from_args(args)
     clock = SystemClock()
     where = "emulated bus (--simulate)" if args.simulate else f"/dev/i2c-{settings.bus}"

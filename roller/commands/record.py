@@ -11,11 +11,8 @@ import argparse
 import sys
 import time
 
-from firmware_bridge.clock import ManualClock, SystemClock
-from firmware_bridge.sensor import open_sensor
 from roller.commands.sensor_options import add_sensor_arguments, settings_from_args
 from roller.recordings.recording import RecordingWriter
-from roller.service.pace import TOOL_READ_INTERVAL_S, read_period_s
 
 HELP = "record the sensor to a CSV file (t, accel m/s^2, gyro rad/s)"
 
@@ -30,6 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Lazy: building the parser (every command's, `roller analyze` too) loads no driver.
+    from firmware_bridge.clock import ManualClock, SystemClock
+    from firmware_bridge.sensor import open_sensor
+    from roller.service.pace import TOOL_READ_INTERVAL_S, read_period_s
+
     if args.seconds is not None and not args.seconds > 0:
         print("roller record: --seconds must be positive", file=sys.stderr)
         return 2

@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from firmware_bridge.sensor import SensorSettings
 from roller.base.settings import from_mapping
 
 if TYPE_CHECKING:
+    from firmware_bridge.sensor import SensorSettings
     from roller.service.config import RollerConfig
 
 
@@ -38,6 +38,7 @@ def settings_from_args(args: Any) -> tuple[SensorSettings, RollerConfig]:
     """``[sensor]`` from the config file with the command-line overrides applied, and the
     whole config. Overrides are validated like the file (ConfigError names the option)."""
     # Lazy: the config imports every section's module; `roller --help` builds the parsers only.
+    from firmware_bridge.sensor import SensorSettings
     from roller.service.config import load_config
 
     config = load_config(getattr(args, "config", None))
