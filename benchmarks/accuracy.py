@@ -41,6 +41,9 @@ from roller.pipeline import Pipeline, PipelineSettings
 from roller.pipeline.events import Event, Hold, Stroke, TooFastAlert
 
 RATES_HZ = (50.0, 100.0, 200.0, 400.0, 1000.0)
+DEEP_HOLDS = {"breathing_m": (0.004, 0.012), "lean_rad": (20 * DEG, 30 * DEG)}
+"""The person's holds in the deep-breathing sets: breathing 2-6 mm either way (4-12 mm peak to
+peak), 20-30 degrees of lean."""
 
 
 @dataclass(frozen=True)
@@ -57,15 +60,20 @@ class Condition:
     gyro_noise_rad_s: float
     accel_noise_m_s2: float
     block: int
+    deep_holds: bool = False
+    """Holds with deep breathing (up to 6 mm either way) and a 20-30 degree lean (issue 21)."""
 
     def describe(self) -> str:
         return (f"seed {self.seed:2d} {self.body:6s} {self.rate_hz:6.0f} Hz r={self.radius_m:.3f}"
                 f" jitter={self.jitter_s * 1e3:.2f} ms drop={self.drop_fraction:.0%}"
-                f"{' mid-roll' if self.start_rolling else ''}")
+                f"{' mid-roll' if self.start_rolling else ''}"
+                f"{' deep holds' if self.deep_holds else ''}")
 
 
-def conditions(n: int = 24, first_seed: int = 100) -> list[Condition]:
-    """``n`` varied recording conditions, deterministic."""
+def conditions(n: int = 24, first_seed: int = 100, *, deep_holds: bool = False,
+               ) -> list[Condition]:
+    """``n`` varied recording conditions, deterministic. ``deep_holds``: the holds breathe
+    up to 6 mm either way and lean 20-30 degrees (held-back sets: seeds from 500)."""
     out = []
     for i in range(n):
         rng = np.random.default_rng([first_seed, i])
@@ -80,7 +88,8 @@ def conditions(n: int = 24, first_seed: int = 100) -> list[Condition]:
             drop_fraction=float(rng.choice([0.0, 0.01, 0.03, 0.05])),
             gyro_noise_rad_s=(0.006 if noisy else 0.002),
             accel_noise_m_s2=(0.1 if noisy else 0.03),
-            block=int(rng.choice([1, 7, 100, 1000, 65536])) if rate < 1000 else 100))
+            block=int(rng.choice([1, 7, 100, 1000, 65536])) if rate < 1000 else 100,
+            deep_holds=deep_holds))
     return out
 
 
@@ -113,7 +122,8 @@ def run(condition: Condition, seconds: float = 150.0, real_noise=None,
                                start_rolling=condition.start_rolling,
                                gyro_noise_rad_s=condition.gyro_noise_rad_s,
                                accel_noise_m_s2=condition.accel_noise_m_s2,
-                               gyro_bias_max_rad_s=20 * DEG)
+                               gyro_bias_max_rad_s=20 * DEG,
+                               **(DEEP_HOLDS if condition.deep_holds else {}))
     sim = SimulatedRoller(scenario, seed=condition.seed, real_noise=real_noise)
     t, samples = sim.recording(condition.rate_hz, jitter_s=condition.jitter_s,
                                drop_fraction=condition.drop_fraction)
@@ -253,9 +263,10 @@ def summarise(scores: list[SetScore]) -> Summary:
 
 
 def evaluate(n_sets: int = 24, seconds: float = 150.0, *, verbose: bool = False,
-             real_noise=None) -> tuple[Summary, list[SetScore]]:
+             real_noise=None, deep_holds: bool = False) -> tuple[Summary, list[SetScore]]:
     scores = []
-    for cond in conditions(n_sets):
+    chosen = conditions(n_sets, 500, deep_holds=True) if deep_holds else conditions(n_sets)
+    for cond in chosen:
         events, truth, duration = run(cond, seconds, real_noise)
         sc = score(cond, events, truth, duration)
         scores.append(sc)
@@ -475,6 +486,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"simulated sets with a real MPU-6050's noise and offsets ({static.name}):")
             for line in summary.lines():
                 print(line)
+        summary, _ = evaluate(max(1, args.sets // 2), args.seconds, verbose=args.verbose,
+                              deep_holds=True)
+        print("held-back sets, holds with deep breathing (up to 6 mm either way) and 20-30 "
+              "degree leans:")
+        for line in summary.lines():
+            print(line)
     print(f"({time.perf_counter() - start:.1f} s)")
     return 0
 

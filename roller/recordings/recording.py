@@ -148,7 +148,9 @@ def _blocks(name: str, handle: io.RawIOBase) -> Iterator[tuple[int, bytes]]:
 
 def _count_lines(raw: bytes) -> int:
     """Lines in ``raw`` as :meth:`bytes.splitlines` counts them (\\n, \\r\\n, \\r)."""
-    breaks = raw.count(b"\n") + raw.count(b"\r") - raw.count(b"\r\n")
+    breaks = raw.count(b"\n")
+    if b"\r" in raw:                       # rare: counting \r\n pairs is slow
+        breaks += raw.count(b"\r") - raw.count(b"\r\n")
     return breaks + (0 if not raw or raw[-1:] in (b"\n", b"\r") else 1)
 
 
@@ -174,7 +176,7 @@ def _parse_raw_block(name: str, raw: bytes, first_line: int, order: list[int],
     a bad value, a long line) goes line by line, which names the line and the problem."""
     lines_in_block = _count_lines(raw)
     block = None
-    if raw.count(b"\r") == raw.count(b"\r\n"):      # no lone \r: numpy splits lines alike
+    if b"\r" not in raw or raw.count(b"\r") == raw.count(b"\r\n"):  # no lone \r
         block = _parse_with_numpy(raw, n_columns)
     if block is not None and block.shape == (lines_in_block, n_columns) \
             and _longest_line(raw) <= MAX_LINE_BYTES:
