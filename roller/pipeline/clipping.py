@@ -127,12 +127,27 @@ class ClipDetector:
                     self._drop(k, int(frames.index[i]))
                     by_channel[i:, 3 + k] = False
                     start[k] = i
+        floor = self.settings.min_plateau_rad_s
         for k in range(3):
             if not self._known[3 + k]:
-                for i in range(int(start[k]), n):
+                mags = values[:, 3 + k]
+                candidates = np.flatnonzero(mags >= floor)
+                i = int(start[k])
+                while i < n:
+                    if self._runs[k] is None:
+                        # no plateau under way: frames below the floor only raise the highest
+                        # rate seen (what _follow would do with each), so skip them at once
+                        j = int(candidates[np.searchsorted(candidates, i)]) \
+                            if candidates.size and candidates[-1] >= i else n
+                        if j > i:
+                            self._highest[k] = max(self._highest[k], float(mags[i:j].max()))
+                            i = j
+                            continue
                     self._follow(k, int(frames.index[i]), rates[i], frames.accel_m_s2[i],
                                  float(dur[i]))
+                    i += 1
                     if self.learnt[3 + k]:
+                        i -= 1
                         # known from the next frame on (so blocks do not matter)
                         self._known[3 + k] = True
                         later = values[i + 1:, 3 + k]

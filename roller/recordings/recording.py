@@ -81,7 +81,7 @@ def read_chunks(path: str | os.PathLike[str], chunk_rows: int = CHUNK_ROWS,
         first = next(blocks, None)
         header_line = None
         if first is not None:
-            line_no, raw = first
+            line_no, raw, lines = first
             header_line, raw = _split_header(name, raw)
         if header_line is None or not header_line.strip():
             raise RecordingError(name, 1, f"empty file: expected the header '{HEADER}'")
@@ -90,11 +90,11 @@ def read_chunks(path: str | os.PathLike[str], chunk_rows: int = CHUNK_ROWS,
         last_t = -math.inf
         rows_seen = 0
         line_no = 2
-        pending = [(line_no, raw)] if raw else []
-        for numbered_block in itertools.chain(pending, blocks):
-            line_no, raw = numbered_block
-            block, lines = _parse_raw_block(name, raw, line_no, order, n_columns)
-            line_no += _count_lines(raw)
+        pending = [(line_no, raw, lines - 1)] if raw else []
+        for line_no, raw, lines_in_block in itertools.chain(pending, blocks):
+            block, lines = _parse_raw_block(name, raw, line_no, lines_in_block, order,
+                                            n_columns)
+            line_no += lines_in_block
             if block.shape[0] == 0:
                 continue
             t = block[:, 0]
@@ -115,9 +115,9 @@ def read_chunks(path: str | os.PathLike[str], chunk_rows: int = CHUNK_ROWS,
             raise RecordingError(name, max(1, line_no - 1), "no samples after the header")
 
 
-def _blocks(name: str, handle: io.RawIOBase) -> Iterator[tuple[int, bytes]]:
-    """``(number of the first line, raw bytes)`` of blocks of whole lines (each ends after a
-    line break: \\n, \\r\\n or \\r; the last may end without one), about
+def _blocks(name: str, handle: io.RawIOBase) -> Iterator[tuple[int, bytes, int]]:
+    """``(number of the first line, raw bytes, lines in them)`` of blocks of whole lines
+    (each ends after a line break: \\n, \\r\\n or \\r; the last may end without one), about
     :data:`READ_BYTES` each. A line with no break after :data:`MAX_LINE_BYTES` is refused
     here, before more of it is read."""
     line_no = 1
@@ -126,7 +126,7 @@ def _blocks(name: str, handle: io.RawIOBase) -> Iterator[tuple[int, bytes]]:
         data = handle.read(READ_BYTES)
         if not data:
             if rest:
-                yield line_no, rest
+                yield line_no, rest, _count_lines(rest)
             return
         buf = rest + data
         cut = buf.rfind(b"\n") + 1
@@ -139,11 +139,11 @@ def _blocks(name: str, handle: io.RawIOBase) -> Iterator[tuple[int, bytes]]:
             rest = buf
             continue
         block, rest = buf[:cut], buf[cut:]
+        lines = _count_lines(block)
         if len(rest) > MAX_LINE_BYTES:
-            line_no += _count_lines(block)
-            raise _too_long(name, line_no)
-        yield line_no, block
-        line_no += _count_lines(block)
+            raise _too_long(name, line_no + lines)
+        yield line_no, block, lines
+        line_no += lines
 
 
 def _count_lines(raw: bytes) -> int:
@@ -166,15 +166,14 @@ def _split_header(name: str, raw: bytes) -> tuple[str, bytes]:
     return text.lstrip("\ufeff"), raw[len(first):]
 
 
-def _parse_raw_block(name: str, raw: bytes, first_line: int, order: list[int],
-                     n_columns: int) -> tuple[np.ndarray, np.ndarray]:
+def _parse_raw_block(name: str, raw: bytes, first_line: int, lines_in_block: int,
+                     order: list[int], n_columns: int) -> tuple[np.ndarray, np.ndarray]:
     """The seven columns (t first) of a block of whole lines, and each row's line number.
 
     numpy's C reader on the whole block must give one row per line and values within
     :data:`LIMITS` (measured: a vectorised parser of plain decimals in numpy costs 1.5 times
     the CPU of numpy's reader). Anything else (blank lines, a lone \\r,
     a bad value, a long line) goes line by line, which names the line and the problem."""
-    lines_in_block = _count_lines(raw)
     block = None
     if b"\r" not in raw or raw.count(b"\r") == raw.count(b"\r\n"):  # no lone \r
         block = _parse_with_numpy(raw, n_columns)
@@ -202,12 +201,12 @@ def _longest_line(raw: bytes) -> int:
 def _parse_with_numpy(raw: bytes, n_columns: int) -> np.ndarray | None:
     """numpy's C reader on the whole block; None if it refuses or the text is not UTF-8."""
     try:
-        text = raw.decode("utf-8")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2, dtype=np.float64,
-                              comments=None)
-    except (UnicodeDecodeError, ValueError):
+            # from the bytes (decoded by numpy as it reads): no copy of the block as text
+            return np.loadtxt(io.BytesIO(raw), delimiter=",", ndmin=2, dtype=np.float64,
+                              comments=None, encoding="utf-8")
+    except ValueError:          # UnicodeDecodeError included
         return None
 
 

@@ -224,13 +224,18 @@ def checked(chunks: Iterable[tuple[np.ndarray, np.ndarray]], name: str,
         if rows >= CHECK_ROWS:
             break
     if rows:
-        t = np.concatenate([c[0] for c in held])[:CHECK_ROWS]
-        samples = np.concatenate([c[1] for c in held])[:CHECK_ROWS]
-        problems = diagnose(inspect(t, samples))
+        # one copy of the first blocks, looked at, then handed on in the blocks' own sizes
+        # (views): the pieces are not kept beside it, and the pipeline never gets one large
+        # block, whose temporaries would cost more memory
+        sizes = np.cumsum([c[0].size for c in held])[:-1]
+        t_all = np.concatenate([c[0] for c in held])
+        samples_all = np.concatenate([c[1] for c in held])
+        held = []
+        problems = diagnose(inspect(t_all[:CHECK_ROWS], samples_all[:CHECK_ROWS]))
         if problems:
             raise UnitsError(f"{name}: the data do not look like s, m/s^2 and rad/s: "
                              + "; ".join(problems)
                              + ". Pass --units to say what they are "
                                "(e.g. --units t=ms,gyro=deg/s,accel=g).")
-    yield from held
+        yield from zip(np.split(t_all, sizes), np.split(samples_all, sizes), strict=True)
     yield from iterator
