@@ -182,9 +182,13 @@ def _match(found: list[tuple[float, float]], true: list[tuple[float, float]],
     return out
 
 
-def score(condition: Condition, events: list[Event], truth: GroundTruth,
-          seconds: float) -> SetScore:
-    sc = SetScore(condition, seconds=seconds, live_at=LIVE_AT.get(condition.seed, 0.0))
+def score(condition: Condition | None, events: list[Event], truth: GroundTruth,
+          seconds: float, live_at: float | None = None) -> SetScore:
+    """Match ``events`` to the ``truth``. ``live_at``: when the pipeline went live [s]
+    (default: what :func:`run` recorded for the condition's seed, else 0)."""
+    if live_at is None:
+        live_at = 0.0 if condition is None else LIVE_AT.get(condition.seed, 0.0)
+    sc = SetScore(condition, seconds=seconds, live_at=live_at)  # type: ignore[arg-type]
     strokes = [e for e in events if isinstance(e, Stroke)]
     sc.strokes_true, sc.strokes_found = len(truth.strokes), len(strokes)
     matches = _match([(s.start, s.end) for s in strokes],
