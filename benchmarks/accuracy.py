@@ -15,6 +15,10 @@ a live service would; events are matched against the truth:
   union; F1 = 2 TP / (2 TP + FP + FN);
 * a too-fast alert matches a true excursion when the excursion has started by the alert and
   not ended more than 0.3 s before the alert's start; latency = emitted_at - true crossing.
+  ``emitted_at`` is when the pipeline really knew: an excursion during start-up (before the
+  gyro offset and roll axis are trusted, when frames are kept back) is known only once they
+  are released, so its latency is reported on its own ("during start-up"); the target of
+  0.5 s is for alerts once calibrated.
 
 ``tests/test_pipeline_accuracy.py`` runs the same code and asserts the targets of issue 2.
 """
@@ -41,6 +45,9 @@ from roller.pipeline import Pipeline, PipelineSettings
 from roller.pipeline.events import Event, Hold, Stroke, TooFastAlert
 
 RATES_HZ = (50.0, 100.0, 200.0, 400.0, 1000.0)
+DEEP_HOLDS = {"breathing_m": (0.004, 0.012), "lean_rad": (20 * DEG, 30 * DEG)}
+"""The person's holds in the deep-breathing sets: breathing 2-6 mm either way (4-12 mm peak to
+peak), 20-30 degrees of lean."""
 
 
 @dataclass(frozen=True)
@@ -57,15 +64,20 @@ class Condition:
     gyro_noise_rad_s: float
     accel_noise_m_s2: float
     block: int
+    deep_holds: bool = False
+    """Holds with deep breathing (up to 6 mm either way) and a 20-30 degree lean (issue 21)."""
 
     def describe(self) -> str:
         return (f"seed {self.seed:2d} {self.body:6s} {self.rate_hz:6.0f} Hz r={self.radius_m:.3f}"
                 f" jitter={self.jitter_s * 1e3:.2f} ms drop={self.drop_fraction:.0%}"
-                f"{' mid-roll' if self.start_rolling else ''}")
+                f"{' mid-roll' if self.start_rolling else ''}"
+                f"{' deep holds' if self.deep_holds else ''}")
 
 
-def conditions(n: int = 24, first_seed: int = 100) -> list[Condition]:
-    """``n`` varied recording conditions, deterministic."""
+def conditions(n: int = 24, first_seed: int = 100, *, deep_holds: bool = False,
+               ) -> list[Condition]:
+    """``n`` varied recording conditions, deterministic. ``deep_holds``: the holds breathe
+    up to 6 mm either way and lean 20-30 degrees (held-back sets: seeds from 500)."""
     out = []
     for i in range(n):
         rng = np.random.default_rng([first_seed, i])
@@ -80,7 +92,8 @@ def conditions(n: int = 24, first_seed: int = 100) -> list[Condition]:
             drop_fraction=float(rng.choice([0.0, 0.01, 0.03, 0.05])),
             gyro_noise_rad_s=(0.006 if noisy else 0.002),
             accel_noise_m_s2=(0.1 if noisy else 0.03),
-            block=int(rng.choice([1, 7, 100, 1000, 65536])) if rate < 1000 else 100))
+            block=int(rng.choice([1, 7, 100, 1000, 65536])) if rate < 1000 else 100,
+            deep_holds=deep_holds))
     return out
 
 
@@ -100,7 +113,16 @@ class SetScore:
     alerts_matched: int = 0
     false_alarms: int = 0
     alert_latency_s: list[float] = field(default_factory=list)
+    startup_latency_s: list[float] = field(default_factory=list)
+    """Latencies of excursions that began before the pipeline trusted its estimates."""
+    live_at: float = float("inf")
+    """When the pipeline began measuring frames as they came (its estimates trusted) [s]."""
     seconds: float = 0.0
+
+
+LIVE_AT: dict[int, float] = {}
+"""When each set's pipeline went live (calibrated), by seed: :func:`score` splits the alert
+latencies there."""
 
 
 def run(condition: Condition, seconds: float = 150.0, real_noise=None,
@@ -113,7 +135,8 @@ def run(condition: Condition, seconds: float = 150.0, real_noise=None,
                                start_rolling=condition.start_rolling,
                                gyro_noise_rad_s=condition.gyro_noise_rad_s,
                                accel_noise_m_s2=condition.accel_noise_m_s2,
-                               gyro_bias_max_rad_s=20 * DEG)
+                               gyro_bias_max_rad_s=20 * DEG,
+                               **(DEEP_HOLDS if condition.deep_holds else {}))
     sim = SimulatedRoller(scenario, seed=condition.seed, real_noise=real_noise)
     t, samples = sim.recording(condition.rate_hz, jitter_s=condition.jitter_s,
                                drop_fraction=condition.drop_fraction)
@@ -122,9 +145,13 @@ def run(condition: Condition, seconds: float = 150.0, real_noise=None,
     pipeline = Pipeline(settings)
     events: list[Event] = []
     b = condition.block
+    live_at = float("inf")
     for i in range(0, t.size, b):
         events += pipeline.update(t[i:i + b], samples[i:i + b])
+        if live_at == float("inf") and pipeline.calibration.confident:
+            live_at = float(t[min(i + b, t.size) - 1])
     events += pipeline.finish()
+    LIVE_AT[condition.seed] = live_at
     return events, sim.truth(max_speed_m_s=settings.max_speed_m_s), sim.duration_s
 
 
@@ -155,9 +182,13 @@ def _match(found: list[tuple[float, float]], true: list[tuple[float, float]],
     return out
 
 
-def score(condition: Condition, events: list[Event], truth: GroundTruth,
-          seconds: float) -> SetScore:
-    sc = SetScore(condition, seconds=seconds)
+def score(condition: Condition | None, events: list[Event], truth: GroundTruth,
+          seconds: float, live_at: float | None = None) -> SetScore:
+    """Match ``events`` to the ``truth``. ``live_at``: when the pipeline went live [s]
+    (default: what :func:`run` recorded for the condition's seed, else 0)."""
+    if live_at is None:
+        live_at = 0.0 if condition is None else LIVE_AT.get(condition.seed, 0.0)
+    sc = SetScore(condition, seconds=seconds, live_at=live_at)  # type: ignore[arg-type]
     strokes = [e for e in events if isinstance(e, Stroke)]
     sc.strokes_true, sc.strokes_found = len(truth.strokes), len(strokes)
     matches = _match([(s.start, s.end) for s in strokes],
@@ -188,7 +219,11 @@ def score(condition: Condition, events: list[Event], truth: GroundTruth,
         else:
             taken.add(hit)
             sc.alerts_matched += 1
-            sc.alert_latency_s.append(alert.emitted_at - truth.too_fast[hit].start)
+            latency = alert.emitted_at - truth.too_fast[hit].start
+            if truth.too_fast[hit].start < sc.live_at:
+                sc.startup_latency_s.append(latency)
+            else:
+                sc.alert_latency_s.append(latency)
     return sc
 
 
@@ -207,6 +242,8 @@ class Summary:
     too_fast_recall: float
     false_alarms: int
     alert_latency_p90_s: float
+    startup_alert_latency_p90_s: float
+    startup_alerts: int
     strokes: int
     holds: int
     excursions: int
@@ -225,7 +262,9 @@ class Summary:
             f"too-fast recall: {self.too_fast_recall:.2%}   (target >= 98%)",
             f"too-fast false alarms: {self.false_alarms}   (target 0)",
             f"alert latency after the crossing, 90th percentile: "
-            f"{self.alert_latency_p90_s:.3f} s   (target <= 0.5 s)",
+            f"{self.alert_latency_p90_s:.3f} s once calibrated   (target <= 0.5 s); "
+            f"{self.startup_alerts} excursion(s) during start-up, known when released: "
+            f"{self.startup_alert_latency_p90_s:.3f} s",
         ]
 
 
@@ -236,6 +275,7 @@ def summarise(scores: list[SetScore]) -> Summary:
     peaks = [e for s in scores for e in s.peak_errors]
     edges = [e for s in scores for e in s.hold_edge_errors_s]
     lat = [e for s in scores for e in s.alert_latency_s]
+    startup = [e for s in scores for e in s.startup_latency_s]
     return Summary(
         sets=len(scores),
         stroke_f1=_f1(total("strokes_matched"), total("strokes_found"), total("strokes_true")),
@@ -248,14 +288,17 @@ def summarise(scores: list[SetScore]) -> Summary:
                          if total("too_fast_true") else 1.0),
         false_alarms=total("false_alarms"),
         alert_latency_p90_s=float(np.percentile(lat, 90)) if lat else 0.0,
+        startup_alert_latency_p90_s=float(np.percentile(startup, 90)) if startup else 0.0,
+        startup_alerts=len(startup),
         strokes=total("strokes_true"), holds=total("holds_true"),
         excursions=total("too_fast_true"))
 
 
 def evaluate(n_sets: int = 24, seconds: float = 150.0, *, verbose: bool = False,
-             real_noise=None) -> tuple[Summary, list[SetScore]]:
+             real_noise=None, deep_holds: bool = False) -> tuple[Summary, list[SetScore]]:
     scores = []
-    for cond in conditions(n_sets):
+    chosen = conditions(n_sets, 500, deep_holds=True) if deep_holds else conditions(n_sets)
+    for cond in chosen:
         events, truth, duration = run(cond, seconds, real_noise)
         sc = score(cond, events, truth, duration)
         scores.append(sc)
@@ -475,6 +518,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"simulated sets with a real MPU-6050's noise and offsets ({static.name}):")
             for line in summary.lines():
                 print(line)
+        summary, _ = evaluate(max(1, args.sets // 2), args.seconds, verbose=args.verbose,
+                              deep_holds=True)
+        print("held-back sets, holds with deep breathing (up to 6 mm either way) and 20-30 "
+              "degree leans:")
+        for line in summary.lines():
+            print(line)
     print(f"({time.perf_counter() - start:.1f} s)")
     return 0
 

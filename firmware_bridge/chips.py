@@ -65,14 +65,23 @@ _ST = (0x6A, 0x6B)
 CHIPS: tuple[Chip, ...] = (
     Chip(ChipInfo("MPU-6050", "mpu6050", M.WHO_AM_I.address, 0x68, 1024),
          ("mpu6050",), _INVENSENSE, Mpu6050Driver, {"MPU-6050": _mpu("MPU-6050")}),
-    Chip(ChipInfo("MPU-6500", "mpu6500", M.WHO_AM_I.address, 0x70, 512),
-         ("mpu6500",), _INVENSENSE, Mpu6050Driver,
+    # 0x70: a genuine MPU-6500 (512-byte FIFO) or a GY-521 clone sold as an MPU-6050 (1024)
+    Chip(ChipInfo("MPU-6500", "mpu6500", M.WHO_AM_I.address, 0x70, 512, 1024),
+         ("mpu6500", "mpu6050"), _INVENSENSE, Mpu6050Driver,
          {"MPU-6500": _mpu("MPU-6500"),
-          "clone-0x70": _mpu("clone-0x70")}),  # sold as an MPU-6050, answers as an MPU-6500
-    Chip(ChipInfo("MPU-9250", "mpu6500", M.WHO_AM_I.address, 0x71, 512),
-         ("mpu6500", "mpu9250"), _INVENSENSE, Mpu6050Driver,
+          "clone-0x70": _mpu("clone-0x70"),  # sold as an MPU-6050, answers as an MPU-6500
+          "clone-0x70-6050": _mpu("clone-0x70-6050")}),  # a 6050 inside, at 0x69 (AD0 high)
+    Chip(ChipInfo("MPU-9250", "mpu6500", M.WHO_AM_I.address, 0x71, 512, 1024),
+         ("mpu6500", "mpu9250", "mpu6050"), _INVENSENSE, Mpu6050Driver,
          {"MPU-9250": _mpu("MPU-9250"), "clone-0x71": _mpu("clone-0x71")}),
-    Chip(ChipInfo("MPU-6050 clone (WHO_AM_I 0x98)", "mpu6050", M.WHO_AM_I.address, 0x98, 512),
+    Chip(ChipInfo("MPU-6050 clone (WHO_AM_I 0x72)", "mpu6500", M.WHO_AM_I.address, 0x72, 512,
+                  1024),
+         ("mpu6050",), _INVENSENSE, Mpu6050Driver, {"clone-0x72": _mpu("clone-0x72")}),
+    Chip(ChipInfo("MPU-9255", "mpu6500", M.WHO_AM_I.address, 0x73, 512, 1024),
+         ("mpu6500", "mpu9250"), _INVENSENSE, Mpu6050Driver, {"MPU-9255": _mpu("MPU-9255")}),
+    # 0x98: MPU-6050 clones (1024-byte FIFO) and the ICM-20689 (4 kbyte FIFO) answer so
+    Chip(ChipInfo("MPU-6050 clone (WHO_AM_I 0x98)", "mpu6050", M.WHO_AM_I.address, 0x98, 512,
+                  4096),
          ("mpu6050",), _INVENSENSE, Mpu6050Driver, {"clone-0x98": _mpu("clone-0x98")}),
     Chip(ChipInfo("ICM-20948", "icm20948", I.WHO_AM_I.address, 0xEA, ICM_FIFO_BYTES),
          ("icm20948",), _INVENSENSE, Icm20948Driver, {"ICM-20948": EmulatedIcm20948}),
@@ -123,11 +132,18 @@ def emulated_variant_for(config_name: str) -> str:
     return next(iter(chip.emulators))
 
 
+VARIANT_ADDRESSES: dict[str, int] = {"clone-0x70-6050": 0x69}
+"""Variants that sit at an address other than their chip's usual one: a GY-521 board with its
+AD0 pin pulled high (so detection must find it at the second address)."""
+
+
 def make_chip(variant: str, source: MotionSource | None = None, *, address: int | None = None,
               **kwargs: Any) -> EmulatedImu:
     """An emulated chip by variant name (see :data:`CHIP_VARIANTS`) at its usual address."""
-    chip = EMULATED_VARIANTS.get(_ALIASES.get(variant, variant))
+    variant = _ALIASES.get(variant, variant)
+    chip = EMULATED_VARIANTS.get(variant)
     if chip is None:
         raise ValueError(f"unknown chip variant {variant!r}: expected one of {CHIP_VARIANTS}")
-    emulator = chip.emulators[_ALIASES.get(variant, variant)]
-    return emulator(source, address=address or chip.addresses[0], **kwargs)
+    emulator = chip.emulators[variant]
+    address = address or VARIANT_ADDRESSES.get(variant, chip.addresses[0])
+    return emulator(source, address=address, **kwargs)

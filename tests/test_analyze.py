@@ -46,7 +46,13 @@ def test_json_is_one_object_with_the_documented_fields(session) -> None:
     assert set(result["holds"][0]) >= {"start", "end"}
     fast = result["too_fast"][0]
     assert set(fast) >= {"start", "end", "peak_speed_m_s", "emitted_at"}
-    assert fast["start"] < fast["emitted_at"] <= fast["start"] + 0.5
+    assert fast["start"] < fast["emitted_at"]
+    # once calibrated, alerts come within half a second; one found in the frames kept back
+    # during start-up says it became known only when they were released (issue 21)
+    assert all(f["start"] < f["emitted_at"] for f in result["too_fast"])
+    late = [f for f in result["too_fast"] if f["emitted_at"] > f["start"] + 0.5]
+    assert len(late) < len(result["too_fast"]) / 2
+    assert all(f["start"] < 10.0 for f in late), late      # the session's first seconds
     assert result["time_rolling_s"] > 0 and result["time_holding_s"] > 0
     assert result["calibration"]["confident"] is True
 

@@ -80,3 +80,28 @@ def test_chip_that_ignores_configuration_is_refused_with_a_reason():
     bus = EmulatedBus([DeafMpu(clock=clock)])
     with pytest.raises(SensorError, match="read back"):
         detect(bus, clock=clock)
+
+
+def test_detect_is_importable_from_firmware_bridge_imu_as_its_docs_say():
+    from firmware_bridge import detection, imu
+    from firmware_bridge.imu import detect as detect_from_imu
+
+    assert detect_from_imu is detection.detect
+    assert imu.scan is detection.scan
+
+
+def test_a_gy521_clone_answering_0x70_at_0x69_is_read_with_its_1024_byte_fifo():
+    """An MPU-6050 inside a part that answers like an MPU-6500: ACCEL_CONFIG2 does not keep
+    what is written, so the driver sizes its reads for the 6050's 1024-byte FIFO."""
+    clock = ManualClock()
+    chip = make_chip("clone-0x70-6050", clock=clock)
+    assert chip.address == 0x69 and chip.who_am_i == 0x70
+    driver = detect(EmulatedBus([chip]), clock=clock)
+    assert driver.address == 0x69 and driver.fifo_bytes == 1024
+    other = ManualClock()
+    genuine = detect(EmulatedBus([make_chip("MPU-6500", clock=other)]), clock=other)
+    assert genuine.fifo_bytes == 512
+    assert driver.max_read_interval_s == pytest.approx(2 * genuine.max_read_interval_s, rel=0.05)
+    clock.advance(0.07)                  # more than 512 bytes, less than 1024: no overflow
+    t, _ = driver.read()
+    assert t.size == chip.produced and driver.health.overflows == 0

@@ -545,3 +545,56 @@ def test_the_live_phase_stays_rolling_through_reversals_and_short_pauses() -> No
     inside = [ph for tt, ph, cal in phases if cal and first + 1.0 < tt < last - 0.2]
     assert len(inside) > 100 and "idle" not in inside
     assert phases[-1][1] == "idle"          # 20 s later nobody is on it
+
+
+# -- the time origin (issue 21): results do not depend on where the clock started ----------
+
+@cache
+def _file_session():
+    """The session as a recording holds it: times to the microsecond, starting at 0."""
+    _, t, samples = session()
+    return np.round(t - t[0], 6), samples
+
+
+def _shifted_key(events, shift_s: float):
+    """Events with ``shift_s`` taken off their times: every other figure must be identical and
+    every time the same to well under a frame (the float sum's rounding at 1e9 s is 1e-7 s)."""
+    out = []
+    for e in events:
+        d = e.to_dict()
+        times = tuple(d.pop(k) - shift_s for k in ("start", "end", "emitted_at") if k in d)
+        out.append((e.kind, tuple(sorted(d.items())), times))
+    return out
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.floats(min_value=0.0, max_value=86400.0),
+                 st.floats(min_value=1e9 - 86400.0, max_value=1e9 + 86400.0),
+                 st.sampled_from([1e9, 86400.0, 0.33, 3600.0 * 1000])))
+def test_results_do_not_depend_on_the_time_origin(shift_s) -> None:
+    t, samples = _file_session()
+    reference = _shifted_key(run(t, samples, block=257)[0], 0.0)
+    events = _shifted_key(run(t + shift_s, samples, block=257)[0], shift_s)
+    assert [(k, d) for k, d, _ in events] == [(k, d) for k, d, _ in reference]
+    for (_, _, got), (_, _, want) in zip(events, reference, strict=True):
+        assert np.allclose(got, want, rtol=0.0, atol=1e-5), (got, want)
+    assert len(of(run(t, samples)[0], Stroke)) > 10
+
+
+def test_events_measured_after_a_cold_start_say_when_they_became_known() -> None:
+    """During start-up frames are kept back until the offset and axis are trusted; what is
+    found in them was known only when they were released, and ``emitted_at`` says so."""
+    sc = person_scenario(40, seed=5, start_rolling=True, fast_fraction=1.0)
+    t, samples = SimulatedRoller(sc, seed=5).recording(200.0)
+    p = Pipeline()
+    seen = []
+    for i in range(0, t.size, 20):          # 0.1 s blocks, as a live service reads
+        for event in p.update(t[i:i + 20], samples[i:i + 20]):
+            seen.append((event, float(t[min(i + 19, t.size - 1)])))
+    assert seen, "a session that starts rolling fast has events during start-up"
+    for event, newest_sample_t in seen:
+        if isinstance(event, TooFast):
+            continue                        # its emitted_at is its alert's, by definition
+        assert event.emitted_at <= newest_sample_t + 1e-9
+        # known no earlier than the newest sample of the block before the one returning it
+        assert event.emitted_at > newest_sample_t - 0.1 - 1e-9, event

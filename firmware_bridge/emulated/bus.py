@@ -7,6 +7,8 @@ same failures as Linux's i2c-dev: a transfer to an address where nothing answers
 transfers, to exercise the drivers' retry and recovery paths: before any byte moves (an address
 NACK: the chip sees nothing), or, with ``after_bytes``, part-way through a read (the chip has
 sent -- and its FIFO has given up -- that many bytes when the transfer fails).
+:meth:`fail_randomly` makes a seeded fraction of all transfers fail that way, as a noisy bus
+does (half before any byte, half part-way through a read).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import errno
 import os
 from collections.abc import Iterable
 
+import numpy as np
+
 from firmware_bridge.emulated.chip import EmulatedImu
 
 I2C_SMBUS_BLOCK_MAX = 32
@@ -24,6 +28,18 @@ I2C_M_RD = 0x0001
 
 def _os_error(code: int) -> OSError:
     return OSError(code, os.strerror(code))
+
+
+def _first_read(i2c_msgs: tuple[object, ...]) -> tuple[int | None, tuple[int, int] | None]:
+    """(address, (register, length)) of the first read of a combined transaction."""
+    pointer: dict[int, int] = {}
+    for msg in i2c_msgs:
+        addr, flags, length = msg.addr, msg.flags, msg.len  # type: ignore[attr-defined]
+        if not flags & I2C_M_RD and bytes(msg):  # type: ignore[call-overload]
+            pointer[addr] = bytes(msg)[0]  # type: ignore[call-overload]
+        elif flags & I2C_M_RD and addr in pointer:
+            return addr, (pointer[addr], length)
+    return (i2c_msgs[0].addr if i2c_msgs else None), None  # type: ignore[attr-defined]
 
 
 class EmulatedBus:
@@ -44,6 +60,8 @@ class EmulatedBus:
         self._fail_after_bytes: int | None = None
         self._fail_min_read: int | None = None
         self.failures_injected = 0
+        self._random_rate = 0.0
+        self._rng: np.random.Generator | None = None
 
     def attach(self, chip: EmulatedImu) -> EmulatedImu:
         if chip.address in self.chips:
@@ -66,6 +84,14 @@ class EmulatedBus:
         self._fail_address = address
         self._fail_after_bytes = after_bytes
         self._fail_min_read = after_bytes if reads_longer_than is None else reads_longer_than
+
+    def fail_randomly(self, rate: float, *, seed: int = 0) -> None:
+        """From now on each transfer fails with probability ``rate`` (0.01 = 1 %): half of
+        the failures before any byte moves (errno 121, an address NACK), half with EIO; an
+        EIO read fails after a random number of bytes (those are consumed, as on a real bus
+        where the chip had sent them). ``rate`` 0 stops it."""
+        self._random_rate = float(rate)
+        self._rng = np.random.default_rng(seed)
 
     # ----- smbus2.SMBus interface ------------------------------------------------------------
 
@@ -96,6 +122,8 @@ class EmulatedBus:
         if self.closed:
             raise _os_error(errno.EBADF)
         pointer: dict[int, int] = {}
+        if self._random_rate > 0:
+            self._maybe_fail_randomly(*_first_read(i2c_msgs))
         if self._fail_min_read is None:
             self._maybe_fail(min((m.addr for m in i2c_msgs), default=None))  # type: ignore[attr-defined]
         else:
@@ -136,10 +164,27 @@ class EmulatedBus:
 
     # ----- internals -------------------------------------------------------------------------
 
+    def _maybe_fail_randomly(self, address: int | None,
+                             reading: tuple[int, int] | None) -> None:
+        if self._rng is None or not self._random_rate \
+                or self._rng.random() >= self._random_rate:
+            return
+        code = errno.EREMOTEIO if self._rng.random() < 0.5 else errno.EIO
+        chip = self.chips.get(address) if address is not None else None
+        if code == errno.EIO and reading is not None and reading[1] > 1 \
+                and chip is not None and chip.plugged:
+            sent = int(self._rng.integers(1, reading[1]))
+            chip.read(reading[0], sent)             # sent before the failure: consumed
+            self.bytes_read += sent
+        self.failures_injected += 1
+        self.transfers += 1
+        raise _os_error(code)
+
     def _chip(self, address: int, *, reading: tuple[int, int] | None) -> EmulatedImu:
         """The chip for a transfer; ``reading``: (register, length) if it reads."""
         if self.closed:
             raise _os_error(errno.EBADF)
+        self._maybe_fail_randomly(address, reading)
         self._maybe_fail(address, reading=reading)
         self.transfers += 1
         return self._present(address)

@@ -70,6 +70,10 @@ class EmulatedImu(ABC):
         self.produced = 0
         """Samples pushed into the FIFO (including ones later lost to an overflow)."""
         self.overflowed_bytes = 0
+        self.cleared_after_overflow_bytes = 0
+        """Bytes a FIFO reset emptied after a real overflow (content the host had to give up
+        because the chip's overflow left it misaligned)."""
+        self._overflowed_since_clear = False
         self._stuck_count: int | None = None
         self.power_on()
 
@@ -166,6 +170,7 @@ class EmulatedImu(ABC):
         self.produced += frames + skipped
         if skipped:
             self.overflow_flag = True
+            self._overflowed_since_clear = True
             self.overflowed_bytes += skipped * self.frame_bytes()
             self.fifo_consumed_bytes += skipped * self.frame_bytes()
         if self.record and raw is not None:
@@ -180,6 +185,7 @@ class EmulatedImu(ABC):
             self.fifo_consumed_bytes += excess
             self.overflowed_bytes += excess
             self.overflow_flag = True
+            self._overflowed_since_clear = True
 
     def pop_fifo(self, n: int) -> bytes:
         """Take ``n`` bytes from the FIFO; reading an empty FIFO gives zeros."""
@@ -196,6 +202,9 @@ class EmulatedImu(ABC):
         return self._stuck_count if self._stuck_count is not None else self.fifo_level_count()
 
     def clear_fifo(self) -> None:
+        if getattr(self, "_overflowed_since_clear", False):
+            self.cleared_after_overflow_bytes += len(self.fifo)
+        self._overflowed_since_clear = False
         self.fifo_consumed_bytes += len(self.fifo)
         self.fifo.clear()
         self.overflow_flag = False

@@ -18,14 +18,18 @@ from firmware_bridge.emulated.chip import EmulatedImu, MotionSource
 from firmware_bridge.imu.mpu6050 import ACCEL_RANGES, GYRO_RANGES, M
 
 VARIANTS = {
-    "MPU-6050": (0x68, 1024),
-    "MPU-6500": (0x70, 512),
-    "MPU-9250": (0x71, 512),
-    "clone-0x70": (0x70, 1024),   # sold as MPU-6050, answers like an MPU-6500
-    "clone-0x71": (0x71, 1024),
-    "clone-0x98": (0x98, 1024),
+    "MPU-6050": (0x68, 1024, "6050"),
+    "MPU-6500": (0x70, 512, "6500"),
+    "MPU-9250": (0x71, 512, "6500"),
+    "MPU-9255": (0x73, 512, "6500"),
+    "clone-0x70": (0x70, 1024, "6500"),   # sold as MPU-6050, answers like an MPU-6500
+    "clone-0x70-6050": (0x70, 1024, "6050"),  # a GY-521 board's clone: 6050 inside, says 0x70
+    "clone-0x71": (0x71, 1024, "6500"),
+    "clone-0x72": (0x72, 1024, "6050"),
+    "clone-0x98": (0x98, 1024, "6050"),
 }
-"""Variant -> (WHO_AM_I, FIFO bytes)."""
+"""Variant -> (WHO_AM_I, FIFO bytes, register set). A "6050" register set has no
+ACCEL_CONFIG2 (0x1D): writes to it are ignored and it reads 0, as on an MPU-6050."""
 
 _GYRO_LSB = {code: lsb for code, lsb in GYRO_RANGES.values()}
 _ACCEL_LSB = {code: lsb for code, lsb in ACCEL_RANGES.values()}
@@ -41,7 +45,7 @@ class EmulatedMpu6050(EmulatedImu):
             raise ValueError(f"unknown variant {variant!r}: expected one of {sorted(VARIANTS)}")
         self.variant = variant
         self.name = variant
-        who_am_i, self.fifo_capacity_bytes = VARIANTS[variant]
+        who_am_i, self.fifo_capacity_bytes, self.register_set = VARIANTS[variant]
         super().__init__(source, address=address, who_am_i=who_am_i, **kwargs)
 
     def _reset_registers(self) -> None:
@@ -80,6 +84,8 @@ class EmulatedMpu6050(EmulatedImu):
         if register == M.FIFO_R_W.address:
             self.fifo.append(value)
             return
+        if register == M.ACCEL_CONFIG2.address and self.register_set == "6050":
+            return                                             # not on an MPU-6050
         self.regs[register] = value
 
     def _is_fifo_port(self, register: int) -> bool:

@@ -63,7 +63,16 @@ class ChipInfo:
     who_am_i_register: int
     who_am_i: int
     fifo_bytes: int
-    """FIFO capacity used to size the read interval (conservative for clones)."""
+    """FIFO capacity used to size the read interval: the smallest FIFO of the parts that give
+    this answer (a clone may hold more; the driver may learn that while configuring)."""
+    fifo_max_bytes: int = 0
+    """The largest FIFO a part giving this answer may have (0: ``fifo_bytes``): a FIFO count
+    above it cannot be true. Overflow itself is judged by the chip's own flag, never by the
+    count, because a clone's FIFO may be larger than the genuine part's."""
+
+    @property
+    def count_limit_bytes(self) -> int:
+        return self.fifo_max_bytes or self.fifo_bytes
 
 
 @dataclass(frozen=True)
@@ -169,6 +178,9 @@ class FifoImuDriver(ABC):
         self._drained_at_s = 0.0
         self._suspect_level = False
         self.output_rate_hz = self.settings.output_rate_hz
+        self.fifo_bytes = info.fifo_bytes
+        """The FIFO size [bytes] the read interval is sized for (a driver that learns the real
+        part while configuring may raise it)."""
         self._timestamps = FifoTimestamper(self.output_rate_hz)
         try:
             self._retrying(self._initialise)
@@ -247,7 +259,7 @@ class FifoImuDriver(ABC):
 
     @property
     def fifo_capacity_frames(self) -> int:
-        return self.info.fifo_bytes // self.frame_bytes
+        return self.fifo_bytes // self.frame_bytes
 
     @property
     def max_read_interval_s(self) -> float:
@@ -367,6 +379,10 @@ class FifoImuDriver(ABC):
         ts, ss = [], []
         for data, lost in segments:
             samples = self._decode(data) if data else np.empty((0, 6))
+            unpaired = len(data) // self.frame_bytes - samples.shape[0]
+            if unpaired > 0:
+                self._note(f"{unpaired} FIFO frame(s) could not be paired")
+                self.health.fifo_faults += 1
             ts.append(self._timestamps.stamp(samples.shape[0], t_before, t_after))
             ss.append(samples)
             self._timestamps.skip(lost)

@@ -169,8 +169,11 @@ class Icm20948Driver(FifoImuDriver):
         status = self._xfer(self._read_register, I.INT_STATUS_2)
         high, low = self._xfer(self._block, I.FIFO_COUNTH, 2)
         count = ((high & 0x1F) << 8) | low
-        if I.FIFO_OVERFLOW_INT.get(status) or count >= FIFO_BYTES:
+        if I.FIFO_OVERFLOW_INT.get(status):
             return FifoLevel(0, overflow=True)
+        if count > self.info.count_limit_bytes:
+            return FifoLevel(0, fault=f"FIFO count {count} is more than the "
+                                      f"{self.info.count_limit_bytes}-byte FIFO holds")
         if count % FRAME_BYTES:
             return FifoLevel(0, fault=f"FIFO count {count} is not a whole number of "
                                       f"{FRAME_BYTES}-byte frames (misaligned)")

@@ -15,7 +15,11 @@ FIFOs differ, and the drivers read what each chip really stores:
   byte holds TAG_SENSOR (bits 7:3; 0x01 gyro, 0x02 accelerometer), TAG_CNT (bits 2:1, the
   2-bit time-slot counter shared by the samples of one batch) and a parity bit. The driver pairs
   a gyro word and an accelerometer word with the same TAG_CNT into one sample, whatever their
-  order, and drops (and counts) a word without a partner.
+  order, and drops (and counts) a word without a partner. A word leaves the FIFO when its last
+  byte (0x7E) is read, so a burst that fails part-way consumed whole words: DIFF_FIFO then
+  says how many, an odd count left means the next word's partner was consumed, and the driver
+  drops that one word to stay aligned on time slots (as the other chips drop a part-read
+  frame), instead of resetting the FIFO.
 
 Full scale codes (FS_XL 00 2 g, 01 16 g, 10 4 g, 11 8 g; FS_G 00 245/250, 01 500, 10 1000,
 11 2000 dps) and sensitivities (0.061..0.488 mg/LSB, 8.75..70 mdps/LSB) are from the datasheets.
@@ -252,9 +256,30 @@ class Lsm6dsoDriver(_Lsm6dsDriver):
         words = s1 | (m.DIFF_FIFO_HIGH.get(s2) << 8)
         return FifoLevel(words // 2)
 
+    max_burst_frames = 72
+    """Frames (two 7-byte words) per I2C burst: 1008 bytes."""
+    recovers_bursts = True
+
     def _read_frames(self, frames: int) -> np.ndarray:
         data = self._burst(Lsm6dsoMap.FIFO_DATA_OUT_TAG, frames * self.frame_bytes,
                            self.WORD_BYTES)
+        return self._decode(data)
+
+    def _read_chunk(self, frames: int) -> bytes:
+        return self.dev.read_block(Lsm6dsoMap.FIFO_DATA_OUT_TAG, frames * self.frame_bytes)
+
+    def _fifo_fill(self) -> tuple[int, int]:
+        m = Lsm6dsoMap
+        s1, s2 = self._xfer(self.dev.read_block, m.FIFO_STATUS1, 2)
+        words = s1 | (m.DIFF_FIFO_HIGH.get(s2) << 8)
+        # a time slot's two words are written together: an odd count means the first word
+        # left is an orphan whose partner the failed burst consumed
+        return words * self.WORD_BYTES, (words % 2) * self.WORD_BYTES
+
+    def _discard(self, nbytes: int) -> None:
+        self.dev.read_block(Lsm6dsoMap.FIFO_DATA_OUT_TAG, nbytes)
+
+    def _decode(self, data: bytes) -> np.ndarray:
         words = np.frombuffer(data, dtype=np.uint8).reshape(-1, self.WORD_BYTES)
         tags = words[:, 0]
         sensor = tags >> 3

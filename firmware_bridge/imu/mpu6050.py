@@ -2,10 +2,16 @@
 
 Register map from the MPU-6000/6050 register map (RM-MPU-6000A) and the MPU-6500 register map
 (RM-MPU-6500A). The two share every register used here; the MPU-6500 family adds
-ACCEL_CONFIG2 (accelerometer filter) and holds 512 FIFO bytes instead of 1024. The MPU-9250 is
-an MPU-6500 with a magnetometer die (not used). Clones sold as "MPU-6050" answer WHO_AM_I with
-0x70 or 0x71 (they behave as an MPU-6500) or 0x98 (6050 registers; FIFO size unknown, so we
-assume the smaller 512 bytes when sizing the read interval).
+ACCEL_CONFIG2 (accelerometer filter) and holds 512 FIFO bytes instead of 1024. The MPU-9250
+(0x71) and MPU-9255 (0x73) are MPU-6500s with a magnetometer die (not used). Clones sold as
+"MPU-6050" (GY-521 boards) answer WHO_AM_I with 0x70, 0x71, 0x72 or 0x98, some with the 6500's
+registers, some with the 6050's (no ACCEL_CONFIG2) and a 1024-byte FIFO. So:
+
+* overflow is the chip's own FIFO_OFLOW_INT flag, never a count threshold: a clone's count
+  legitimately goes past 512;
+* the read interval is sized for the smallest FIFO the answer allows (512 bytes), except when
+  ACCEL_CONFIG2 does not keep what was written: that is an MPU-6050 inside (1024 bytes), and
+  its accelerometer filter is then DLPF_CFG's, as on a 6050.
 
 The FIFO gets accelerometer and gyro (ACCEL_FIFO_EN, XG/YG/ZG_FIFO_EN): one 12-byte frame per
 sample, big-endian int16 ``ax ay az gx gy gz`` (frames follow register order 0x3B..0x48, with
@@ -74,8 +80,8 @@ FRAME_BYTES = 12
 FIFO_ENABLE_BITS = (M.XG_FIFO_EN.put(0, 1) | M.YG_FIFO_EN.put(0, 1) | M.ZG_FIFO_EN.put(0, 1)
                     | M.ACCEL_FIFO_EN.put(0, 1))
 
-FIFO_HARD_LIMIT_BYTES = {"mpu6050": 1024, "mpu6500": 512}
-"""The most a FIFO of each family can report: a larger count is not a real count."""
+MPU6050_FIFO_BYTES = 1024
+"""The FIFO of a part with the MPU-6050's register set (no ACCEL_CONFIG2)."""
 
 
 def sample_rate_divider(output_rate_hz: float) -> tuple[int, float]:
@@ -123,10 +129,14 @@ class Mpu6050Driver(FifoImuDriver):
             (M.INT_ENABLE, M.FIFO_OFLOW_EN.put(0, 1)),
             (M.FIFO_EN, FIFO_ENABLE_BITS),
         ]
-        if self.info.family == "mpu6500":
-            wanted.append((M.ACCEL_CONFIG2, M.A_DLPF_CFG.put(0, dlpf)))
         self._write_verified(wanted, "the chip is not behaving as an MPU-6050 family part "
                                      "(a clone?) or the wiring is bad")
+        if self.info.family == "mpu6500":
+            accel_filter = M.A_DLPF_CFG.put(0, dlpf)
+            d.write(M.ACCEL_CONFIG2, accel_filter)
+            if d.read(M.ACCEL_CONFIG2) != accel_filter:
+                # an MPU-6050 inside a part that answers like a 6500: its FIFO is the 6050's
+                self.fifo_bytes = max(self.info.fifo_bytes, MPU6050_FIFO_BYTES)
         self._reset_fifo()
         return rate
 
@@ -139,9 +149,11 @@ class Mpu6050Driver(FifoImuDriver):
         status = self._xfer(self.dev.read, M.INT_STATUS)
         high, low = self._xfer(self.dev.read_block, M.FIFO_COUNTH, 2)
         count = (high << 8) | low
-        limit = FIFO_HARD_LIMIT_BYTES[self.info.family]
-        if M.FIFO_OFLOW_INT.get(status) or count >= limit:
+        if M.FIFO_OFLOW_INT.get(status):
             return FifoLevel(0, overflow=True)
+        if count > self.info.count_limit_bytes:
+            return FifoLevel(0, fault=f"FIFO count {count} is more than any "
+                                      f"{self.chip} holds ({self.info.count_limit_bytes} bytes)")
         if count % FRAME_BYTES:
             return FifoLevel(0, fault=f"FIFO count {count} is not a whole number of "
                                       f"{FRAME_BYTES}-byte frames (misaligned)")

@@ -24,7 +24,8 @@ def person_scenario(duration_s: float, *, seed: int = 0, radius_m: float = 0.075
                     fast_fraction: float = 0.2, max_speed_m_s: float = 0.05,
                     gyro_bias_max_rad_s: float = 20 * DEG, gyro_noise_rad_s: float = 0.003,
                     accel_noise_m_s2: float = 0.04, random_mounting: bool = True,
-                    wobble_max: float = 0.25) -> Scenario:
+                    wobble_max: float = 0.25, breathing_m: tuple[float, float] = (0.001, 0.005),
+                    lean_rad: tuple[float, float] = (1.0 * DEG, 6.0 * DEG)) -> Scenario:
     """A plausible person doing a lower-back routine for about ``duration_s`` seconds.
 
     Sets of slow strokes (2-4 cm/s over 4-12 cm) back and forth, with an uneven hand (speed
@@ -32,7 +33,9 @@ def person_scenario(duration_s: float, *, seed: int = 0, radius_m: float = 0.075
     of 20-30 s on tender spots with breathing and leaning, short rests; with a ball, twists on
     the spot now and then. The sensor is mounted at random, with a gyro
     offset of up to ``gyro_bias_max_rad_s`` per axis that drifts as the chip warms, accelerometer
-    offsets of up to 0.3 m/s^2 and gyro sensitivity errors of up to 2 %.
+    offsets of up to 0.3 m/s^2 and gyro sensitivity errors of up to 2 %. A hold's breathing
+    (peak to peak [m]) and lean (peak tilt [rad]) are drawn from ``breathing_m`` and
+    ``lean_rad``: deep breathing is up to 6 mm, a lean to reach another part 20-30 degrees.
     ``start_rolling`` begins in the middle of rolling, with no still moment first.
     Speeds avoid the ambiguous band just around ``max_speed_m_s``.
     """
@@ -76,9 +79,9 @@ def person_scenario(duration_s: float, *, seed: int = 0, radius_m: float = 0.075
         roll = rng.random()
         if roll < 0.55:
             add(HoldSegment(float(rng.uniform(20.0, 30.0)),
-                            breathing_m=float(rng.uniform(0.001, 0.005)),
+                            breathing_m=float(rng.uniform(*breathing_m)),
                             breathing_period_s=float(rng.uniform(3.0, 5.5)),
-                            lean_rad=float(rng.uniform(1.0, 6.0)) * DEG,
+                            lean_rad=float(rng.uniform(*lean_rad)),
                             lean_period_s=float(rng.uniform(5.0, 10.0)),
                             yaw_rad=float(rng.uniform(0.0, 5.0)) * DEG))
         elif roll < 0.8:

@@ -31,6 +31,13 @@ class Scenario:
     """Accelerometer zero-g offset, sensor axes [m/s^2]."""
     gyro_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
     """Gyro sensitivity of each sensor axis relative to nominal (MEMS parts: +-3 %)."""
+    vibration_m_s2: float = 0.0
+    """Amplitude of an engine-like vibration on the accelerometer [m/s^2] (0: none): a
+    fundamental near 27 Hz and two harmonics along fixed random directions, slowly modulated,
+    as a sensor bolted near a running engine, a roller on a wooden floor or a phone in a case
+    feels. Single samples then point several degrees away from gravity."""
+    vibration_rad_s: float = 0.0
+    """The same vibration's amplitude on the gyro [rad/s]."""
 
     @property
     def duration_s(self) -> float:

@@ -143,6 +143,28 @@ class SimulatedRoller:
         out[:, 3:] *= np.asarray(sc.gyro_scale)
         out[:, 3:] += self.gyro_bias(t)
         out[:, 3:] += rng.normal(0.0, sc.gyro_noise_rad_s, size=(t.size, 3))
+        if sc.vibration_m_s2 or sc.vibration_rad_s:
+            out += self.vibration(t)
+        return out
+
+    def vibration(self, t: np.ndarray) -> np.ndarray:
+        """(N, 6) the scenario's engine-like vibration at times ``t`` [s]: three harmonics of
+        a 27 Hz fundamental, each along its own direction (fixed by the seed), their amplitude
+        breathing by +-30 % over a few seconds. Deterministic for (seed, t)."""
+        sc = self.scenario
+        t = np.asarray(t, dtype=float).reshape(-1)
+        rng = np.random.default_rng([self.seed, 0x5EB])
+        out = np.zeros((t.size, 6))
+        for order, share in ((1, 1.0), (2, 0.6), (3, 0.3)):
+            f_hz = 27.0 * order * (1.0 + rng.uniform(-0.02, 0.02))
+            phase = rng.uniform(0.0, 2 * np.pi)
+            swell = 1.0 + 0.3 * np.sin(2 * np.pi * t / rng.uniform(3.0, 7.0) + phase)
+            wave = share * swell * np.sin(2 * np.pi * f_hz * t + phase)
+            for cols, amplitude in ((slice(0, 3), sc.vibration_m_s2),
+                                    (slice(3, 6), sc.vibration_rad_s)):
+                direction = rng.normal(size=3)
+                direction /= np.linalg.norm(direction)
+                out[:, cols] += amplitude * wave[:, None] * direction
         return out
 
     # -- what a recorder logs --------------------------------------------------------------

@@ -7,7 +7,8 @@ results are what the service would have reported live (``emitted_at_s`` says whe
 summary by default; ``--json`` prints exactly one JSON object (see
 :meth:`roller.recordings.summary.RecordingReport.to_dict`; events in the MQTT event schema,
 :func:`analysis_json`). A malformed recording ends with one error line naming the file, the
-line and the problem, and exit status 2.
+line and the problem, and exit status 2; so does a recording whose units do not fit (or a
+``--units`` that cannot be read): every refusal of bad input is status 2.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ import math
 import sys
 
 from roller.base.settings import from_mapping
+
+EX_USAGE = 2
+"""Exit status for bad input (a malformed recording, units that do not fit)."""
 
 HELP = "analyse a recording: strokes, holds, speed and too-fast moments"
 
@@ -107,19 +111,24 @@ def settings_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     # Lazy: `roller --help` imports every command module; the pipeline waits for run().
     from roller.recordings.analysis import analyze, warnings_for
-    from roller.recordings.units import Units
+    from roller.recordings.units import Units, UnitsError
 
     settings = settings_from_args(args)
-    units = Units.parse(args.units) if args.units else None
-    if args.plot:  # the same analysis, its speed kept for the chart (roller/recordings/plot.py)
-        from pathlib import Path
+    try:
+        units = Units.parse(args.units) if args.units else None
+        if args.plot:  # the same analysis, its speed kept for the chart (roller/recordings/plot.py)
+            from pathlib import Path
 
-        from roller.recordings.plot import plot_recording
+            from roller.recordings.plot import plot_recording
 
-        summary, _ = plot_recording(args.file, settings, Path(args.plot), units=units)
-        print(f"roller analyze: chart written to {args.plot}", file=sys.stderr)
-    else:
-        summary = analyze(args.file, settings, debug=args.debug, units=units)
+            summary, _ = plot_recording(args.file, settings, Path(args.plot), units=units)
+            print(f"roller analyze: chart written to {args.plot}", file=sys.stderr)
+        else:
+            summary = analyze(args.file, settings, debug=args.debug, units=units)
+    except UnitsError as exc:
+        # bad input like a malformed recording (exit 2, as the README says), not a failure
+        print(f"roller analyze: bad recording: {exc}", file=sys.stderr)
+        return EX_USAGE
     warnings = warnings_for(summary)
     for line in warnings:
         print(f"roller analyze: warning: {args.file}: {line}", file=sys.stderr)

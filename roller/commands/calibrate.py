@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Lazy: `roller --help` imports every command module; the pipeline waits for run().
+    # Lazy: `roller --help` imports every command module; the drivers and the pipeline wait
+    # for run().
     import numpy as np
 
     from firmware_bridge.clock import ManualClock, SystemClock

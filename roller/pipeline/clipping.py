@@ -18,9 +18,13 @@ gyro missing rotation: gravity turned more than the gyro says. A gyro offset als
 disagree, but one sense reads low by what the other reads high, while a clip reads low in both
 and sits at the same magnitude in both senses. So the full scale is taken as known once two
 plateaus in opposite senses sit at the same magnitude and read low by ``min_deficit`` on
-average. From then on that level is the channel's full scale, and the plateaus that revealed
-it are marked too (:meth:`ClipDetector.mark`, for the stages that learn from frames kept back).
-Works on frames, so it does not depend on the block size.
+average (and no rate on that channel has gone above that level). From then on that level is
+the channel's full scale, and the plateaus that revealed it are marked too
+(:meth:`ClipDetector.mark`, for the stages that learn from frames kept back). A learnt full
+scale is dropped as soon as the channel reads more than it (a chip cannot read beyond its full
+scale, so the plateaus were motion): the frames it alone had counted clipped are uncounted, so
+no clipping is reported for unclipped data, and learning starts again. A configured full scale
+is never dropped. Works on frames, so it does not depend on the block size.
 """
 
 from __future__ import annotations
@@ -91,9 +95,14 @@ class ClipDetector:
         self.clipped_frames = 0
         self.last_clipped = False
         self.learnt = np.zeros(6, dtype=bool)
-        self.retro: list[tuple[int, int, int]] = []
+        self.retro: list[list[int]] = []
         """Frame index ranges found clipped only once their plateaus were recognised (first,
-        last, the frame from which that is known)."""
+        last, the frame from which that is known, the frame from which it no longer holds
+        because the full scale was dropped, the gyro channel)."""
+        self._sole = np.zeros(3, dtype=np.int64)
+        """Frames counted clipped by each gyro channel's learnt full scale alone."""
+        self.dropped = 0
+        """Learnt full scales dropped because the channel read more."""
         self.suspect: list[list] = []
         """Plateaus (clip or not; first frame, frame from which it is known, last frame or None
         while it lasts): the gyro offset is not learnt from them, since whether they read low is
@@ -106,21 +115,72 @@ class ClipDetector:
         dur = np.where(frames.duration_s > 0, frames.duration_s, 1.0)
         rates = frames.rotation_rad / dur[:, None]
         values = np.abs(np.concatenate([frames.accel_m_s2, rates], axis=1))
-        clipped = (values >= self.level * (1.0 - self.settings.margin)).any(axis=1)
+        margin = self.settings.margin
+        by_channel = values >= self.level * (1.0 - margin)
+        start = np.zeros(3, dtype=np.int64)     # frames of this block each channel follows from
+        for k in range(3):
+            if self.learnt[3 + k]:
+                over = np.flatnonzero(values[:, 3 + k] > self.level[3 + k] * (1.0 + margin))
+                if over.size:
+                    i = int(over[0])
+                    self._count_sole(k, by_channel[:i])
+                    self._drop(k, int(frames.index[i]))
+                    by_channel[i:, 3 + k] = False
+                    start[k] = i
+        floor = self.settings.min_plateau_rad_s
         for k in range(3):
             if not self._known[3 + k]:
-                for i in range(n):
+                mags = values[:, 3 + k]
+                candidates = np.flatnonzero(mags >= floor)
+                i = int(start[k])
+                while i < n:
+                    if self._runs[k] is None:
+                        # no plateau under way: frames below the floor only raise the highest
+                        # rate seen (what _follow would do with each), so skip them at once
+                        j = int(candidates[np.searchsorted(candidates, i)]) \
+                            if candidates.size and candidates[-1] >= i else n
+                        if j > i:
+                            self._highest[k] = max(self._highest[k], float(mags[i:j].max()))
+                            i = j
+                            continue
                     self._follow(k, int(frames.index[i]), rates[i], frames.accel_m_s2[i],
                                  float(dur[i]))
+                    i += 1
                     if self.learnt[3 + k]:
+                        i -= 1
                         # known from the next frame on (so blocks do not matter)
                         self._known[3 + k] = True
                         later = values[i + 1:, 3 + k]
-                        clipped[i + 1:] |= later >= self.level[3 + k] * (1 - self.settings.margin)
+                        by_channel[i + 1:, 3 + k] = later >= self.level[3 + k] * (1 - margin)
+                        self._count_sole(k, by_channel[i + 1:])
                         break
+            elif self.learnt[3 + k]:
+                self._count_sole(k, by_channel[start[k]:])
+        clipped = by_channel.any(axis=1)
         self.clipped_frames += int(clipped.sum())
         self.last_clipped = bool(clipped[-1])
         return replace(frames, clipped=clipped)
+
+    def _count_sole(self, k: int, by_channel: np.ndarray) -> None:
+        """Count the frames that gyro channel ``k``'s learnt full scale alone marks."""
+        if by_channel.size:
+            others = np.delete(by_channel, 3 + k, axis=1).any(axis=1)
+            self._sole[k] += int((by_channel[:, 3 + k] & ~others).sum())
+
+    def _drop(self, k: int, index: int) -> None:
+        """Gyro channel ``k`` read more than its learnt full scale at frame ``index``: that
+        level was never its full scale. Uncount what it alone marked; learn afresh."""
+        self.clipped_frames -= int(self._sole[k])
+        self._sole[k] = 0
+        self.level[3 + k] = np.inf
+        self.learnt[3 + k] = False
+        self._known[3 + k] = False
+        self._low[k] = {}
+        self._runs[k] = None
+        self.dropped += 1
+        for entry in self.retro:
+            if entry[4] == k and entry[3] > index:
+                entry[3] = index
 
     def _follow(self, k: int, index: int, w: np.ndarray, acc: np.ndarray, dt: float) -> None:
         s = self.settings
@@ -171,10 +231,13 @@ class ClipDetector:
         self._low[k][run.sign] = (level, run.first, last, deficit)
         other = self._low[k].get(-run.sign)
         if other is not None and abs(other[0] - level) <= s.symmetry * max(level, other[0]) \
-                and 0.5 * (deficit + other[3]) >= s.min_deficit:
+                and 0.5 * (deficit + other[3]) >= s.min_deficit \
+                and max(run.hi, other[0]) >= (1 - s.plateau_spread) * self._highest[k]:
             self.level[3 + k] = min(run.lo, other[0] * (1 - 0.5 * s.plateau_spread))
             self.learnt[3 + k] = True
-            self.retro += [(run.first, last, last + 1), (other[1], other[2], last + 1)]
+            never = np.iinfo(np.int64).max
+            self.retro += [[run.first, last, last + 1, never, k],
+                           [other[1], other[2], last + 1, never, k]]
 
     def forget_before(self, index: int) -> None:
         """Drop the plateaus that ended before frame ``index`` (no stage will learn from
@@ -201,8 +264,8 @@ class ClipDetector:
             return frames
         extra = np.zeros(len(frames), dtype=bool)
         newest = int(frames.index[-1])
-        for lo, hi, known in self.retro:
-            if known <= newest:
+        for lo, hi, known, dropped, _k in self.retro:
+            if known <= newest < dropped:
                 extra |= (frames.index >= lo) & (frames.index <= hi)
         if not extra.any():
             return frames
@@ -211,4 +274,4 @@ class ClipDetector:
     def state(self) -> dict:
         return {"clipped_frames": self.clipped_frames, "last_clipped": self.last_clipped,
                 "full_scale": [None if not np.isfinite(v) else float(v) for v in self.level],
-                "learnt_from_data": self.learnt.tolist()}
+                "learnt_from_data": self.learnt.tolist(), "dropped": self.dropped}

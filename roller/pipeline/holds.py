@@ -1,6 +1,8 @@
 """Holds: the roller stays put (within about 1 cm) for at least 3 s.
 
-A hold is the time between two legs that travel at least ``hold_max_travel_m`` (default 1 cm):
+A hold is the time between two legs that travel at least ``hold_max_travel_m`` (default 1.5
+cm: deep breathing with a lean rocks the roller through legs of up to about 1 cm, and a stroke
+needs 2 cm anyway):
 it starts where the last such leg ended and ends where the next one started. Breathing (a few
 millimetres of rocking) and leaning (rotation about axes other than the roll axis, which the
 speed stage ignores) never make such a leg, so they neither end a hold nor count as strokes.

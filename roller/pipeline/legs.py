@@ -18,7 +18,7 @@ Working on position with these small hysteresis distances makes the cut immune t
 breathing (a few mm of rocking never travels ``start_travel_m`` from a still point before the
 stop rule re-anchors it), and the slow creep of a slightly wrong gyro offset is re-anchored
 away too. Strokes are the legs of at least 2 cm (:mod:`roller.pipeline.strokes`); holds are the
-time between legs that travel more than 1 cm (:mod:`roller.pipeline.holds`).
+time between legs that travel more than 1.5 cm (:mod:`roller.pipeline.holds`).
 
 Where exactly a leg starts and stops: a hand starts and stops a roller smoothly (acceleration
 builds up from zero), so near a start or a stop the speed grows with the square of the time
@@ -66,8 +66,10 @@ class LegSettings:
     stop_wait_s: float = setting(1.2, unit="s", minimum=0.0,
                                  doc="how long under the stop speed ends a leg whose speed "
                                      "does not come down to the low level (breathing)")
-    big_travel_m: float = setting(0.01, unit="m", minimum=0.002, maximum=0.2,
-                                  doc="travel that ends a hold (breathing stays under it)")
+    big_travel_m: float = setting(0.015, unit="m", minimum=0.002, maximum=0.2,
+                                  doc="travel that ends a hold: deep breathing (up to 6 mm) "
+                                      "with a 20-30 degree lean makes legs of up to about "
+                                      "10 mm and must stay under it; a stroke is 20 mm")
     shake_window_s: float = setting(0.4, unit="s", minimum=0.05,
                                     doc="window over which a shaking stop is judged by travel")
     shake_travel_m: float = setting(0.003, unit="m", minimum=0.0,

@@ -23,6 +23,7 @@ estimates can be trusted, so the first stroke is measured with the axis it revea
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,9 @@ from roller.pipeline.settings import PipelineSettings
 from roller.pipeline.speed import SpeedEstimator
 from roller.pipeline.strokes import StrokeDetector, StrokeSettings
 from roller.pipeline.too_fast import TooFastDetector, TooFastSettings
+
+_TIME_FIELDS = ("start", "end", "emitted_at")
+"""The time fields of the events [s]."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,9 @@ class Pipeline:
         self._mode = "live" if self._calibrated_start else "warm"
         self._buffer: list[Frames] = []     # kept back during start-up
         self._epoch: list[Frames] = []      # the current epoch's frames, to learn from
+        self._origin: float | None = None
+        """Time of the first sample [s]: every stage works on times since it (see
+        :meth:`_relative`), events and the live state are given back on the samples' clock."""
         self._last_t = math.nan
         self._last_v = 0.0
         self._last_g = np.array([0.0, 0.0, 1.0])
@@ -124,8 +131,11 @@ class Pipeline:
         (N, 6) accel [m/s^2] then gyro [rad/s], sensor axes. Returns the events now known."""
         t = np.asarray(t, dtype=np.float64).reshape(-1)
         if t.size:
+            if self._origin is None:
+                self._origin = float(t[0])
+            t = self._relative(t)
             self._last_t = float(t[-1])
-        return self._process(self.framer.update(t, samples))
+        return self._absolute(self._process(self.framer.update(t, samples)))
 
     def finish(self) -> list[Event]:
         """End of the recording (or session): close what is still open."""
@@ -134,14 +144,38 @@ class Pipeline:
             # learn from the last, partial epoch too before measuring what was kept back
             self._learn_held_back(Frames.concat(self._epoch))
             self._epoch = []
-            events += self._release()
+            events += self._release(self._last_t)
         t_end = self._last_t
         if self.legs is not None and not math.isnan(t_end):
             events += self.strokes.update(self.legs.finish(t_end))
         if not math.isnan(t_end):
             events += self.holds.finish(t_end)
             events += self.too_fast.finish(t_end)
-        return events
+        return self._absolute(events)
+
+    TIME_QUANTUM_S = 1e-6
+    """Resolution of the times the stages work on: the recording format's microsecond."""
+
+    def _relative(self, t: np.ndarray) -> np.ndarray:
+        """Times since the first sample, on a microsecond grid [s].
+
+        Thresholds on absolute times made results depend on where the clock started (a live
+        service's monotonic clock, a phone's Unix time): the same samples 1e9 s later have
+        an ulp of 1.2e-7 s, so a frame edge or a 3.0 s hold compared a hair differently. Times
+        since the first sample, rounded to the microsecond, are the same numbers whatever
+        constant was added to the clock (its rounding error stays far under half a
+        microsecond up to 1e9 s), so every stage decides identically."""
+        assert self._origin is not None
+        return np.rint((t - self._origin) / self.TIME_QUANTUM_S) * self.TIME_QUANTUM_S
+
+    def _absolute(self, events: list[Event]) -> list[Event]:
+        """Events with their times back on the samples' clock."""
+        if not events or not self._origin:
+            return events
+        o = self._origin
+        return [dataclasses.replace(ev, **{name: getattr(ev, name) + o
+                                           for name in _TIME_FIELDS if hasattr(ev, name)})
+                for ev in events]
 
     def _process(self, frames: Frames) -> list[Event]:
         n = len(frames)
@@ -167,13 +201,14 @@ class Pipeline:
                 break
             self._learn_held_back(Frames.concat(self._epoch))
             self._epoch = []
+            now = float(chunk.known_at[-1])
             if self._confident():
                 self._mode = "live"
-                events += self._release()
+                events += self._release(now)
             elif self._mode == "lagged" or \
                     self._frames_seen * self.frame_s >= self.startup.max_warmup_s:
                 self._mode = "lagged"
-                events += self._release()
+                events += self._release(now)
         if lo < n:
             events += self._process_live(frames.select(lo, n))
         return events
@@ -236,14 +271,19 @@ class Pipeline:
             return False
         return self._bias_given or self.bias.evidence_s(self.axis.axis) >= need
 
-    def _release(self) -> list[Event]:
-        """Measure the frames kept back, with the estimates now known."""
+    def _release(self, now: float) -> list[Event]:
+        """Measure the frames kept back, with the estimates now known. ``now`` [s, relative]:
+        the time of the sample that let them be measured. Their events became known only
+        then, whatever frames they lie in: ``emitted_at`` says so (a coach or a subscriber
+        measuring latency must see the start-up's wait)."""
         frames = Frames.concat(self._buffer)
         self._buffer = []
         if not len(frames):
             return []
         axis = np.zeros(3) if self.axis.axis is None else self.axis.axis
-        return self._detect(frames, self.bias.bias, axis)
+        events = self._detect(frames, self.bias.bias, axis)
+        return [ev if ev.emitted_at >= now  # type: ignore[attr-defined]
+                else dataclasses.replace(ev, emitted_at=now) for ev in events]
 
     def _detect(self, frames: Frames, bias: np.ndarray, axis: np.ndarray) -> list[Event]:
         """Run the detectors over frames, measured with ``bias`` and ``axis`` (one for all, or
@@ -287,7 +327,9 @@ class Pipeline:
             since_last_leg_s=None if last_end is None or legs is None else legs.now - last_end)
         if phase == "holding":
             hold_time = max(0.0, self._last_t - self.holds.start)
-        return LiveState(t=0.0 if math.isnan(self._last_t) else self._last_t,
+        now = 0.0 if math.isnan(self._last_t) or self._origin is None \
+            else self._origin + self._last_t
+        return LiveState(t=now,
                          speed_m_s=abs(self._last_v), velocity_m_s=self._last_v, phase=phase,
                          stroke_count=self.strokes.count, hold_time_s=hold_time,
                          too_fast=self.too_fast.alerting, calibrated=self._mode == "live",
