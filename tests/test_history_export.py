@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import sqlite3
 from datetime import datetime
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def with_distance(summary, distances_m):
     """The summary with a distance per step, as a coach that reports one would give."""
     steps = tuple({**st, "distance_m": d} for st, d in zip(summary.steps, distances_m,
                                                            strict=True))
-    return dataclasses.replace(summary, steps=steps)
+    return dataclasses.replace(summary, steps=steps, distance_m=sum(distances_m))
 
 
 @pytest.fixture
@@ -36,6 +37,8 @@ def db(tmp_path: Path) -> Path:
         h.record(with_distance(session(30, 25, wall=WALL), (0.9, 0.4)), device_id="mat1")
         h.record(session(10, 12, wall=WALL + 86_400), device_id="mat1")  # no distance kept
         h.record(session(20, 20, wall=WALL + 3 * 86_400), device_id="mat2")
+    with sqlite3.connect(path) as db:  # session 2 as a file of schema 1 keeps it: no distance
+        db.execute("UPDATE sessions SET distance_m = NULL WHERE id = 2")
     return path
 
 
@@ -67,7 +70,7 @@ def test_fit_round_trips_our_values(db: Path) -> None:
     assert names[0] == ("strokes", "strokes") and names[4] == ("mean_speed", "m/s")
     dev = s["developer_fields"]
     assert dev[0] == r.strokes
-    assert dev[1] == pytest.approx(1.3, rel=1e-6)  # distance: the steps' sum
+    assert dev[1] == pytest.approx(1.3, rel=1e-6)  # distance: the session's (= the steps' sum)
     assert dev[3] == pytest.approx(r.too_fast_s, rel=1e-6)
     assert dev[4] == pytest.approx(r.mean_speed_m_s, rel=1e-6)
     assert dev[2] == pytest.approx(sum(st["holding_s"] for st in detail.steps), rel=1e-6)

@@ -243,7 +243,7 @@ class History:
 
     def _record(self, summary: SessionSummary, device_id: str) -> int:
         s = summary
-        columns = {"device_id": device_id, **s.columns(), "distance_m": _distance_m(s)}
+        columns = {"device_id": device_id, **s.columns()}
         with self._tx() as db:
             cur = db.execute(
                 f"INSERT INTO sessions ({', '.join(columns)}) "
@@ -322,15 +322,3 @@ class History:
     def count(self) -> int:
         with self._reading():
             return int(self._db.execute("SELECT count(*) FROM sessions").fetchone()[0])
-
-
-def _distance_m(summary: SessionSummary) -> float | None:
-    """The session's distance [m]: the summary's own, else the sum of its steps' when every
-    step has one; None when unknown (today's coach reports no distance per step)."""
-    own = getattr(summary, "distance_m", None)
-    if own is not None:
-        return float(own)
-    steps = [st.get("distance_m") for st in summary.steps]
-    if steps and all(d is not None for d in steps):
-        return float(sum(steps))
-    return None

@@ -440,6 +440,7 @@ SUMMARY_FIELDS: tuple[Field, ...] = (
     _f("left_share", "number or null", "1", "left / (left + right); 0.5 is even"),
     _f("strokes", "int", "-", "strokes in the session (the `session` topic's figure; "
                               "`steps` count their own)"),
+    _f("distance_m", "number", "m", "distance rolled in the session's strokes"),
     _f("holds", "int", "-", "finished holds in the session"),
     _f("longest_hold_s", "number", "s", "the longest hold"),
     _f("too_fast_count", "int", "-", "too-fast excursions"),
