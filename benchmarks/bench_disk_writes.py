@@ -48,6 +48,9 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from bench_service import Listener, start_broker  # noqa: E402
 
+TRACE_WRITES = os.environ.get("BENCH_TRACE_WRITES", "")
+"""``,pwrite64,write`` (say) adds the writes to the trace log, to see where bytes go."""
+
 TARGETS = {"syncs_per_min": 30.0, "kb_per_min": 300.0}
 SYNC_LINE = re.compile(r"^(\d+)\s+(\d+\.\d+)\s+(fsync|fdatasync|sync_file_range)\(")
 
@@ -98,7 +101,7 @@ def bench_rolling(workdir: Path, seconds: float, rate_hz: float, broker_down: bo
     out = open(workdir / "roller-run.log", "w")  # noqa: SIM115 - the child owns it
     tracer = subprocess.Popen(
         ["strace", "-f", "-qq", "-ttt", "--seccomp-bpf", "-o", str(trace),
-         "-e", "trace=fsync,fdatasync,sync_file_range",
+         "-e", f"trace=fsync,fdatasync,sync_file_range{TRACE_WRITES}",
          str(REPO / ".venv" / "bin" / "roller"), "run", "--simulate", "--config", str(config),
          "--broker", f"127.0.0.1:{port}", "--log-level", "warning"],
         stdout=out, stderr=out, env=env)
@@ -195,7 +198,10 @@ def main(argv: list[str] | None = None) -> int:
                   and r["kb_per_min"] <= TARGETS["kb_per_min"])
         print("targets met" if ok else "TARGETS MISSED")
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if TRACE_WRITES:
+            print(f"trace log kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from small_disk import small_disk
 
+from firmware_bridge.clock import ManualClock
 from roller.mqtt.outbox import Outbox, OutboxError
 
 
@@ -240,17 +241,17 @@ def test_memory_is_bounded_and_drops_are_counted(tmp_path):
 
 
 def test_retries_wait_for_the_interval(tmp_path):
-    now = [0.0]
-    box = Outbox(tmp_path / "o.db", retry_interval_s=5.0, clock=lambda: now[0])
+    clock = ManualClock()
+    box = Outbox(tmp_path / "o.db", retry_interval_s=5.0, clock=clock)
     box._db.execute("PRAGMA max_page_count = 1")  # a file that cannot grow: SQLITE_FULL
     box.add("t/e", {"i": 0, "pad": "x" * 5000}, numbered=True)
     assert box.disk_error is not None
     box._db.execute("PRAGMA max_page_count = 100000")
-    now[0] = 4.9
+    clock.advance(4.9)
     box.add("t/e", {"i": 1}, numbered=True)
     assert box.in_memory == 2  # not retried yet
     assert not box.retry_disk(force=False) and box.in_memory == 2
-    now[0] = 5.1
+    clock.advance(0.2)
     box.add("t/e", {"i": 2}, numbered=True)
     assert box.in_memory == 0 and box.disk_error is None and _seqs(box) == [1, 2, 3]
 
