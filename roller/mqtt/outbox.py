@@ -161,6 +161,8 @@ class Outbox:
         self.file_problem: str | None = None
         """What happened to the file last (deleted or replaced while running), or None. The
         service reports it on ``error`` and in ``health``."""
+        self.syncs = 0
+        """How many times the WAL was synced (fdatasync) since the start."""
         self.file_replacements = 0
         """How often the file was found deleted or replaced and a new one opened."""
         self._disk_error: str | None = None
@@ -495,6 +497,7 @@ class Outbox:
             if self._wal_fd is None:  # kept open: one open per file, not per sync
                 self._wal_fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
             os.fdatasync(self._wal_fd)
+            self.syncs += 1
         except OSError as exc:
             self._go_to_memory(OutboxError(f"outbox {self.path}: cannot sync the WAL: {exc}"))
 
