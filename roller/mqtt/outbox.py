@@ -430,8 +430,9 @@ class Outbox:
     def _housekeep(self) -> None:
         """Write acknowledgements and sync when due (every public call checks; both cost a
         clock read when nothing is due)."""
-        if self._disk_error is not None or self._db is None:
-            return
+        if self._disk_error is not None or self._db is None or (
+                self._write_due_at == self._acks_due_at == self._sync_due_at == math.inf):
+            return  # nothing pending: not even a clock read (this runs several times a tick)
         now = self._clock.monotonic()
         if now >= self._write_due_at:
             self._write_held()
