@@ -411,11 +411,22 @@ class Outbox:
                 self._sync_due_at = math.inf
             if not stored or self._db is None:  # without a file every message is in memory
                 return
+            stored = self._still_stored(stored)  # one dropped meanwhile is not counted twice
             self._acked_in_memory.update(stored)
             self._count -= len(stored)
             if self._acks_due_at == math.inf:
                 self._acks_due_at = self._clock.monotonic() + self.sync_interval_s
             self._housekeep()
+
+    def _still_stored(self, ids: list[int]) -> list[int]:
+        """Those of ``ids`` the file still holds (a read, by primary key)."""
+        marks = ",".join("?" * len(ids))
+        try:
+            found = {i for (i,) in self._db.execute(
+                f"SELECT id FROM outbox WHERE id IN ({marks})", ids).fetchall()}
+        except sqlite3.Error:  # cannot even read: count them as the caller says
+            return ids
+        return [i for i in ids if i in found]
 
     def flush(self) -> None:
         """Write the acknowledgements kept back and sync the file now (at close, and for
