@@ -572,3 +572,27 @@ def test_any_interleaving_of_events_held_state_acks_and_crashes_keeps_every_even
         assert len(held) == len(box)
         assert set(waiting.values()) <= {m.payload for m in held}
     box.close()
+
+
+def test_a_file_that_refuses_writes_at_start_still_delivers_what_it_holds(tmp_path,
+                                                                         monkeypatch):
+    """A card that went read-only before the start: the earlier run's messages still go out,
+    new ones wait in memory under a new epoch. (SQLite's ``query_only`` gives the refusal a
+    read-only card gives; file modes do not bind root.)"""
+    path = tmp_path / "o.db"
+    old = Outbox(path)
+    left = old.add("t/e", {"run": 1}, numbered=True)
+    old.close()
+    connect = Outbox._connect
+
+    def read_only(self):
+        db = connect(self)
+        db.execute("PRAGMA query_only = 1")
+        return db
+
+    monkeypatch.setattr(Outbox, "_connect", read_only)
+    box = Outbox(path, retry_interval_s=3600.0)
+    assert "readonly" in (box.disk_error or "")
+    new = box.add("t/e", {"run": 2}, numbered=True)
+    assert [m.id for m in box.claim(5)] == [left.id, new.id]
+    assert json.loads(new.payload)["epoch"] != old.epoch

@@ -175,7 +175,12 @@ class Outbox:
         try:
             self._db = self._connect()
             self._reload()
-            self._begin_run()
+            try:
+                self._begin_run()
+            except OutboxError as exc:  # the file reads but refuses writes: deliver what it
+                if not _is_disk_fault(exc.__cause__ or exc):  # holds, keep new ones in memory
+                    raise
+                self._go_to_memory(exc)
         except (sqlite3.Error, OSError) as exc:
             cause = exc.__cause__ if isinstance(exc, OutboxError) else exc
             if not _is_disk_fault(cause or exc):  # not a database, corrupt: a person must look
