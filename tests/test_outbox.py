@@ -448,13 +448,22 @@ def test_retained_state_the_broker_takes_at_once_never_reaches_the_file(tmp_path
     assert [m.payload for m in Outbox(path).peek_all()] == [b"step 3"]
 
 
-def test_without_a_broker_retained_state_is_written_at_once(tmp_path):
-    box = Outbox(tmp_path / "o.db")
+def test_without_a_broker_retained_state_is_written_at_once_then_every_few_seconds(tmp_path):
+    clock = ManualClock()
+    box = Outbox(tmp_path / "o.db", clock=clock)
     box.add("t/session", b"s1", retain=True, supersede=True)
+    assert _file_rows(tmp_path / "o.db") == [("t/session", b"s1")]  # the first: at once
+    for i in range(2, 6):  # newer values: in memory, replacing the stored one
+        clock.advance(1.0)
+        box.add("t/session", f"s{i}".encode(), retain=True, supersede=True)
+        assert [m.payload for m in box.peek_all()] == [f"s{i}".encode()] and len(box) == 1
     assert _file_rows(tmp_path / "o.db") == [("t/session", b"s1")]
-    box.add("t/session", b"s2", retain=True, supersede=True)
-    assert _file_rows(tmp_path / "o.db") == [("t/session", b"s2")]
-    box.close()
+    clock.advance(2.0)
+    box.claim(0)  # five seconds after s2 was held: the newest replaces the stored one at once
+    assert _file_rows(tmp_path / "o.db") == [("t/session", b"s5")]
+    box.add("t/session", b"s6", retain=True, supersede=True)
+    box.close()  # a clean stop writes what is held
+    assert _file_rows(tmp_path / "o.db") == [("t/session", b"s6")]
 
 
 def test_an_unclosed_file_from_another_boot_starts_a_new_epoch(tmp_path, monkeypatch):

@@ -45,8 +45,9 @@ while True:
     claimed = box.claim(rng.randrange(4))
     acked = [m for m in claimed if rng.random() < 0.8]
     for m in acked:  # said before the ack: an acknowledged event may be gone
-        b = json.loads(m.payload)
-        out.write(f"acked {b['epoch']} {b['seq']}\n")
+        if m.seq is not None:
+            b = json.loads(m.payload)
+            out.write(f"acked {b['epoch']} {b['seq']}\n")
     out.flush()
     box.ack([m.id for m in acked])
 """
@@ -63,7 +64,8 @@ def kill_campaign(workdir: Path, *, kills: int, seed: int = 1) -> dict:
     for run in range(kills):
         child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(run),
                                   str(rng.randrange(1 << 30))],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+                                 bufsize=0)  # unbuffered: readline must not swallow reports
         assert child.stdout is not None
         first = child.stdout.readline()
         if first != b"ready\n":
@@ -72,7 +74,9 @@ def kill_campaign(workdir: Path, *, kills: int, seed: int = 1) -> dict:
                                  f"{child.communicate()[1].decode()[-2000:]}")
         time.sleep(rng.uniform(0.02, 0.25))  # well inside its write loop
         child.send_signal(signal.SIGKILL)
-        out, _ = child.communicate()
+        out, err = child.communicate()
+        if child.returncode != -signal.SIGKILL:
+            raise AssertionError(f"the child ended by itself: {err.decode()[-2000:]}")
         totals["kills"] += 1
         lines = out.decode().split("\n")[:-1]  # the last, unfinished line is not a report
         for line in lines:

@@ -106,6 +106,10 @@ LINK_UP_WINDOW_S = 5.0
 """Retained state is held back from the file (see :meth:`Outbox._hold`) only while the broker
 acknowledged something this recently [s]."""
 
+OFFLINE_STATE_INTERVAL_S = 5.0
+"""Without a broker, retained state is written to the file at most this often [s] (its first
+value at once): each write of a ~1 kB coach state costs a few pages."""
+
 MAX_PAYLOAD_BYTES = 256 * 1024
 """Largest payload accepted (a summary is a few hundred bytes; this catches a runaway caller)."""
 
@@ -248,32 +252,46 @@ class Outbox:
             self._file_unchanged()  # each write checks that the file is still ours
             if self._disk_ok():
                 try:
-                    if supersede and not numbered and self._clock.monotonic() - \
-                            self._acked_at <= LINK_UP_WINDOW_S:
-                        return self._hold(topic, payload, retain)
+                    if supersede and not numbered:
+                        linked = self._clock.monotonic() - self._acked_at <= LINK_UP_WINDOW_S
+                        stale = self._stored_unsent(topic)
+                        held = any(r.topic == topic for r in self._memory)
+                        if linked or stale or held:  # offline, a newer value: now and then
+                            self._forget(stale)
+                            return self._hold(topic, payload, retain, self.sync_interval_s
+                                              if linked else OFFLINE_STATE_INTERVAL_S)
                     return self._add_to_disk(topic, payload, retain, numbered, supersede)
                 except OutboxError as exc:
                     self._go_to_memory(exc)
             return self._add_to_memory(topic, payload, retain, numbered, supersede)
 
-    def _hold(self, topic: str, payload: dict[str, Any] | bytes, retain: bool) -> Message:
+    def _hold(self, topic: str, payload: dict[str, Any] | bytes, retain: bool,
+              delay_s: float) -> Message:
         """Retained state (``supersede``): kept in memory and written to the file only if the
-        broker has not acknowledged it within ``sync_interval_s``. Only its newest value
-        matters, and one the broker has needs no copy on disk: while the broker is reachable
-        the coach's and session's state (a write a second) never reach the card. Only while
-        acknowledgements come in (within :data:`LINK_UP_WINDOW_S`): without a broker it is
-        written at once, as before, since no acknowledgement will make the copy needless."""
-        if self._db is not None and self._db.execute(
-                "SELECT 1 FROM outbox WHERE topic = ? AND id > ? LIMIT 1",
-                (topic, self._claimed_upto)).fetchone():
-            with self._transaction():  # an older unsent copy in the file: it goes now
-                cur = self._db.execute("DELETE FROM outbox WHERE topic = ? AND id > ?",
-                                       (topic, self._claimed_upto))
-                self._count -= cur.rowcount
+        broker has not acknowledged it within ``delay_s``. Only its newest value matters, and
+        one the broker has needs no copy on disk: while the broker acknowledges (within
+        :data:`LINK_UP_WINDOW_S`) the coach's and session's state (a write a second) never
+        reach the card (``delay_s`` = ``sync_interval_s``). Without a broker the first value
+        of a topic is written at once and newer ones every :data:`OFFLINE_STATE_INTERVAL_S`,
+        replacing it: the state a restart would send lags by that much at most."""
         msg = self._add_to_memory(topic, payload, retain, False, True)
-        if self._write_due_at == math.inf:
-            self._write_due_at = self._clock.monotonic() + self.sync_interval_s
+        self._write_due_at = min(self._write_due_at, self._clock.monotonic() + delay_s)
         return msg
+
+    def _stored_unsent(self, topic: str) -> list[int]:
+        """The file's copies of ``topic`` not handed out yet (a read, no write)."""
+        if self._db is None:
+            return []
+        found = self._db.execute("SELECT id FROM outbox WHERE topic = ? AND id > ?",
+                                 (topic, self._claimed_upto)).fetchall()
+        return [i for (i,) in found if i not in self._acked_in_memory]
+
+    def _forget(self, ids: list[int]) -> None:
+        """Stored rows a newer value supersedes: no longer handed out nor counted, deleted
+        with the next write (no write of their own; after a crash they are sent instead of
+        the newer value the crash lost, which is the next best)."""
+        self._acked_in_memory.update(ids)
+        self._count -= len(ids)
 
     def _stamp(self, payload: dict[str, Any] | bytes, numbered: bool,
                topic: str) -> tuple[bytes, int | None]:
@@ -332,7 +350,7 @@ class Outbox:
         while len(self._memory) >= self.max_memory_messages:
             self._drop_oldest_in_memory()
         self._max_id += 1
-        self._memory.append(_Row(self._max_id, topic, data, retain, numbered))
+        self._memory.append(_Row(self._max_id, topic, data, retain, numbered, supersede))
         self._count += 1
         return Message(self._max_id, topic, data, retain, seq)
 
@@ -701,6 +719,12 @@ class Outbox:
         events = [r.id for r in self._memory if r.numbered]
         with self._transaction():
             self._delete_acked()
+            for row in self._memory:  # retained state: the older unsent copies in the file go
+                if row.supersede:
+                    cur = self._db.execute(
+                        "DELETE FROM outbox WHERE topic = ? AND id > ? AND id < ?",
+                        (row.topic, self._claimed_upto, row.id))
+                    self._count -= cur.rowcount
             self._db.executemany(
                 "INSERT INTO outbox (id, topic, payload, retain, numbered) VALUES (?, ?, ?, ?, ?)",
                 [(r.id, r.topic, r.payload, int(r.retain), int(r.numbered))
@@ -854,13 +878,15 @@ class _Transaction:
 
 @dataclass(frozen=True)
 class _Row:
-    """A message kept in memory while the disk refuses writes."""
+    """A message kept in memory (the disk refuses writes, or retained state held back)."""
 
     id: int
     topic: str
     payload: bytes
     retain: bool
     numbered: bool
+    supersede: bool = False
+    """When written to the file, older unsent copies of ``topic`` there go."""
 
     def message(self) -> Message:
         return Message(self.id, self.topic, self.payload, self.retain,
