@@ -462,8 +462,11 @@ def test_without_a_broker_retained_state_is_written_at_once_then_every_few_secon
     box.claim(0)  # five seconds after s2 was held: the newest replaces the stored one at once
     assert _file_rows(tmp_path / "o.db") == [("t/session", b"s5")]
     box.add("t/session", b"s6", retain=True, supersede=True)
-    box.close()  # a clean stop writes what is held
+    box.flush()  # a durable point on request
     assert _file_rows(tmp_path / "o.db") == [("t/session", b"s6")]
+    box.add("t/session", b"s7", retain=True, supersede=True)
+    box.close()  # a clean stop writes what is held
+    assert _file_rows(tmp_path / "o.db") == [("t/session", b"s7")]
 
 
 def test_an_unclosed_file_from_another_boot_starts_a_new_epoch(tmp_path, monkeypatch):

@@ -452,9 +452,11 @@ class Outbox:
         return [i for i in ids if i in found]
 
     def flush(self) -> None:
-        """Write the acknowledgements kept back and sync the file now (at close, and for
+        """Write the retained state and acknowledgements kept back and sync the file now (for
         callers that want a durable point); the disk's refusal keeps things in memory."""
         with self._lock:
+            if self._disk_error is None and self._db is not None and self._memory:
+                self._write_held()
             if self._disk_error is None and self._db is not None:
                 self._write_acks()
             if self._disk_error is None and self._db is not None:
