@@ -1,6 +1,7 @@
 """Service benchmarks: live latency, too-fast alert latency, CPU and memory at 1 kHz simulated.
 
     .venv/bin/python benchmarks/bench_service.py [--seconds 20] [--rate-hz 1000]
+    .venv/bin/python benchmarks/bench_service.py --own-cpu [--seconds 20] [--rate-hz 200 1000]
 
 Starts its own mosquitto on a free loopback port, then:
 
@@ -13,6 +14,14 @@ Starts its own mosquitto on a free loopback port, then:
    too-fast passes: for each ``event/too_fast_alert`` received, the latency from the true speed
    crossing (the simulator's ground truth, its t = 0 being the emulated chip's ``source_t0`` on
    the same monotonic clock) to the moment the subscriber got it.
+
+``--own-cpu`` measures only the service's own CPU, split by where it goes, at each
+``--rate-hz``: an in-process service (system clock, real broker, the production wiring) runs
+for ``--seconds``, and the main thread's CPU time (``CLOCK_THREAD_CPUTIME_ID``) is charged to
+the emulated sensor (``driver.read``: simulator + emulated chip + driver, what a real sensor
+would not cost), the pipeline, and the rest of the loop (commands, session, coach, health,
+sinks, publisher, outbox); the other threads (paho's network loop) are the process's CPU
+minus the main thread's. Per second of running, in % of one core.
 
 Targets (issue 4): live p99 <= 50 ms on loopback, alerts <= 0.6 s after the crossing,
 CPU <= 5 % of a core, RSS <= 80 MB.
@@ -174,6 +183,61 @@ def bench_emulator(seconds: float, rate_hz: float) -> float:
     return 100 * cpu / (time.monotonic() - wall0)
 
 
+class _Charged:
+    """Wraps a callable and adds the calling thread's CPU time it takes to ``self.cpu_s``."""
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+        self.cpu_s = 0.0
+
+    def __call__(self, *args, **kwargs):
+        t0 = time.thread_time()
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            self.cpu_s += time.thread_time() - t0
+
+
+def bench_own_cpu(port: int, workdir: Path, seconds: float, rate_hz: float) -> dict:
+    """The service's own CPU by part (see the module docstring), in % of one core."""
+    from firmware_bridge.clock import SystemClock
+    from firmware_bridge.sensor import SensorSettings
+    from roller.mqtt.publisher import MqttSettings
+    from roller.service.config import DeviceSettings, RollerConfig
+    from roller.service.wiring import build_service
+
+    config = RollerConfig(device=DeviceSettings(id=f"cpu{rate_hz:.0f}"),
+                          mqtt=MqttSettings(host="127.0.0.1", port=port),
+                          sensor=SensorSettings(output_rate_hz=rate_hz),
+                          state_dir=str(workdir / f"cpu-{rate_hz:.0f}"))
+    service = build_service(config, simulate=True, clock=SystemClock())
+    read = service.driver.read = _Charged(service.driver.read)
+    pipe = service.pipeline.update = _Charged(service.pipeline.update)
+    service.publisher.start()
+    service.publisher.wait_connected(5)
+    end = time.monotonic() + 3.0  # warm up: calibrated, a session under way
+    while time.monotonic() < end:
+        service.step()
+        time.sleep(service.period_s)
+    read.cpu_s = pipe.cpu_s = 0.0
+    main0, proc0, wall0 = time.thread_time(), time.process_time(), time.monotonic()
+    next_at = wall0
+    while time.monotonic() - wall0 < seconds:
+        service.step()
+        next_at += service.period_s
+        time.sleep(max(0.0, next_at - time.monotonic()))
+    main = time.thread_time() - main0
+    proc = time.process_time() - proc0
+    wall = time.monotonic() - wall0
+    steps = service.steps
+    service.request_stop()
+    service.close()
+    return {"sensor": 100 * read.cpu_s / wall, "pipeline": 100 * pipe.cpu_s / wall,
+            "loop": 100 * (main - read.cpu_s - pipe.cpu_s) / wall,
+            "threads": 100 * (proc - main) / wall, "steps": steps,
+            "period_ms": 1000 * service.period_s}
+
+
 def alert_scenario():
     from firmware_bridge.simulator import RestSegment, Scenario, StrokeSegment
 
@@ -246,9 +310,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0,
                         help="measuring window for live latency and CPU [s]")
-    parser.add_argument("--rate-hz", type=float, default=1000.0,
-                        help="emulated IMU output rate [Hz]")
+    parser.add_argument("--rate-hz", type=float, nargs="+", default=[1000.0],
+                        help="emulated IMU output rate(s) [Hz]")
+    parser.add_argument("--own-cpu", action="store_true",
+                        help="only the service's own CPU, split by part, at each rate")
     args = parser.parse_args(argv)
+    if args.own_cpu:
+        return own_cpu_main(args)
+    args.rate_hz = args.rate_hz[0]
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         broker, port = start_broker(workdir)
@@ -284,6 +353,28 @@ def main(argv: list[str] | None = None) -> int:
           and service["rss_mb"] <= TARGETS["rss_mb"]
           and alerts["alert_max_s"] <= TARGETS["alert_max_s"])
     print("all targets met (CPU: the service's own share)" if ok else "SOME TARGETS MISSED")
+    return 0
+
+
+def own_cpu_main(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        broker, port = start_broker(workdir)
+        try:
+            results = [(rate, bench_own_cpu(port, workdir, args.seconds, rate))
+                       for rate in args.rate_hz]
+        finally:
+            broker.terminate()
+            broker.wait(5)
+    print(f"in-process service, {args.seconds:.0f} s per rate, mosquitto on loopback; "
+          f"% of one core")
+    print("  rate     loop period  emulated sensor  pipeline  loop+sinks+MQTT  paho thread"
+          "  service's own")
+    for rate, r in results:
+        own = r["pipeline"] + r["loop"] + r["threads"]
+        print(f"  {rate:6.0f} Hz  {r['period_ms']:5.1f} ms  {r['sensor']:13.2f} %  "
+              f"{r['pipeline']:6.2f} %  {r['loop']:13.2f} %  {r['threads']:9.2f} %  "
+              f"{own:11.2f} %")
     return 0
 
 

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from small_disk import small_disk
 
+from firmware_bridge.clock import ManualClock
 from roller.mqtt.outbox import Outbox, OutboxError
 
 
@@ -240,17 +241,17 @@ def test_memory_is_bounded_and_drops_are_counted(tmp_path):
 
 
 def test_retries_wait_for_the_interval(tmp_path):
-    now = [0.0]
-    box = Outbox(tmp_path / "o.db", retry_interval_s=5.0, clock=lambda: now[0])
+    clock = ManualClock()
+    box = Outbox(tmp_path / "o.db", retry_interval_s=5.0, clock=clock)
     box._db.execute("PRAGMA max_page_count = 1")  # a file that cannot grow: SQLITE_FULL
     box.add("t/e", {"i": 0, "pad": "x" * 5000}, numbered=True)
     assert box.disk_error is not None
     box._db.execute("PRAGMA max_page_count = 100000")
-    now[0] = 4.9
+    clock.advance(4.9)
     box.add("t/e", {"i": 1}, numbered=True)
     assert box.in_memory == 2  # not retried yet
     assert not box.retry_disk(force=False) and box.in_memory == 2
-    now[0] = 5.1
+    clock.advance(0.2)
     box.add("t/e", {"i": 2}, numbered=True)
     assert box.in_memory == 0 and box.disk_error is None and _seqs(box) == [1, 2, 3]
 
@@ -386,3 +387,224 @@ def test_any_interleaving_with_disk_faults_loses_only_counted_drops(tmp_path_fac
     again = Outbox(path)
     assert [m.payload for m in again.peek_all()] == held
     again.close()
+
+
+# -- durability sized for an SD card (issue 21 item 5) ----------------------------------------
+def _file_rows(path) -> list[tuple[str, bytes]]:
+    """What another connection reads in the file: what a restart would find."""
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT topic, payload FROM outbox ORDER BY id").fetchall()
+    db.close()
+    return rows
+
+
+def test_events_are_in_the_file_when_add_returns_and_synced_only_while_unacknowledged(
+        tmp_path):
+    clock = ManualClock()
+    box = Outbox(tmp_path / "o.db", sync_interval_s=1.0, clock=clock)
+    first = box.add("t/e", {"i": 0}, numbered=True)
+    assert len(_file_rows(tmp_path / "o.db")) == 1  # committed: a crash cannot lose it
+    assert box.syncs == 0  # but not synced per commit
+    box.claim(1)
+    clock.advance(0.5)
+    box.ack([first.id])  # the broker has it before its sync was due: no sync at all
+    clock.advance(1.0)
+    box.claim(1)
+    assert box.syncs == 0
+    assert _file_rows(tmp_path / "o.db") == []  # the acknowledgement reached the file in time
+    for i in range(5):  # the broker is away: these wait, and are synced once, a second on
+        box.add("t/e", {"i": i}, numbered=True)
+        clock.advance(0.3)
+        box.claim(0)
+    assert box.syncs == 1
+    clock.advance(1.0)
+    box.claim(0)
+    assert box.syncs == 2  # the last ones waited at most sync_interval_s
+    box.claim(0)
+    assert box.syncs == 2  # nothing new: nothing to sync
+    box.close()
+
+
+def test_retained_state_the_broker_takes_at_once_never_reaches_the_file(tmp_path):
+    clock = ManualClock()
+    path = tmp_path / "o.db"
+    box = Outbox(path, sync_interval_s=1.0, clock=clock)
+    event = box.add("t/e", {"i": 0}, numbered=True)
+    box.ack([m.id for m in box.claim(5)])  # the broker acknowledges: the link is up
+    state = box.add("t/coach", b"step 1", retain=True, supersede=True)
+    assert [m.id for m in box.claim(5)] == [state.id]
+    box.ack([state.id])
+    clock.advance(2.0)
+    box.claim(5)
+    assert _file_rows(path) == []  # neither copy needed the card
+    waiting = box.add("t/coach", b"step 2", retain=True, supersede=True)
+    newer = box.add("t/coach", b"step 3", retain=True, supersede=True)  # replaces step 2
+    assert [m.payload for m in box.peek_all()] == [b"step 3"] and len(box) == 1
+    clock.advance(1.0)
+    box.claim(0)  # not acknowledged within a second: written
+    assert _file_rows(path) == [("t/coach", b"step 3")]
+    assert waiting.id < newer.id and event.id < waiting.id
+    box.close()
+    assert [m.payload for m in Outbox(path).peek_all()] == [b"step 3"]
+
+
+def test_without_a_broker_retained_state_is_written_at_once_then_every_few_seconds(tmp_path):
+    clock = ManualClock()
+    box = Outbox(tmp_path / "o.db", clock=clock)
+    box.add("t/session", b"s1", retain=True, supersede=True)
+    assert _file_rows(tmp_path / "o.db") == [("t/session", b"s1")]  # the first: at once
+    for i in range(2, 6):  # newer values: in memory, replacing the stored one
+        clock.advance(1.0)
+        box.add("t/session", f"s{i}".encode(), retain=True, supersede=True)
+        assert [m.payload for m in box.peek_all()] == [f"s{i}".encode()] and len(box) == 1
+    assert _file_rows(tmp_path / "o.db") == [("t/session", b"s1")]
+    clock.advance(2.0)
+    box.claim(0)  # five seconds after s2 was held: the newest replaces the stored one at once
+    assert _file_rows(tmp_path / "o.db") == [("t/session", b"s5")]
+    box.add("t/session", b"s6", retain=True, supersede=True)
+    box.flush()  # a durable point on request
+    assert _file_rows(tmp_path / "o.db") == [("t/session", b"s6")]
+    box.add("t/session", b"s7", retain=True, supersede=True)
+    box.close()  # a clean stop writes what is held
+    assert _file_rows(tmp_path / "o.db") == [("t/session", b"s7")]
+
+
+def test_an_unclosed_file_from_another_boot_starts_a_new_epoch(tmp_path, monkeypatch):
+    """A power cut may have taken the last unsynced numbers, which the broker may already
+    have: the next boot numbers under a new epoch. A crash within one boot keeps it."""
+    import roller.mqtt.outbox as outbox_module
+
+    boot = tmp_path / "boot_id"
+    boot.write_text("boot-1\n")
+    monkeypatch.setattr(outbox_module, "BOOT_ID_FILE", boot)
+    path = tmp_path / "o.db"
+    box = Outbox(path)
+    box.add("t/e", {"i": 0}, numbered=True)
+    first = box.epoch
+    box._db.close()  # the process dies: no close()
+    again = Outbox(path)
+    assert again.epoch == first and again.add("t/e", {"i": 1}, numbered=True).seq == 2
+    again._db.close()
+    boot.write_text("boot-2\n")  # the machine restarted in between
+    after = Outbox(path)
+    assert after.epoch != first
+    assert after.add("t/e", {"i": 2}, numbered=True).seq == 1
+    assert [m.seq for m in after.peek_all()] == [1, 2, 1]  # nothing stored is lost
+    after.close()
+    assert Outbox(path).epoch == after.epoch  # a clean close keeps it, in any boot
+
+
+# -- the file deleted or replaced under a running outbox (issue 20 item 6) ----------------------
+def _remove(path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_deleted_or_replaced_file_is_noticed_and_a_new_one_takes_everything(tmp_path, how):
+    path = tmp_path / "o.db"
+    box = Outbox(path)
+    sent = [box.add("t/e", {"i": i}, numbered=True) for i in range(4)]
+    in_flight = box.claim(2)  # handed to the client, not acknowledged yet
+    box.ack([sent[0].id])
+    old_epoch = box.epoch
+    _remove(path)
+    if how == "replaced":  # a restored copy, an editor's save: another file at the path
+        path.write_bytes(b"")
+    assert box.file_problem is None
+    late = box.add("t/e", {"i": 4}, numbered=True)
+    assert box.file_replacements == 1 and how in (box.file_problem or "")
+    assert box.epoch != old_epoch and late.seq == 1  # a new epoch, numbered afresh
+    assert json.loads(late.payload)["epoch"] == box.epoch
+    # Nothing it held is lost: the unacknowledged ones, the in-flight one, the new one.
+    assert [m.seq for m in box.peek_all()] == [2, 3, 4, 1]
+    assert [m.id for m in box.claim(10)] == [sent[2].id, sent[3].id, late.id]
+    box.ack([in_flight[1].id])  # an acknowledgement for an in-flight message still works
+    assert [m.seq for m in box.peek_all()] == [3, 4, 1]
+    box.close()
+    again = Outbox(path)  # and it is all in the new file
+    assert [json.loads(m.payload)["epoch"] for m in again.peek_all()] == [
+        old_epoch, old_epoch, box.epoch]
+    assert again.epoch == box.epoch and again.last_seq == 1
+    again.close()
+
+
+held_ops = st.lists(st.one_of(
+    st.tuples(st.just("event"), st.integers(1, 3)),
+    st.tuples(st.just("state"), st.sampled_from(["t/coach", "t/session"])),
+    st.tuples(st.just("claim"), st.integers(0, 4)),
+    st.tuples(st.just("ack"), st.integers(0, 4)),
+    st.tuples(st.just("tick"), st.sampled_from([0.1, 0.6, 2.0])),
+    st.tuples(st.just("crash"), st.just(0)),
+), max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=held_ops)
+def test_any_interleaving_of_events_held_state_acks_and_crashes_keeps_every_event(
+        tmp_path_factory, ops):
+    """Model check of the timed paths (held retained state, acknowledgements written later,
+    syncs) with crashes of the process: an event is never lost unless acknowledged, what is
+    held stays in order and counted, and no message is handed out twice."""
+    path = tmp_path_factory.mktemp("held") / "o.db"
+    clock = ManualClock()
+    box = Outbox(path, clock=clock)
+    waiting: dict[int, bytes] = {}  # event id -> payload, not acknowledged
+    claimed: list[int] = []
+    handed: set[int] = set()
+    for op, arg in ops:
+        if op == "event":
+            for _ in range(arg):
+                m = box.add("t/e", {"k": len(waiting)}, numbered=True)
+                waiting[m.id] = m.payload
+        elif op == "state":
+            box.add(arg, b"state", retain=True, supersede=True)
+        elif op == "claim":
+            got = box.claim(arg)
+            assert not handed.intersection(m.id for m in got)
+            handed.update(m.id for m in got)
+            claimed += [m.id for m in got]
+        elif op == "ack":
+            done, claimed = claimed[:arg], claimed[arg:]
+            box.ack(done)
+            for i in done:
+                waiting.pop(i, None)
+        elif op == "tick":
+            clock.advance(arg)
+            box.claim(0)
+        else:  # the process dies: no close(); the next one finds the file as it is
+            box._close_db()
+            box = Outbox(path, clock=clock)
+            claimed, handed = [], set()
+            held = {m.payload for m in box.peek_all()}
+            assert set(waiting.values()) <= held  # every unacknowledged event survived
+            waiting = {m.id: m.payload for m in box.peek_all() if m.seq is not None}
+        held = box.peek_all()
+        assert [m.id for m in held] == sorted(m.id for m in held)
+        assert len(held) == len(box)
+        assert set(waiting.values()) <= {m.payload for m in held}
+    box.close()
+
+
+def test_a_file_that_refuses_writes_at_start_still_delivers_what_it_holds(tmp_path,
+                                                                         monkeypatch):
+    """A card that went read-only before the start: the earlier run's messages still go out,
+    new ones wait in memory under a new epoch. (SQLite's ``query_only`` gives the refusal a
+    read-only card gives; file modes do not bind root.)"""
+    path = tmp_path / "o.db"
+    old = Outbox(path)
+    left = old.add("t/e", {"run": 1}, numbered=True)
+    old.close()
+    connect = Outbox._connect
+
+    def read_only(self):
+        db = connect(self)
+        db.execute("PRAGMA query_only = 1")
+        return db
+
+    monkeypatch.setattr(Outbox, "_connect", read_only)
+    box = Outbox(path, retry_interval_s=3600.0)
+    assert "readonly" in (box.disk_error or "")
+    new = box.add("t/e", {"run": 2}, numbered=True)
+    assert [m.id for m in box.claim(5)] == [left.id, new.id]
+    assert json.loads(new.payload)["epoch"] != old.epoch

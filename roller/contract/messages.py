@@ -472,7 +472,9 @@ HEALTH_FIELDS: tuple[Field, ...] = (
                                 "`last_sample_age_s` [s]"),
     _f("mqtt", "object", "-", "`connected`, `connects`, `outbox_pending`, `outbox_dropped`, "
                               "`last_seq`, `epoch`, `outbox_in_memory`, `outbox_disk_error` "
-                              "(null when the disk is fine), `undeliverable`, `live_sent`, "
+                              "(null when the disk is fine), `outbox_file_problem` (only once "
+                              "the outbox file was deleted or replaced while running: what "
+                              "happened), `undeliverable`, `live_sent`, "
                               "`live_skipped`, `commands_refused`, `retained_commands`, "
                               "`duplicate_of` (null, or the other instance with this id), "
                               "`last_disconnect_reason`, `link_problem` (null, or why the "
@@ -521,6 +523,9 @@ ERROR_CODES: dict[str, str] = {
                      "large) was dropped instead of retried (`topic`, `dropped_total`)",
     "outbox_disk": "the outbox cannot write to disk (full, read-only): events wait in memory "
                    "within the bound until the disk takes them again (`reason`)",
+    "outbox_replaced": "the outbox file was deleted or replaced while the service ran: a new "
+                       "file with a new `epoch` took every message still waiting (`epoch`, "
+                       "`waiting`)",
     "duplicate_device": "another roller process, on this machine or another, publishes with "
                         "this device id (`other_instance`): run one service per device id "
                         "and give each roller its own `[device] id`",

@@ -161,6 +161,7 @@ class MqttSink:
         self._last_coach_pub = -math.inf
         self._last_health = -math.inf
         self._last_health_key: tuple[Any, ...] | None = None
+        self._file_replacements = publisher.outbox.file_replacements
 
     def on_event(self, event: Event, session: Session) -> None:
         running = session.state in ("running", "paused")
@@ -198,10 +199,18 @@ class MqttSink:
             self._next_live += interval
             if self._next_live <= now:
                 self._next_live = now + interval
-        key = (*self.health.key(tick.live, pub.outbox.dropped), pub.degraded)
+        box = pub.outbox
+        if box.file_replacements != self._file_replacements:  # deleted or replaced: say so
+            self._file_replacements = box.file_replacements
+            pub.publish_error("outbox_replaced", box.file_problem or "", epoch=box.epoch,
+                              waiting=len(box))
+        key = (*self.health.key(tick.live, box.dropped), pub.degraded, box.file_replacements)
         due = key != self._last_health_key or now - self._last_health >= self.health_interval_s
         if due and pub.connected:
-            pub.publish_health(self.health.payload(now, live=tick.live, mqtt=pub.stats(),
+            mqtt = pub.stats()
+            if box.file_problem is not None:  # present once it happened
+                mqtt["outbox_file_problem"] = box.file_problem
+            pub.publish_health(self.health.payload(now, live=tick.live, mqtt=mqtt,
                                                    events_published=tick.events_published,
                                                    instance=pub.instance))
             self._last_health = now

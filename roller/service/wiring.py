@@ -18,6 +18,7 @@ from firmware_bridge.imu.base import ImuDriver
 from firmware_bridge.physics import STANDARD_GRAVITY_M_S2
 from firmware_bridge.sensor import SensorSettings, open_sensor, open_sensor_or_wait
 from roller.base.paths import ensure_dir
+from roller.base.state_lock import hold_state_dir
 from roller.coaching.coach import Coach
 from roller.coaching.history import History, HistoryError
 from roller.coaching.routine import load_routine
@@ -50,7 +51,8 @@ def build_service(config: RollerConfig, *, simulate: bool = False, seed: int = 0
     clock = clock or SystemClock()
     coach = make_coach(config, clock)  # first: a broken routine file stops before anything opens
     state_dir = ensure_dir(config.state_path)
-    publisher = make_publisher(config, state_dir, clock)
+    hold_state_dir(state_dir)  # one service per state directory: a second one exits 78
+    publisher = make_publisher(config, state_dir, clock=clock)
     driver = open_driver(config, simulate=simulate, seed=seed, clock=clock)
     # A real sensor starts from its saved calibration (and saves a better one on shutdown);
     # the simulated chip has its own offsets, so a simulated run neither reads nor writes it,
@@ -107,14 +109,14 @@ def home_assistant_discovery(config: RollerConfig, topics: Topics, *,
                                       http_port=config.display.http_port))
 
 
-def make_publisher(config: RollerConfig, state_dir: Path, clock: Clock | None = None
-                   ) -> Publisher:
-    """The MQTT publisher with its on-disk outbox and the Home Assistant announcement, its
-    timing rules on ``clock`` (the system's by default)."""
+def make_publisher(config: RollerConfig, state_dir: Path, *,
+                   clock: Clock | None = None) -> Publisher:
+    """The MQTT publisher with its on-disk outbox and the Home Assistant announcement."""
     topics = Topics(config.device_id, config.mqtt.topic_prefix,
                     config.homeassistant.discovery_prefix)
     discovery = home_assistant_discovery(config, topics)
-    outbox = Outbox(state_dir / "outbox.sqlite3", max_messages=config.mqtt.outbox_max_messages)
+    outbox = Outbox(state_dir / "outbox.sqlite3", max_messages=config.mqtt.outbox_max_messages,
+                    clock=clock)
     return Publisher(config.mqtt, topics, outbox, password=resolve_password(config.mqtt),
                      discovery=discovery, clock=clock)
 
