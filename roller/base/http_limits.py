@@ -27,10 +27,10 @@ import logging
 import socket
 import sys
 import threading
-import time
 from http.server import ThreadingHTTPServer
 from typing import Any
 
+from roller.base.clock import Clock, SystemClock
 from roller.base.refusals import RefusalLog
 
 log = logging.getLogger("roller.http")
@@ -59,10 +59,13 @@ class DeadlineReader:
     most ``head_bytes`` (else :class:`HeadTooLargeError`) until ``end_head()``, and every read must
     complete by ``timeout_s`` from now. ``read_body(n, timeout_s)`` reads a body of ``n`` bytes
     with its own deadline. Between reads the socket's timeout is ``write_timeout_s``, so a
-    write to a client that stopped reading also ends.
+    write to a client that stopped reading also ends. Deadlines are on ``clock`` (the system's
+    by default; a test's manual clock runs one out without waiting).
     """
 
-    def __init__(self, sock: socket.socket, *, write_timeout_s: float) -> None:
+    def __init__(self, sock: socket.socket, *, write_timeout_s: float,
+                 clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()
         self._sock = sock
         self._buf = bytearray()
         self._deadline: float | None = None
@@ -72,7 +75,7 @@ class DeadlineReader:
         self.write_timeout_s = write_timeout_s
 
     def begin(self, timeout_s: float, head_bytes: int) -> None:
-        self._deadline = time.monotonic() + timeout_s
+        self._deadline = self._clock.monotonic() + timeout_s
         self._head_left = head_bytes
         self._head_budget = head_bytes
 
@@ -106,7 +109,7 @@ class DeadlineReader:
     def read_body(self, n: int, timeout_s: float) -> bytes:
         """Exactly ``n`` bytes; ``TimeoutError`` after ``timeout_s``, :class:`ShortBodyError`
         when the stream ends first."""
-        self._deadline = time.monotonic() + timeout_s
+        self._deadline = self._clock.monotonic() + timeout_s
         try:
             data = self.read(n)
         finally:
@@ -133,7 +136,7 @@ class DeadlineReader:
             raise HeadTooLargeError
         timeout = self.write_timeout_s
         if self._deadline is not None:
-            timeout = self._deadline - time.monotonic()
+            timeout = self._deadline - self._clock.monotonic()
             if timeout <= 0:
                 raise TimeoutError("the request was not complete in time")
         self._sock.settimeout(timeout)
@@ -180,7 +183,9 @@ class LimitedHTTPServer(ThreadingHTTPServer):
     request_queue_size = 128  # a burst of phones reloading is queued by the kernel, not refused
 
     def __init__(self, address: tuple[str, int], handler: type, *, max_connections: int,
-                 max_streams: int, max_per_client: int, refusals: RefusalLog) -> None:
+                 max_streams: int, max_per_client: int, refusals: RefusalLog,
+                 clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()
         self.max_connections = max_connections
         self.max_streams = max_streams
         self.max_per_client = max_per_client
@@ -245,7 +250,7 @@ class LimitedHTTPServer(ThreadingHTTPServer):
         # (service_actions, between accepts). Bounded, so a flood cannot pile sockets up.
         if len(self._lingering) >= LINGER_MAX:
             self._close_lingering(0)
-        self._lingering.append((time.monotonic() + LINGER_S, request))
+        self._lingering.append((self._clock.monotonic() + LINGER_S, request))
 
     def service_actions(self) -> None:
         """Between accepts: close the refused connections whose moment has passed."""
@@ -254,7 +259,7 @@ class LimitedHTTPServer(ThreadingHTTPServer):
             self._close_lingering(len(self._lingering))
 
     def _close_lingering(self, keep_at_most: int) -> None:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         still = []
         for i, (deadline, sock) in enumerate(self._lingering):
             done = i < len(self._lingering) - keep_at_most or now >= deadline
