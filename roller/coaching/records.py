@@ -103,6 +103,8 @@ class SessionSummary:
     peak_speed_m_s: float | None
     steps: tuple[dict[str, Any], ...]
     advice: str = ""
+    distance_m: float | None = None
+    """Distance rolled along the muscle in the session [m] (the ``session`` topic's figure)."""
 
     @classmethod
     def of(cls, session: Session, routine: Routine, records: Sequence[StepRecord],
@@ -121,7 +123,7 @@ class SessionSummary:
             too_fast_count=st.too_fast_count, too_fast_s=st.too_fast_s,
             mean_speed_m_s=st.mean_speed_m_s, median_speed_m_s=st.median_speed_m_s,
             peak_speed_m_s=st.peak_or_none_m_s, steps=tuple(r.to_dict() for r in records),
-            advice=advice)
+            advice=advice, distance_m=st.distance_m)
 
     @property
     def left_share(self) -> float | None:
