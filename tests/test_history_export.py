@@ -23,10 +23,11 @@ WALL = 1_765_000_000.0  # 2025-12-06
 
 
 def with_distance(summary, distances_m):
-    """The summary with a distance per step, as a coach that reports one would give."""
+    """The summary with a distance per step, as a coach that reports one would give (and none
+    of its own: the history then keeps the steps' sum)."""
     steps = tuple({**st, "distance_m": d} for st, d in zip(summary.steps, distances_m,
                                                            strict=True))
-    return dataclasses.replace(summary, steps=steps)
+    return dataclasses.replace(summary, steps=steps, distance_m=None)
 
 
 @pytest.fixture
@@ -34,7 +35,8 @@ def db(tmp_path: Path) -> Path:
     path = tmp_path / "h.sqlite3"
     with History(path) as h:
         h.record(with_distance(session(30, 25, wall=WALL), (0.9, 0.4)), device_id="mat1")
-        h.record(session(10, 12, wall=WALL + 86_400), device_id="mat1")  # no distance kept
+        h.record(dataclasses.replace(session(10, 12, wall=WALL + 86_400), distance_m=None),
+                 device_id="mat1")  # no distance kept (a summary from before 0.3)
         h.record(session(20, 20, wall=WALL + 3 * 86_400), device_id="mat2")
     return path
 

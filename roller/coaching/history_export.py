@@ -232,7 +232,7 @@ def session_json(detail: Any) -> dict[str, Any]:
                "longest_hold_s": r.longest_hold_s, "too_fast_count": r.too_fast_count,
                "too_fast_s": r.too_fast_s, "mean_speed_m_s": r.mean_speed_m_s,
                "median_speed_m_s": r.median_speed_m_s, "peak_speed_m_s": r.peak_speed_m_s,
-               "advice": r.advice, "steps": steps}
+               "advice": r.advice, "distance_m": r.distance_m, "steps": steps}
     body = session_payload(
         session_id=None, state="finished", end_reason=r.end_reason,
         started_unix_s=r.started_at, ended_unix_s=r.ended_at, active_s=r.active_s,
