@@ -12,6 +12,12 @@ scaled to one hour on the roller (time the live phase was rolling or holding).
 
 "Before" renders the templates the roller announced until 0.1 (five entities on ``live`` at
 10 Hz) on the ``live`` messages of the same run.
+
+At rest: after the session the service restarts (a new Home Assistant sink as the service
+builds it, on the same history file with the session just stored in it) and runs
+``--rest-hours`` with nobody on the roller, one step a second on a wall clock from now (24 h
+cross local midnight); the rows its ``state`` messages cost after its first one are counted
+the same way (the day's totals fall to zero at midnight: a row each).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +37,15 @@ sys.path.insert(0, str(REPO / "tests"))
 from ha_rules import check_device_config, recorder_rows  # noqa: E402
 
 from firmware_bridge.clock import ManualClock  # noqa: E402
+from roller.coaching.day_totals import TodaysRolling  # noqa: E402
+from roller.coaching.history import History  # noqa: E402
+from roller.coaching.session import Session  # noqa: E402
 from roller.contract import messages as contract  # noqa: E402
 from roller.contract.messages import Topics  # noqa: E402
 from roller.mqtt.homeassistant import HomeAssistantSink  # noqa: E402
+from roller.pipeline.events import LiveState  # noqa: E402
 from roller.service.config import DeviceSettings, RollerConfig  # noqa: E402
+from roller.service.sinks import Tick  # noqa: E402
 from roller.service.wiring import build_service, home_assistant_discovery  # noqa: E402
 
 OLD_LIVE_TEMPLATES = {
@@ -80,7 +92,31 @@ class Capture:
         pass
 
 
-def run(seconds: float, seed: int, step_s: float) -> dict[str, Any]:
+def rest(config: RollerConfig, topics: Topics, service: Any, hours: float
+         ) -> list[tuple[str, bytes]]:
+    """``state`` messages of ``hours`` at rest after the run: a new sink on the run's history
+    (as after a restart: a new session, idle), one step a second from now on a wall clock."""
+    messages: list[tuple[str, bytes]] = []
+    wall = [time.time()]
+    with History(config.history.path(config.state_path)) as history:
+        sink = HomeAssistantSink(
+            lambda p: messages.append((topics.state, json.dumps(p).encode())) or True,
+            config.homeassistant, unix_s=lambda: wall[0],
+            today=TodaysRolling(history, device_id=config.device_id))
+        coach = service.coach.sync(service.clock.monotonic())  # the finished routine
+        session = Session(config.session)
+        live = LiveState(t=0.0, speed_m_s=0.0, velocity_m_s=0.0, phase="idle",
+                         stroke_count=0, hold_time_s=0.0, too_fast=False, calibrated=True)
+        for i in range(round(hours * 3600)):
+            wall[0] += 1.0
+            sink.on_step(Tick(now=float(i), events=[], live=live, session=session,
+                              session_changed=False, session_touched=False, coach=coach,
+                              summary=None, sensor_ok=True, events_published=0))
+    return messages
+
+
+def run(seconds: float, seed: int, step_s: float, rest_hours: float = 0.0
+        ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         config = RollerConfig(device=DeviceSettings(id="bench", name="Bench roller"),
                               state_dir=tmp)
@@ -104,6 +140,7 @@ def run(seconds: float, seed: int, step_s: float) -> dict[str, Any]:
                 service.step()
         finally:
             service.close()
+        resting = rest(config, topics, service, rest_hours) if rest_hours else []
     discovery = home_assistant_discovery(config, topics, chip="MPU-6050")
     problems = check_device_config(discovery, base=topics.base)
     if problems:
@@ -116,9 +153,13 @@ def run(seconds: float, seed: int, step_s: float) -> dict[str, Any]:
            for k, t in OLD_LIVE_TEMPLATES.items()}
     old_rows = recorder_rows(old, capture.live)
     hours = capture.on_roller_s / 3600.0
+    # At rest: the rows after the restarted service's first state.
+    first = recorder_rows(components, resting[:1])
+    rest_rows = {k: n - first[k] for k, n in recorder_rows(components, resting).items()}
     return {"simulated_s": seconds, "on_roller_s": round(capture.on_roller_s, 1),
             "state_messages": len(capture_state), "live_messages": len(capture.live),
-            "rows": rows, "old_rows": old_rows, "hours": hours}
+            "rows": rows, "old_rows": old_rows, "hours": hours, "rest_hours": rest_hours,
+            "rest_messages": len(resting), "rest_rows": rest_rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,8 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--step", type=float, default=0.05, help="service step [s]")
+    parser.add_argument("--rest-hours", type=float, default=24.0,
+                        help="then this long at rest, across local midnight [h]")
     args = parser.parse_args(argv)
-    r = run(args.seconds, args.seed, args.step)
+    r = run(args.seconds, args.seed, args.step, args.rest_hours)
     hours = r["hours"] or 1.0
     print(f"simulated {r['simulated_s']:.0f} s, on the roller (rolling or holding) "
           f"{r['on_roller_s']} s; "
@@ -142,6 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     old_total = sum(r["old_rows"].values())
     print(f"before (5 entities on live at 10 Hz): {old_total} rows, {old_total / hours:.0f} "
           f"rows/h: " + ", ".join(f"{k} {v / hours:.0f}" for k, v in r["old_rows"].items()))
+    if r["rest_hours"]:
+        rest_total = sum(r["rest_rows"].values())
+        changed = ", ".join(f"{k} {n}" for k, n in r["rest_rows"].items() if n)
+        per_day = rest_total * 24 / r["rest_hours"]
+        print(f"at rest {r['rest_hours']:g} h after a restart: state messages "
+              f"{r['rest_messages']}, rows {rest_total} ({per_day:.0f} per day)"
+              + (f": {changed}" if changed else ""))
     return 0
 
 

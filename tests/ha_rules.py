@@ -17,12 +17,17 @@ we announce (sensor, binary_sensor, button, event) on Home Assistant 2024.11 and
 - templates are Jinja2, rendered in a sandbox with ``value`` and ``value_json``; a rendered
   ``None`` sets a numeric sensor or a binary sensor unknown (a text sensor would show the
   word, an enum sensor refuses it); an event template must render a JSON object
-  with ``event_type`` (one of ``event_types``) or nothing (ignored).
+  with ``event_type`` (one of ``event_types``) or nothing (ignored);
+- a ``json_attributes_template`` must render a JSON object (anything else: Home Assistant logs
+  "JSON result was not a dictionary" on every message); attribute names Home Assistant keeps
+  for itself are dropped;
+- the recorder writes a row when an entity's state or its attributes change.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import math
 import re
@@ -255,12 +260,19 @@ def _ha_round(value: Any, precision: int = 0, method: str = "common") -> Any:
     return int(result) if precision == 0 else result
 
 
+def _timestamp_local(value: Any) -> str:
+    """Home Assistant's ``timestamp_local`` filter: a Unix time as local ISO 8601."""
+    return dt.datetime.fromtimestamp(float(value), dt.UTC).astimezone().isoformat()
+
+
 def environment() -> Any:
-    """A Jinja2 sandbox as Home Assistant renders MQTT templates (its ``round`` filter)."""
+    """A Jinja2 sandbox as Home Assistant renders MQTT templates (its ``round`` and
+    ``timestamp_local`` filters)."""
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     env = ImmutableSandboxedEnvironment()
     env.filters["round"] = _ha_round
+    env.filters["timestamp_local"] = _timestamp_local
     return env
 
 
@@ -332,10 +344,31 @@ def state_of(platform: str, comp: Mapping[str, Any], rendered: str) -> tuple[str
     return "state", rendered
 
 
+ATTRIBUTES_BLOCKED = {"assumed_state", "available", "device_class", "entity_picture",
+                      "friendly_name", "icon", "last_reset", "state_class",
+                      "supported_features", "unit_of_measurement", "context_recent_time",
+                      "entity_id", "attribution", "restored", "options"}
+"""Attribute names Home Assistant's MQTT attributes drop (a subset of MQTT_ATTRIBUTES_BLOCKED
+and the entity's own attributes): an entity must not rely on them."""
+
+
+def attributes_of(comp: Mapping[str, Any], rendered: str) -> dict[str, Any]:
+    """The attributes Home Assistant sets from a rendered ``json_attributes_template``.
+    Raises ValueError where it would log a warning (not JSON, not an object, a blocked key)."""
+    data = json.loads(rendered)
+    if not isinstance(data, dict):
+        raise ValueError(f"attributes are not a JSON object: {rendered!r}")
+    blocked = set(data) & ATTRIBUTES_BLOCKED
+    if blocked:
+        raise ValueError(f"attribute names Home Assistant drops: {sorted(blocked)}")
+    return data
+
+
 def recorder_rows(components: Mapping[str, Mapping[str, Any]],
                   messages: Iterable[tuple[str, bytes]]) -> dict[str, int]:
     """Rows Home Assistant's recorder would write per entity for ``messages`` (topic, payload)
-    in order: one per change of an entity's state (the first state counts), one per event."""
+    in order: one per change of an entity's state or attributes (the first state counts), one
+    per event."""
     last: dict[str, Any] = {}
     rows = dict.fromkeys(components, 0)
     for topic, payload in messages:
@@ -348,6 +381,11 @@ def recorder_rows(components: Mapping[str, Mapping[str, Any]],
             if seen is None:
                 continue
             kind, value = seen
+            attributes_topic = comp.get("json_attributes_topic")
+            if attributes_topic is not None and topic_matches(attributes_topic, topic):
+                value = (value, json.dumps(attributes_of(comp, render(
+                    comp.get("json_attributes_template", "{{ value }}"), payload)),
+                    sort_keys=True))
             if kind == "event":
                 rows[cid] += 1
             elif cid not in last or last[cid] != value:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import sqlite3
 from datetime import datetime
 from pathlib import Path
 
@@ -24,7 +23,8 @@ WALL = 1_765_000_000.0  # 2025-12-06
 
 
 def with_distance(summary, distances_m):
-    """The summary with a distance per step, as a coach that reports one would give."""
+    """The summary with a distance per step, as a coach that reports one would give, and the
+    session's distance their sum."""
     steps = tuple({**st, "distance_m": d} for st, d in zip(summary.steps, distances_m,
                                                            strict=True))
     return dataclasses.replace(summary, steps=steps, distance_m=sum(distances_m))
@@ -35,10 +35,9 @@ def db(tmp_path: Path) -> Path:
     path = tmp_path / "h.sqlite3"
     with History(path) as h:
         h.record(with_distance(session(30, 25, wall=WALL), (0.9, 0.4)), device_id="mat1")
-        h.record(session(10, 12, wall=WALL + 86_400), device_id="mat1")  # no distance kept
+        h.record(dataclasses.replace(session(10, 12, wall=WALL + 86_400), distance_m=None),
+                 device_id="mat1")  # no distance kept (a summary from before 0.3)
         h.record(session(20, 20, wall=WALL + 3 * 86_400), device_id="mat2")
-    with sqlite3.connect(path) as db:  # session 2 as a file of schema 1 keeps it: no distance
-        db.execute("UPDATE sessions SET distance_m = NULL WHERE id = 2")
     return path
 
 

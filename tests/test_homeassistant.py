@@ -7,6 +7,7 @@ state topic at about 1 Hz, and buttons that work.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import os
@@ -157,11 +158,25 @@ def test_a_bad_display_url_in_the_config_file_is_refused_with_its_key(tmp_path) 
 
 # -- templates on the payloads the service publishes ----------------------------------------
 
+WALL_S = 1_700_000_000.0
+"""The Unix time put back for the transcript's normalised ``"<wall>"`` times."""
+
+
+def _unwall(value):
+    if value == "<wall>":
+        return WALL_S
+    if isinstance(value, dict):
+        return {k: _unwall(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwall(v) for v in value]
+    return value
+
+
 def golden_messages() -> list[tuple[str, bytes]]:
     out = []
     for line in GOLDEN.read_text().splitlines():
         m = json.loads(line)
-        body = m.get("json", m.get("text"))
+        body = _unwall(m.get("json", m.get("text")))
         out.append((m["topic"], json.dumps(body).encode() if "json" in m else
                     (body or "").encode()))
     return out
@@ -216,6 +231,11 @@ def test_the_recorder_writes_a_few_thousand_rows_an_hour_not_tens_of_thousands()
                     "value_template": "{{ value_json.hold_time_s }}"}}
     old_per_hour = sum(recorder_rows(old, messages).values()) * 3600 / 150
     assert per_hour < 8000, rows
+    # The day's totals: at most about a row a minute each (150 s here), the last session one
+    # at its end (and its first, unknown, state).
+    for key in ("today_minutes", "today_distance"):
+        assert rows[f"roller_golden_{key}"] <= 2 + 150 / 60, (key, rows)
+    assert rows["roller_golden_last_session"] == 2, rows
     assert old_per_hour > 5 * per_hour, (old_per_hour, per_hour)
 
 
@@ -248,6 +268,67 @@ def test_state_is_sent_at_most_once_an_interval_and_only_on_change(tmp_path) -> 
     # Shutdown ends the session and the sink sends its final counts: the session's own.
     assert payloads[-1]["session_state"] == "finished"
     assert payloads[-1]["session_strokes"] == service.session.strokes
+
+
+def test_todays_totals_start_from_the_history_and_the_last_session_is_its_summary(tmp_path):
+    """A service started with one session of today in its history: the first state already
+    counts it (and shows it as the last session); the day's totals then grow with the session
+    under way, never drop, change at most about once a minute, and at shutdown the last
+    session is the one just ended."""
+    from roller.coaching.history import History
+    from roller.coaching.records import SessionSummary
+
+    config = RollerConfig(device=DeviceSettings(id="day", name="Day"), state_dir=str(tmp_path))
+    clock = ManualClock(1000.0)
+    earlier = clock.unix_s() - 600
+    with History(config.history.path(tmp_path)) as history:
+        history.record(SessionSummary(
+            routine="r", routine_title="Morning", started_at=earlier - 300, ended_at=earlier,
+            duration_s=300, end_reason="completed", active_s=250.0, sides_s={"left": 100.0,
+            "right": 100.0}, strokes=40, holds=3, longest_hold_s=20.0, too_fast_count=1,
+            too_fast_s=2.0, mean_speed_m_s=0.025, median_speed_m_s=0.024, peak_speed_m_s=0.06,
+            steps=(), distance_m=7.25), device_id="day")
+    service = build_service(config, simulate=True, seed=3, clock=clock)
+    sink = next(s for s in service.sinks if isinstance(s, HomeAssistantSink))
+    sent: list[dict] = []
+    sink.send = lambda payload: sent.append(dict(payload)) or True
+    try:
+        for _ in range(round(150 / 0.05)):
+            clock.advance(0.05)
+            service.step()
+    finally:
+        service.close()
+    first, last = sent[0], sent[-1]
+    assert (first["today_active_s"], first["today_holds"], first["today_distance_m"],
+            first["today_sessions"]) == (240, 3, 7, 1)  # whole minutes and metres, down
+    assert first["last_session"]["routine_title"] == "Morning"
+    assert first["last_session"]["left_share_pct"] == 50
+    days = [(p["today_active_s"], p["today_holds"], p["today_distance_m"]) for p in sent]
+    assert all(b[i] >= a[i] for a, b in itertools.pairwise(days) for i in range(3)), days
+    minutes = {p["today_active_s"] for p in sent}
+    assert len(minutes) <= 2 + 150 / 60, minutes
+    ended = service.session.to_dict(clock.monotonic())
+    assert last["last_session"]["active_s"] == round(ended["active_s"])
+    assert last["today_sessions"] == 2 and last["today_holds"] == 3 + ended["holds"]
+    assert last["today_active_s"] == (250 + ended["active_s"]) // 60 * 60
+
+
+def test_the_last_session_attributes_are_an_object_home_assistant_keeps() -> None:
+    """The Last session entity's attributes render to a JSON object (Home Assistant warns on
+    anything else), with the times in local ISO form, and to {} before the first session."""
+    from ha_rules import attributes_of
+
+    comp = discovery("golden")["cmps"]["roller_golden_last_session"]
+    assert comp["json_attributes_topic"] == comp["state_topic"] == "roller/golden/state"
+    states = [p for t, p in golden_messages() if t == "roller/golden/state"]
+    attributes = [attributes_of(comp, render(comp["json_attributes_template"], p))
+                  for p in states]
+    assert attributes[0] == {}
+    final = attributes[-1]
+    assert final["started"] == dt.datetime.fromtimestamp(WALL_S).astimezone().isoformat()
+    assert final["routine_title"] and final["active_s"] > 0 and final["end_reason"]
+    value = state_of("sensor", comp, render(comp["value_template"], states[-1]))
+    assert value == ("state", round(final["active_s"] / 60, 1))
 
 
 def test_an_unchanged_state_goes_out_again_after_a_reconnect_and_on_the_heartbeat() -> None:

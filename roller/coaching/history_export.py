@@ -228,12 +228,11 @@ def session_json(detail: Any) -> dict[str, Any]:
                "started_unix_s": r.started_at, "ended_unix_s": r.ended_at,
                "duration_s": r.duration_s, "end_reason": r.end_reason, "active_s": r.active_s,
                "sides_s": {"left": r.left_s, "right": r.right_s, "none": r.none_s},
-               "left_share": r.left_share, "strokes": r.strokes, "distance_m": r.distance_m,
-               "holds": r.holds,
+               "left_share": r.left_share, "strokes": r.strokes, "holds": r.holds,
                "longest_hold_s": r.longest_hold_s, "too_fast_count": r.too_fast_count,
                "too_fast_s": r.too_fast_s, "mean_speed_m_s": r.mean_speed_m_s,
                "median_speed_m_s": r.median_speed_m_s, "peak_speed_m_s": r.peak_speed_m_s,
-               "advice": r.advice, "steps": steps}
+               "advice": r.advice, "distance_m": r.distance_m, "steps": steps}
     body = session_payload(
         session_id=None, state="finished", end_reason=r.end_reason,
         started_unix_s=r.started_at, ended_unix_s=r.ended_at, active_s=r.active_s,

@@ -91,8 +91,6 @@ class SessionSummary:
     sides_s: dict[str, float]
     """Active time in the routine's steps by side of the body: left, right, none [s]."""
     strokes: int
-    distance_m: float
-    """Distance rolled in the session's strokes [m] (the session's own figure)."""
     holds: int
     longest_hold_s: float
     too_fast_count: int
@@ -105,6 +103,8 @@ class SessionSummary:
     peak_speed_m_s: float | None
     steps: tuple[dict[str, Any], ...]
     advice: str = ""
+    distance_m: float | None = None
+    """Distance rolled along the muscle in the session [m] (the ``session`` topic's figure)."""
 
     @classmethod
     def of(cls, session: Session, routine: Routine, records: Sequence[StepRecord],
@@ -119,11 +119,11 @@ class SessionSummary:
             else started + duration,
             duration_s=duration, end_reason=session.end_reason or "stopped",
             active_s=session.active_s, sides_s=dict(sides_s), strokes=st.strokes,
-            distance_m=st.distance_m, holds=session.holds, longest_hold_s=session.longest_hold_s,
+            holds=session.holds, longest_hold_s=session.longest_hold_s,
             too_fast_count=st.too_fast_count, too_fast_s=st.too_fast_s,
             mean_speed_m_s=st.mean_speed_m_s, median_speed_m_s=st.median_speed_m_s,
             peak_speed_m_s=st.peak_or_none_m_s, steps=tuple(r.to_dict() for r in records),
-            advice=advice)
+            advice=advice, distance_m=st.distance_m)
 
     @property
     def left_share(self) -> float | None:

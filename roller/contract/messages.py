@@ -440,7 +440,6 @@ SUMMARY_FIELDS: tuple[Field, ...] = (
     _f("left_share", "number or null", "1", "left / (left + right); 0.5 is even"),
     _f("strokes", "int", "-", "strokes in the session (the `session` topic's figure; "
                               "`steps` count their own)"),
-    _f("distance_m", "number", "m", "distance rolled in the session's strokes"),
     _f("holds", "int", "-", "finished holds in the session"),
     _f("longest_hold_s", "number", "s", "the longest hold"),
     _f("too_fast_count", "int", "-", "too-fast excursions"),
@@ -452,6 +451,8 @@ SUMMARY_FIELDS: tuple[Field, ...] = (
     _f("peak_speed_m_s", "number or null", "m/s", "fastest moment (stroke and too-fast "
                                                   "peaks)"),
     _f("advice", "string", "-", "set after `pain`"),
+    _f("distance_m", "number", "m", "distance rolled in the session (the `session` topic's "
+                                    "figure)"),
     _f("steps", "list", "-", "one object per step: `id`, `title`, `muscle`, `side`, `prop`, "
                              "`target_s`, `active_s`, `rolling_s`, `holding_s`, `strokes`, "
                              "`holds_s` (list) and `longest_hold_s` [s], `too_fast_count`, "
@@ -556,6 +557,22 @@ STATE_FIELDS: tuple[Field, ...] = (
     _f("routine_progress_pct", "int or null", "%", "share of the routine done, in steps of 5 %"),
     _f("health", "string", "-", "`ok` or `degraded`, as in `health`"),
     _f("sensor_connected", "bool", "-", "the sensor answers and delivers samples"),
+    _f("today_active_s", "int", "s", "time rolling or holding today (the local date's "
+                                     "finished sessions and the one under way), in whole "
+                                     "minutes (steps of 60 s, rounded down); a session counts "
+                                     "for the date it started on, once it has "
+                                     "`session.min_record_active_s`"),
+    _f("today_holds", "int", "-", "finished holds today"),
+    _f("today_distance_m", "int", "m", "distance rolled today, whole metres (rounded down)"),
+    _f("today_sessions", "int", "-", "sessions today, the one under way included"),
+    _f("last_session", "object or null", "-", "the newest finished session kept in the "
+                                               "history: `started_unix_s`, `ended_unix_s`, "
+                                               "`routine_title`, `end_reason`, `active_s` and "
+                                               "`too_fast_s` (whole s), `strokes`, `holds`, "
+                                               "`distance_m` (0.1 m, null if unknown), "
+                                               "`mean_speed_mm_s` (whole, or null), "
+                                               "`left_share_pct` (whole %, or null); null "
+                                               "before the first"),
 )
 """The ``state`` payload: what a home-automation system records. Rounded so a value changes
 only when a person would see the difference, sent at most every
@@ -710,6 +727,38 @@ apart; finer steps change every second while rolling and fill the recorder."""
 STATE_PROGRESS_STEP_PCT = 5
 """``state`` routine progress in steps of 5 %."""
 
+STATE_DAY_ACTIVE_STEP_S = 60
+"""``state`` day totals of active time in whole minutes: a row a minute in a recorder while
+someone rolls, not one every few seconds."""
+
+STATE_DAY_DISTANCE_STEP_M = 1
+"""``state`` day totals of distance in whole metres (about a minute of rolling at the go-slow
+target speed)."""
+
+
+def _floor(value: float, step: float) -> int:
+    """``value`` rounded down to a multiple of ``step`` (a total never shows what is not yet
+    done; the micro-margin absorbs a sum's last-digit noise at an exact multiple)."""
+    return int(math.floor(value / step + 1e-9) * step)
+
+
+def last_session_state(last: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The ``state`` payload's ``last_session`` from a finished session's figures
+    (``roller.coaching.day_totals.last_session_of_summary``), rounded so it reads at a glance."""
+    if last is None:
+        return None
+    distance = last.get("distance_m")
+    mean = last.get("mean_speed_m_s")
+    share = last.get("left_share")
+    return {"started_unix_s": last["started_unix_s"], "ended_unix_s": last["ended_unix_s"],
+            "routine_title": last["routine_title"], "end_reason": last["end_reason"],
+            "active_s": _whole(last["active_s"]) or 0, "strokes": int(last["strokes"]),
+            "holds": int(last["holds"]),
+            "distance_m": None if distance is None else round(distance, 1),
+            "too_fast_s": _whole(last["too_fast_s"]) or 0,
+            "mean_speed_mm_s": None if mean is None else _whole(mean * 1000.0),
+            "left_share_pct": None if share is None else _whole(share * 100.0)}
+
 
 def _whole(value: float | None, step: float = 1.0) -> int | None:
     if value is None or not math.isfinite(value):
@@ -720,11 +769,15 @@ def _whole(value: float | None, step: float = 1.0) -> int | None:
 def state_payload(*, phase: str, calibrated: bool, speed_m_s: float | None, too_fast: bool,
                   session: Mapping[str, Any], too_fast_s: float,
                   coach: Mapping[str, Any] | None, health_ok: bool,
-                  sensor_connected: bool) -> dict[str, Any]:
+                  sensor_connected: bool, today: Any = None,
+                  last_session: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``state`` payload (see :data:`STATE_FIELDS`). ``speed_m_s`` is the recent mean
     speed [m/s] (None: no reading); ``session`` is a ``session`` payload
     (:func:`session_payload`); ``too_fast_s`` the session's time too fast [s]; ``coach`` the
-    coach's state fields (``state``, ``step``, ``prompt``, ``routine_progress``) or None."""
+    coach's state fields (``state``, ``step``, ``prompt``, ``routine_progress``) or None;
+    ``today`` the day's totals (``active_s`` [s], ``holds``, ``distance_m`` [m],
+    ``sessions``: ``roller.coaching.day_totals.DayTotals``; None: nothing today);
+    ``last_session`` the newest finished session's figures (:func:`last_session_state`)."""
     mean = session.get("mean_stroke_speed_m_s")
     step = (coach or {}).get("step")
     prompt = (coach or {}).get("prompt")
@@ -751,6 +804,13 @@ def state_payload(*, phase: str, calibrated: bool, speed_m_s: float | None, too_
         else _whole(progress * 100.0, STATE_PROGRESS_STEP_PCT),
         "health": "ok" if health_ok else "degraded",
         "sensor_connected": bool(sensor_connected),
+        "today_active_s": 0 if today is None else _floor(today.active_s,
+                                                          STATE_DAY_ACTIVE_STEP_S),
+        "today_holds": 0 if today is None else int(today.holds),
+        "today_distance_m": 0 if today is None else _floor(today.distance_m,
+                                                            STATE_DAY_DISTANCE_STEP_M),
+        "today_sessions": 0 if today is None else int(today.sessions),
+        "last_session": last_session_state(last_session),
     }
 
 

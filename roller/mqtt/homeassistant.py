@@ -20,6 +20,16 @@ time a rendered state changes, so 10 Hz readings cost tens of thousands of rows 
 rounded value changed (and every ``state_heartbeat_s`` regardless), retained at QoS 1. Event
 entities read the ``event/<kind>`` topics, one row per stroke, hold and too-fast pass.
 :data:`ENTITIES` lists every entity with its topic; docs/mqtt.md shows the measured rows.
+
+**Today and the last session** (:data:`DAY_ENTITIES`). Minutes rolled, holds and distance of
+the local date are ``total_increasing`` sensors, so Home Assistant keeps long-term statistics
+of them (a day's total falling to zero at midnight is a new meter cycle to it, not a loss). They
+ride on the ``state`` topic too, from :class:`roller.coaching.day_totals.TodaysRolling` (the
+history's sessions of the day plus the one under way), in whole minutes and metres: at most a
+row a minute each while rolling, and none at rest but the midnight reset. The last session's
+active minutes are a sensor whose attributes are that session's summary (``last_session`` in
+``state``, from the history, so it survives restarts; not the ``session`` topic, which carries
+the session under way as soon as the next one starts).
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from __future__ import annotations
 import collections
 import re
 import socket
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -39,6 +50,7 @@ from roller.contract.messages import Topics
 from roller.pipeline.events import Event, TooFast
 
 if TYPE_CHECKING:
+    from roller.coaching.day_totals import TodaysRolling
     from roller.coaching.session import Session
     from roller.service.health import SensorChange
     from roller.service.sinks import Tick
@@ -120,6 +132,8 @@ class Entity:
     options: Mapping[str, Any] = field(default_factory=dict)
     rate: str = "at most 1 Hz, on change"
     """How often its topic carries a message that can change it (for the docs)."""
+    attributes: str | None = None
+    """The topic name its attributes come from (``json_attributes_topic``), if any."""
 
 
 def _v(name: str) -> str:
@@ -157,6 +171,34 @@ BUTTON_NAMES: dict[str, tuple[str, str]] = {
 }
 """Name and icon of the button for each command verb (every verb has one)."""
 assert set(BUTTON_NAMES) == set(contract.COMMAND_VERBS)
+
+_LAST_SESSION_ATTRIBUTES = (
+    "{% set s = value_json.last_session %}{{ (dict(s, started=s.started_unix_s | "
+    "timestamp_local, ended=s.ended_unix_s | timestamp_local) if s else {}) | tojson }}")
+
+DAY_ENTITIES: tuple[Entity, ...] = (
+    Entity("today_minutes", "sensor", "Rolled today", "state", {
+        "value_template": "{{ value_json.today_active_s // 60 }}", "unit_of_measurement": "min",
+        "device_class": "duration", "state_class": "total_increasing",
+        "suggested_display_precision": 0, "icon": "mdi:calendar-today"},
+        rate="at most once a minute while rolling (whole minutes); 0 at midnight"),
+    Entity("today_holds", "sensor", "Holds today", "state", {
+        "value_template": _v("today_holds"), "state_class": "total_increasing",
+        "icon": "mdi:hand-back-right-outline"}, rate="once per hold; 0 at midnight"),
+    Entity("today_distance", "sensor", "Distance today", "state", {
+        "value_template": _v("today_distance_m"), "unit_of_measurement": "m",
+        "device_class": "distance", "state_class": "total_increasing",
+        "suggested_display_precision": 0, "icon": "mdi:map-marker-distance"},
+        rate="once per metre rolled; 0 at midnight"),
+    Entity("last_session", "sensor", "Last session", "state", {
+        "value_template": "{{ (value_json.last_session.active_s / 60) | round(1) "
+                          "if value_json.last_session else None }}",
+        "unit_of_measurement": "min", "device_class": "duration",
+        "suggested_display_precision": 1, "json_attributes_template": _LAST_SESSION_ATTRIBUTES,
+        "icon": "mdi:history"}, rate="once per session", attributes="state"),
+)
+"""Today's totals (long-term statistics) and the last session's summary; see the module
+docstring."""
 
 ENTITIES: tuple[Entity, ...] = (
     Entity("speed", "sensor", "Speed", "state", {
@@ -216,6 +258,7 @@ ENTITIES: tuple[Entity, ...] = (
     Entity("sensor_ok", "binary_sensor", "Sensor connected", "state", {
         "value_template": _on_off("sensor_connected"), **ON_OFF,
         "device_class": "connectivity", **DIAGNOSTIC}),
+    *DAY_ENTITIES,
     *(Entity(verb, "button", name, f"cmd/{verb}", {
         "payload_press": PAYLOAD_PRESS, "icon": icon}, rate="sends when pressed")
       for verb, (name, icon) in BUTTON_NAMES.items()),
@@ -265,6 +308,8 @@ def component(topics: Topics, entity: Entity) -> dict[str, Any]:
         body.update(qos=contract.qos("cmd"), retain=False)
     else:  # subscribe at QoS 1: a lost event is a missed automation, a lost state a stale one
         body["qos"] = 1
+    if entity.attributes is not None:
+        body["json_attributes_topic"] = _topic(topics, entity.attributes)
     body.update(entity.options)
     return body
 
@@ -326,12 +371,17 @@ class HomeAssistantSink:
     rolling (0 while holding or idle); ``too_fast`` is true if any moment of the interval
     was. ``outbox_dropped()`` counts dropped events (health degraded); when ``connects()``
     (the broker connections so far) changes, the state goes out again even if unchanged, as a
-    restarted broker may have lost the retained copy."""
+    restarted broker may have lost the retained copy. ``today`` gives the day's totals and the
+    last session (None: none sent) by the wall clock ``unix_s`` [s]."""
 
     def __init__(self, send: StateSender, settings: HomeAssistantSettings, *,
                  outbox_dropped: Callable[[], int] = lambda: 0,
-                 connects: Callable[[], int] = lambda: 0) -> None:
+                 connects: Callable[[], int] = lambda: 0,
+                 today: TodaysRolling | None = None,
+                 unix_s: Callable[[], float] = time.time) -> None:
         self.send = send
+        self.today = today
+        self.unix_s = unix_s
         self.settings = settings
         self.outbox_dropped = outbox_dropped
         self.connects = connects
@@ -358,6 +408,8 @@ class HomeAssistantSink:
         """Sensor faults are not this sink's business (the MQTT and LED sinks report them)."""
 
     def on_step(self, tick: Tick) -> None:
+        if self.today is not None:  # acts only when a session ends
+            self.today.observe(tick.session, tick.summary, self.unix_s())
         live = tick.live
         if live is not None:
             if live.phase == "rolling":
@@ -422,16 +474,22 @@ class HomeAssistantSink:
         if live is not None:
             speed = self._shown_speed(
                 max(0.0, self._speed_sum / len(self._speeds)) if self._speeds else 0.0)
+        today = last = None
+        if self.today is not None:
+            today = self.today.totals(session, self.unix_s())
+            last = self.today.last_session()
         return contract.state_payload(
             phase=live.phase if live is not None else "idle",
             calibrated=bool(live.calibrated) if live is not None else False,
             speed_m_s=speed, too_fast=self._too_fast or bool(live is not None and live.too_fast),
             session=session.to_dict(tick.now), too_fast_s=self._too_fast_s, coach=coach,
             health_ok=tick.sensor_ok and self.outbox_dropped() == 0,
-            sensor_connected=tick.sensor_ok)
+            sensor_connected=tick.sensor_ok, today=today, last_session=last)
 
     def close(self, tick: Tick) -> None:
         """Send the final state (the session as it ended) if it changed."""
+        if self.today is not None:
+            self.today.observe(tick.session, tick.summary, self.unix_s())
         payload = self.payload(tick)
         if payload != self.last:
             self._send(payload, tick.now)

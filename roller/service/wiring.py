@@ -20,6 +20,7 @@ from firmware_bridge.sensor import SensorSettings, open_sensor, open_sensor_or_w
 from roller.base.paths import ensure_dir
 from roller.base.state_lock import hold_state_dir
 from roller.coaching.coach import Coach
+from roller.coaching.day_totals import TodaysRolling
 from roller.coaching.history import History, HistoryError
 from roller.coaching.routine import load_routine
 from roller.contract.command_table import CommandInbox
@@ -77,21 +78,23 @@ def build_service(config: RollerConfig, *, simulate: bool = False, seed: int = 0
                       publisher=publisher, coach=coach, history=history,
                       controls=open_controls(config, inbox, simulate=simulate), clock=clock,
                       notifier=notifier, calibration_path=calibration_path, inbox=inbox)
-    add_home_assistant(service, config, publisher, chip=driver.chip)
+    add_home_assistant(service, config, publisher, chip=driver.chip, history=history)
     return service
 
 
 def add_home_assistant(service: Service, config: RollerConfig, publisher: Publisher, *,
-                       chip: str | None) -> None:
+                       chip: str | None, history: History | None = None) -> None:
     """Announce the device with its chip and display link, and add the sink that sends the
     ``state`` topic Home Assistant reads (before the MQTT sink, so the final state goes out
-    before the publisher closes)."""
+    before the publisher closes), with today's totals from ``history``."""
     if not config.homeassistant.enabled:
         return
     publisher.set_discovery(home_assistant_discovery(config, publisher.topics, chip=chip))
     sink = HomeAssistantSink(mqtt_state_sender(publisher), config.homeassistant,
                              outbox_dropped=lambda: publisher.outbox.dropped,
-                             connects=lambda: publisher.connects)
+                             connects=lambda: publisher.connects,
+                             today=TodaysRolling(history, device_id=config.device_id),
+                             unix_s=service.clock.unix_s)
     at = next((i for i, s in enumerate(service.sinks) if isinstance(s, MqttSink)),
               len(service.sinks))
     service.sinks.insert(at, sink)
