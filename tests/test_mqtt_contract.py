@@ -105,17 +105,14 @@ def test_analyze_json_uses_the_mqtt_event_schema_and_keeps_the_old_names() -> No
         del mqtt["session_id"]
         assert {k: got[k] for k in mqtt} == mqtt
         assert got["kind"] == event.kind
-        for new, old in contract.LEGACY_EVENT_NAMES.items():
-            if new in got:
-                assert got[old] == round(got[new], 3)
-    assert body["start_s"] == body["start"] == 10.0
-    assert set(body["deprecated"]) == {"start", "end", "emitted_at"}
+        assert not {"start", "end", "emitted_at"} & set(got)  # one name per field, with its unit
+    assert body["start_s"] == 10.0
+    assert not {"start", "end", "deprecated"} & set(body)
 
 
-def test_coach_summary_has_unix_names_and_keeps_the_old_ones() -> None:
+def test_coach_summary_has_unix_names_only() -> None:
     body = contract.summary_payload({"started_at": 1.5, "ended_at": 2.5, "strokes": 3})
-    assert body["started_unix_s"] == 1.5 and body["ended_unix_s"] == 2.5
-    assert body["started_at"] == 1.5
+    assert body == {"started_unix_s": 1.5, "ended_unix_s": 2.5, "strokes": 3}
 
 
 def test_an_unknown_topic_is_refused_with_the_names() -> None:

@@ -43,7 +43,7 @@ def write_csv(path, header: list[str], columns: list[np.ndarray], *, delimiter="
 
 
 def strokes(result: dict) -> list[tuple[float, float]]:
-    return [(round(s["distance_m"], 3), round(s["start"], 1)) for s in result["strokes"]]
+    return [(round(s["distance_m"], 3), round(s["start_s"], 1)) for s in result["strokes"]]
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +51,13 @@ def reference():
     """The original recording's analysis."""
     import argparse
 
-    from roller.commands.analyze import settings_from_args
+    from roller.commands.analyze import analysis_json, settings_from_args
     from roller.recordings.analysis import analyze
 
     args = argparse.Namespace(config=None, radius=0.05, max_speed=0.1, roll_axis=None,
                               gyro_bias=None, ball=False, gyro_range=None)
     summary = analyze(str(DIRECTORY / f"{NAME}.csv"), settings_from_args(args))
-    return summary.to_dict()
+    return analysis_json(summary)
 
 
 def test_reference_has_the_two_turns(reference) -> None:

@@ -146,16 +146,13 @@ def run(args: argparse.Namespace) -> int:
 def analysis_json(summary) -> dict:
     """The ``--json`` object: :meth:`RecordingReport.to_dict` with each stroke, hold and
     too-fast excursion in the MQTT event schema (:func:`roller.contract.messages.analysis_event`:
-    ``kind``, ``start_s``, ``end_s``, ``emitted_at_s``, ...). The old unitless names (``start``,
-    ``end``, ``emitted_at``, also at the top level) stay for one release; ``deprecated`` lists
-    them with their replacements."""
-    from roller.contract.messages import LEGACY_EVENT_NAMES, analysis_event
+    ``kind``, ``start_s``, ``end_s``, ``emitted_at_s``, ...) and the recording's own start and
+    end as ``start_s`` and ``end_s``."""
+    from roller.contract.messages import analysis_event
 
     body = summary.to_dict()
     for key, events in (("strokes", summary.strokes), ("holds", summary.holds),
                         ("too_fast", summary.too_fast)):
         body[key] = [analysis_event(e) for e in events]
-    body["start_s"], body["end_s"] = body["start"], body["end"]
-    body["deprecated"] = {old: f"use {new}; {old} goes in the next release"
-                          for new, old in LEGACY_EVENT_NAMES.items()}
+    body["start_s"], body["end_s"] = body.pop("start"), body.pop("end")
     return body

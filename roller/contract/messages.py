@@ -425,10 +425,8 @@ COACH_FIELDS: tuple[Field, ...] = (
 SUMMARY_FIELDS: tuple[Field, ...] = (
     _f("routine", "string", "-", "routine name"),
     _f("routine_title", "string", "-", "routine title"),
-    _f("started_unix_s", "number", "s", "wall clock at the start (Unix time); also as "
-                                        "`started_at` until the next release"),
-    _f("ended_unix_s", "number", "s", "wall clock at the end; also as `ended_at` until the "
-                                      "next release"),
+    _f("started_unix_s", "number", "s", "wall clock at the start (Unix time)"),
+    _f("ended_unix_s", "number", "s", "wall clock at the end (Unix time)"),
     _f("duration_s", "number", "s", "start to end, pauses included"),
     _f("end_reason", "string", "-", "`completed`, `stopped`, `pain`, `idle` (idle timeout) or "
                                     "`shutdown` (the service stopped)"),
@@ -592,11 +590,13 @@ FIELDS: dict[str, tuple[Field, ...]] = {
 }
 """The field table of every JSON payload (``event`` is the envelope every event carries)."""
 
-LEGACY_EVENT_NAMES = {"start_s": "start", "end_s": "end", "emitted_at_s": "emitted_at"}
-"""Event fields as ``roller analyze --json`` named them before 0.2 (kept for one release)."""
+EVENT_ATTRIBUTES = {"start_s": "start", "end_s": "end", "emitted_at_s": "emitted_at"}
+"""Payload field -> the pipeline event's attribute, where the two differ: the events name their
+times by role (``roller.pipeline.events``), the payload adds the unit."""
 
-LEGACY_SUMMARY_NAMES = {"started_unix_s": "started_at", "ended_unix_s": "ended_at"}
-"""Summary fields as the coach named them before 0.2 (kept for one release)."""
+SUMMARY_ATTRIBUTES = {"started_unix_s": "started_at", "ended_unix_s": "ended_at"}
+"""Payload field -> the session summary's attribute, where the two differ (the history's
+columns keep the summary's names)."""
 
 
 # -- builders -------------------------------------------------------------------------------
@@ -622,7 +622,7 @@ def _event_fields(event: Any) -> dict[str, Any]:
         if field.name == "duration_s":
             value = event.duration_s
         else:
-            source = LEGACY_EVENT_NAMES.get(field.name, field.name)
+            source = EVENT_ATTRIBUTES.get(field.name, field.name)
             value = getattr(event, source)
         body[field.name] = value
     return rounded(body)
@@ -643,13 +643,8 @@ def event_envelope(device_id: str, kind: str, time_unix_s: float,
 
 
 def analysis_event(event: Any) -> dict[str, Any]:
-    """An event in ``roller analyze --json``: the MQTT fields plus ``kind`` and, for one
-    release, the old unitless names (``start``, ``end``, ``emitted_at``)."""
-    body = {"kind": event.kind, **_event_fields(event)}
-    for new, old in LEGACY_EVENT_NAMES.items():
-        if new in body:
-            body[old] = round(body[new], 3)
-    return body
+    """An event in ``roller analyze --json``: the MQTT event's fields plus ``kind``."""
+    return {"kind": event.kind, **_event_fields(event)}
 
 
 def live_payload(live: Any) -> dict[str, Any]:
@@ -688,11 +683,12 @@ def session_payload(*, session_id: str | None, state: str, end_reason: str | Non
 
 def summary_payload(summary: Mapping[str, Any]) -> dict[str, Any]:
     """A coached session's summary (``roller.coaching.records.SessionSummary.to_dict()``) with
-    units in its names; the old ``started_at`` / ``ended_at`` stay for one release."""
+    units in its names (:data:`SUMMARY_ATTRIBUTES`)."""
     body = dict(summary)
-    for new, old in LEGACY_SUMMARY_NAMES.items():
-        if old in body and new not in body:
-            body[new] = body[old]
+    for new, old in SUMMARY_ATTRIBUTES.items():
+        if old in body:
+            value = body.pop(old)
+            body.setdefault(new, value)
     return body
 
 
