@@ -348,8 +348,8 @@ def test_sound_speaks_what_the_coach_decided_once(display, pub, page) -> None:
     assert state["cue"] == "hold_reached" and state["speech"]["kind"] == "hold_reached"
     pub.send("mat1", "coach", state, retain=True)
     page.wait_for_function("window.rollerDisplay.beeps.includes('hold_end')", timeout=5000)
-    page.wait_for_function("p => window.rollerDisplay.spoken.at(-1) === p", arg=state["prompt"],
-                           timeout=5000)
+    page.wait_for_function("p => window.rollerDisplay.spoken.at(-1) === p",
+                           arg=state["speech"]["text"], timeout=5000)
     pub.send("mat1", "live", live(speed=0.1, too_fast=True))
     page.wait_for_function("window.rollerDisplay.beeps.includes('too_fast')", timeout=5000)
     # a prompt change the coach did not decide to say is shown, not spoken

@@ -481,8 +481,9 @@ class Coach:
         step, record, nxt = self._step_context()
         prompt = self._prompt(now, step, record, nxt)
         active = step if step is not None and self.state == "active" else None
-        self.narrator.tell(prompt.text, prompt.cue, now,
-                           step=(active.title, active.position) if active is not None else None)
+        self.narrator.tell(prompt.words, prompt.cue, now,
+                           step=(active.spoken_title, active.spoken_position,
+                                 active.spoken_caution) if active is not None else None)
 
     def _step_context(self) -> tuple[RoutineStep | None, StepRecord | None, RoutineStep | None]:
         """The current step, its record and the step after it (None where there is none)."""

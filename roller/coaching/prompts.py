@@ -28,11 +28,18 @@ DEFAULT_ROLLING_CUE = "Slow passes, a few inches each way."
 
 
 class Prompt(NamedTuple):
-    """What to show: the sentence (large, and spoken), a second line, and its kind."""
+    """What to show: the sentence (large), a second line, its kind, and the words said aloud
+    when they differ from the text (shorter, no brackets or abbreviations)."""
 
     text: str
     detail: str
     cue: str
+    spoken: str = ""
+
+    @property
+    def words(self) -> str:
+        """What is said aloud for this prompt."""
+        return self.spoken or self.text
 
 
 @dataclass(frozen=True)
@@ -114,9 +121,10 @@ class Sentences:
             "shutdown": Prompt("The roller has been switched off. Session saved.",
                                "Your summary stays here until it is back.", "shutdown"),
         }
-        return ends.get(s.end_reason or "", Prompt(s.routine.closing or
-                                                   "Routine complete. Well done.",
-                                                   "Well done.", "routine_done"))
+        r = s.routine
+        return ends.get(s.end_reason or "", Prompt(r.closing or "Routine complete. Well done.",
+                                                   "Well done.", "routine_done",
+                                                   r.say_closing))
 
     @staticmethod
     def _transition(step: RoutineStep, nxt: RoutineStep | None) -> Prompt:
@@ -124,7 +132,8 @@ class Sentences:
         if nxt.muscle == step.muscle and nxt.side != step.side and nxt.side != "none":
             return Prompt(f"That side is done. Switch to your {nxt.side} side.", nxt.position,
                           "switch_sides")
-        return Prompt(f"{step.title} done. Next: {nxt.title}.", nxt.position, "step_done")
+        return Prompt(f"{step.title} done. Next: {nxt.title}.", nxt.position, "step_done",
+                      f"{step.spoken_title} done. Next: {_lower_first(nxt.spoken_title)}.")
 
     def _active(self, s: Situation, step: RoutineStep, left: int) -> Prompt:
         if s.too_fast_speed_m_s is not None:
@@ -147,12 +156,19 @@ class Sentences:
     def _hold(s: Situation, step: RoutineStep, left: int) -> Prompt:
         if s.hold_elapsed_s >= step.hold_max_s:
             return Prompt("Long enough on this spot. Roll on slowly to the next one.",
-                          f"{left} s still to go on this step.", "hold_long")
+                          f"{left} s still to go on this step.", "hold_long",
+                          "Long enough. Roll on slowly.")
         if s.hold_elapsed_s >= step.hold_min_s:
             return Prompt(f"{step.hold_min_s:.0f} seconds reached. Move on, or stay a little "
-                          "longer if it helps.", "Keep breathing slowly.", "hold_reached")
+                          "longer if it helps.", "Keep breathing slowly.", "hold_reached",
+                          f"{step.hold_min_s:.0f} seconds. Move on when you like.")
         word = "Breathe in slowly" if s.breath == "in" else "Breathe out and let go"
         return Prompt("Stay on this spot and breathe deeply.", f"{word}.", "hold")
+
+
+def _lower_first(title: str) -> str:
+    """A title inside a sentence: its first letter small (``side of the waist, right``)."""
+    return title[:1].lower() + title[1:]
 
 
 def _seconds(left_s: float) -> int:

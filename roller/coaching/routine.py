@@ -16,6 +16,7 @@ checkout's ``config/routines/``) or a path.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,12 @@ class RoutineStep:
     cues: list[str] = setting(default_factory=list,
                               doc="short cues shown in turn while working the step")
     caution: str = setting("", doc="a safety note for this step, shown with the position")
+    say_title: str = setting("", doc="the step's name as spoken (no brackets or "
+                                     "abbreviations); default: the title without brackets")
+    say: str = setting("", doc="the position as spoken, about 12 words or fewer (the full "
+                               "position stays on screen); default: the position")
+    say_caution: str = setting("", doc="the caution as spoken at the start of the step, one "
+                                       "short sentence; default: the caution")
     target_active_s: float = setting(45.0, unit="s", minimum=5.0, maximum=900.0,
                                      doc="active time (rolling or holding) that completes "
                                          "the step")
@@ -71,6 +78,32 @@ class RoutineStep:
                                 doc="a hold on a tender spot is long enough from here")
     hold_max_s: float = setting(30.0, unit="s", minimum=3.0, maximum=300.0,
                                 doc="suggest moving on once a hold lasts this long")
+
+
+    @property
+    def spoken_title(self) -> str:
+        """The name said aloud: ``say_title``, else the title without bracketed parts."""
+        return plain_words(self.say_title or self.title)
+
+    @property
+    def spoken_position(self) -> str:
+        """Where to lie, as said aloud: ``say``, else the full position."""
+        return plain_words(self.say or self.position)
+
+    @property
+    def spoken_caution(self) -> str:
+        """The safety note as said aloud (empty when the step has none)."""
+        return plain_words(self.say_caution or self.caution)
+
+
+MAX_SPOKEN_WORDS = 14
+"""A spoken position or caution longer than this is refused: someone lying on the roller with
+eyes closed has to hold it in mind (aim for about 12)."""
+
+
+def plain_words(text: str) -> str:
+    """``text`` as it should be read aloud: bracketed asides removed, spaces collapsed."""
+    return " ".join(re.sub(r"\s*\([^)]*\)", "", text).split()).replace(" ,", ",")
 
 
 @dataclass(frozen=True)
@@ -82,7 +115,8 @@ class Routine:
     description: str = setting("", doc="one or two sentences on what the routine is for")
     tips: list[str] = setting(default_factory=list,
                               doc="general advice shown before the first step")
-    closing: str = setting("", doc="shown and spoken when the routine is complete")
+    closing: str = setting("", doc="shown when the routine is complete")
+    say_closing: str = setting("", doc="the closing as spoken, short; default: the closing")
     steps: tuple[RoutineStep, ...] = setting(default_factory=tuple, doc="the steps, in order")
 
     def step_index(self, step_id: str) -> int:
@@ -118,6 +152,15 @@ def parse_routine(data: object, *, where: str = "") -> Routine:
         if step.id in seen:
             raise ConfigError(f"{key}.id", "an id not used by an earlier step", step.id, where)
         seen.add(step.id)
+        for name in ("say_title", "say", "say_caution"):
+            text = getattr(step, name)
+            if re.search(r"[()\[\]]", text):
+                raise ConfigError(f"{key}.{name}", "words to speak, without brackets", text,
+                                  where)
+            if name != "say_title" and len(text.split()) > MAX_SPOKEN_WORDS:
+                raise ConfigError(f"{key}.{name}",
+                                  f"a short spoken form of at most {MAX_SPOKEN_WORDS} words",
+                                  text, where)
         if step.hold_min_s > step.hold_max_s:
             raise ConfigError(f"{key}.hold_max_s",
                               f"a value of at least hold_min_s ({step.hold_min_s} s)",

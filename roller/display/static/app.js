@@ -30,7 +30,7 @@
   // What the page did, for people debugging it and for the end-to-end tests.
   // liveShown: [stroke_count, Date.now()] when a live message was drawn (the last 200).
   // spoken: sentences started; cancels: sentences cut for a more urgent one.
-  const record = { spoken: [], beeps: [], messages: 0, liveShown: [], cancels: 0 };
+  const record = { spoken: [], beeps: [], tones: [], messages: 0, liveShown: [], cancels: 0 };
   window.rollerDisplay = record;
 
   const query = new URLSearchParams(location.search);
@@ -395,7 +395,9 @@
       $("phase").textContent = d.live.calibrated === false ? "calibrating\u2026" : d.live.phase;
       // the live alert sounds at once, with the too-fast cue's tone (the coach's prompt follows)
       const tone = CUES.too_fast && CUES.too_fast.tone;
-      if (d.live.too_fast && !lastTooFast && tone) beep(tone);
+      // ... only while a session is under way: nothing sounds before the start or after the end
+      const coaching = d.coach && ["active", "transition"].includes(d.coach.state);
+      if (d.live.too_fast && !lastTooFast && tone && coaching) beep(tone);
       lastTooFast = !!d.live.too_fast;
     } else {
       $("speed").textContent = "--";
@@ -447,10 +449,17 @@
   // cue table, for what must be instant.
   function speechKey(sp) { return sp ? `${sp.id}|${sp.decided_s}|${sp.text}` : ""; }
 
+  // Tests run a stand-in voice faster than real time and tell the page by how much.
+  function timeScale() { return window.__rollerTimeScale || 1; }
+  const CHIME_MS = 800;        // the chime's three notes; no sentence starts over them
+  // only a safety or slow-down sentence cuts one being said (as the coach decides)
+  const URGENT = (CUES.too_fast && CUES.too_fast.priority) || Infinity;
+
   function speakAndCue(c, ageS) {
     if (c.cue !== lastCue) {
       const tone = CUES[c.cue] && CUES[c.cue].tone;
-      if (tone) beep(tone);
+      if (tone === "chime") chime();
+      else if (tone) beep(tone);
       lastCue = c.cue;
     }
     const sp = c.speech;
@@ -459,51 +468,91 @@
     heardKey = key;
     const lateS = Math.max(0, (c.t_s || 0) - (sp.decided_s || 0)) + ageS;
     if (lateS > SPEECH_STALE_S) return;   // its moment has passed (e.g. a replayed state)
-    say(sp.text, sp.priority || 0, sp.duration_s, Date.now() + (SPEECH_STALE_S - lateS) * 1000,
-        sp.id, sp.replaces_id);
+    say(sp.text, sp.priority || 0, sp.duration_s,
+        Date.now() + (SPEECH_STALE_S - lateS) * 1000 / timeScale(), sp.id, sp.replaces_id);
   }
 
-  let talking = null;          // {priority, until (ms), id}: the sentence being spoken
-  let waiting = [];            // sentences waiting for it to end: {text, priority, ...}
+  // One voice channel: a sentence, or a chime, at a time. A sentence is cut only for a more
+  // urgent one (or one the coach says makes it obsolete); others wait for its end (the voice's
+  // end or error event) while still fresh; a chime waits for the voice too, and the next
+  // sentence waits for the chime.
+  let talking = null;          // {priority, id, until (ms)}: the sentence being spoken
+  let waiting = [];            // sentences waiting: {text, priority, durationS, deadlineMs, id}
+  let quietUntil = 0;          // ms: a chime sounds until then
+  let chimeDeadline = 0;       // ms: a chime waits for the voice until then (0: none waits)
+  let wakeTimer = 0;
 
   function say(text, priority, durationS, deadlineMs, id, replacesId) {
     if (!soundOn || !text) return;
-    const now = Date.now();
-    if (talking && now < talking.until) {
-      // never cut for an equal or lower priority, unless the coach says it is obsolete
-      const obsolete = replacesId != null && replacesId === talking.id;
-      if (priority <= talking.priority && !obsolete) {
-        waiting = waiting.filter((w) => w.priority > priority);
-        waiting.push({ text, priority, durationS, deadlineMs, id });
+    const item = { text, priority, durationS, deadlineMs: deadlineMs || Date.now() + 3000, id };
+    if (talking) {
+      // the coach decided its words after what this page said by itself on "Sound on"
+      const obsolete = (replacesId != null && replacesId === talking.id) ||
+        (talking.id == null && id != null);
+      const urgent = priority > talking.priority && priority >= URGENT;
+      if (!urgent && !obsolete) {
+        waiting.push(item);
         return;
       }
-      record.cancels += 1;
+      if (talking.id == null) record.echoCuts = (record.echoCuts || 0) + 1;
+      else record.cancels += 1;
+      talking = null;
       if ("speechSynthesis" in window) window.speechSynthesis.cancel();
     }
-    const words = text.trim().split(/\s+/).length;
-    const estS = Math.max(durationS || 0, words / 2.5, 0.8);
-    const mine = { priority, until: now + (estS + 2) * 1000, id };  // +2 s: a slow voice
+    waiting.push(item);
+    next();
+  }
+
+  function chime() {
+    if (!soundOn || !audio) return;
+    chimeDeadline = Date.now() + 3000 / timeScale();
+    next();
+  }
+
+  // whatever may sound now: a waiting chime first, then the most urgent fresh sentence
+  function next() {
+    const now = Date.now();
+    if (talking && now >= talking.until) talking = null;   // a voice that never said its end
+    if (talking) return;
+    if (now < quietUntil) { wake(quietUntil - now); return; }
+    if (chimeDeadline) {
+      const fresh = now <= chimeDeadline;
+      chimeDeadline = 0;
+      if (fresh) {
+        beep("chime");
+        quietUntil = now + CHIME_MS / timeScale();
+        wake(CHIME_MS / timeScale());
+        return;
+      }
+    }
+    waiting = waiting.filter((w) => now <= w.deadlineMs);
+    if (!waiting.length) return;
+    waiting.sort((a, b) => b.priority - a.priority);
+    start(waiting.shift());
+  }
+
+  function wake(ms) {
+    clearTimeout(wakeTimer);
+    wakeTimer = setTimeout(next, Math.max(0, ms) + 5);
+  }
+
+  function start(item) {
+    const words = item.text.trim().split(/\s+/).length;
+    const estS = Math.max(item.durationS || 0, words / 2.5, 0.8);
+    // the voice's end event ends it; this only frees a voice that never reports (+3 s: slow)
+    const mine = { priority: item.priority, id: item.id,
+                   until: Date.now() + (estS * 2 + 3) * 1000 / timeScale() };
     talking = mine;
-    record.spoken.push(text);
-    if (!("speechSynthesis" in window)) return;
-    const u = new SpeechSynthesisUtterance(text);
+    record.spoken.push(item.text);
+    if (!("speechSynthesis" in window)) { talking = null; return; }
+    const u = new SpeechSynthesisUtterance(item.text);
     u.rate = 0.95;
     u.onend = u.onerror = () => {
       if (talking !== mine) return;
       talking = null;
-      sayWaiting();
+      next();
     };
     window.speechSynthesis.speak(u);
-  }
-
-  // the next waiting sentence once the current one is over (if it is still fresh)
-  function sayWaiting() {
-    if (talking && Date.now() < talking.until) return;
-    talking = null;
-    const next = waiting.filter((w) => Date.now() <= w.deadlineMs)
-      .sort((a, b) => b.priority - a.priority)[0];
-    waiting = [];
-    if (next) say(next.text, next.priority, next.durationS, next.deadlineMs, next.id);
   }
 
   const lastBeepAt = {};
@@ -514,6 +563,7 @@
     if (lastBeepAt[kind] && t - lastBeepAt[kind] < 1500) return;
     lastBeepAt[kind] = t;
     record.beeps.push(kind);
+    record.tones.push([kind, Date.now()]);
     const tones = { too_fast: [[880, 0, 0.12], [880, 0.18, 0.12]],
                     hold_end: [[660, 0, 0.25], [990, 0.3, 0.4]],
                     chime: [[523, 0, 0.2], [659, 0.2, 0.2], [784, 0.4, 0.35]] }[kind] || [];
@@ -546,10 +596,14 @@
       const d = devices[current];
       const c = d && d.coach ? offlineView(d) : null;
       if (d && d.coach) heardKey = speechKey(d.coach.speech);
-      say(c ? c.prompt : "Sound is on.", c && CUES[c.cue] ? CUES[c.cue].priority : 0);
+      // its spoken form when the coach is saying it, else the prompt without bracketed asides
+      const sp = c && c.speech && c.speech.kind === c.cue ? c.speech.text : "";
+      const words = c ? sp || c.prompt.replace(/\s*\([^)]*\)/g, "") : "Sound is on.";
+      say(words, c && CUES[c.cue] ? CUES[c.cue].priority : 0);
     } else {
       talking = null;
       waiting = [];
+      chimeDeadline = 0;
       if ("speechSynthesis" in window) window.speechSynthesis.cancel();
     }
   });
@@ -612,7 +666,7 @@
   // keep the trace moving and notice a silent roller even when no message arrives
   setInterval(() => {
     if (current && devices[current]) renderLive(devices[current]);
-    if (waiting.length) sayWaiting();   // a voice that never reports its end
+    if (waiting.length || chimeDeadline) next();   // a voice that never reports its end
   }, 500);
   window.addEventListener("resize", fitText);
 })();
