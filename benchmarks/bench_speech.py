@@ -30,7 +30,7 @@ _spec.loader.exec_module(harness)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=2)
-    parser.add_argument("--duration-s", type=float, default=400.0)
+    parser.add_argument("--duration-s", type=float, default=600.0)
     parser.add_argument("--speedup", type=float, default=4.0)
     parser.add_argument("--words-per-s", type=float, default=2.6)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")

@@ -214,8 +214,8 @@ def analyse(routine: Routine, heard: Heard) -> dict[str, Any]:
 
     priority = {u["text"]: u["priority"] for u in decided.values()}
     # the page's own echo of the prompt on "Sound on" gives way to the coach's next words
-    echo = [(a, text) for a, b, text, done in spans
-            if not done and abs(a - heard.sound_on_s) < 0.5]
+    echo = [(a, text) for a, b, text, done in spans[:1]
+            if not done and a < heard.sound_on_s + 3.0]
     cut = [(a, text) for a, b, text, done in spans
            if not done and (a, text) not in echo
            and not (excused(b, 0.5) and priority.get(text, 0) < Priority.SAFETY)]

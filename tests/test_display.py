@@ -146,7 +146,7 @@ def test_page_shows_step_prompt_hold_speed_and_progress(display, pub, page) -> N
     assert page.text_content("#breath") in ("Breathe in", "Breathe out")
     # 20 s rolling; the hold's first 3 s were rolling in this script, so nothing is credited
     # twice (roller.coaching.session.ActiveTime)
-    assert page.text_content("#step-time").startswith("20 / 45 s")
+    assert page.text_content("#step-time") == "roll 20/30 s \u00b7 hold 0/1"  # the dose
     assert page.is_hidden("#device-picker")  # a single roller: no picker
     # live messages drive the speed and stroke count
     t0 = time.monotonic()
@@ -720,3 +720,35 @@ def test_an_offline_roller_shows_offline_and_its_last_summary_not_a_live_prompt(
     assert page.text_content("#summary-title") == "Session saved at switch-off"
     assert page.text_content("#step-title") == "Roller offline"
     assert "switched off" in page.text_content("#prompt")
+
+
+# ---------------------------------------------------------------- a whole routine, heard
+
+def test_a_whole_routine_heard_with_a_voice_that_takes_time(display, pub, browser_context,
+                                                             ) -> None:
+    """Issue 17 item 2: a simulated person's routine through the real page, spoken by a
+    stand-in voice that takes real time (2.6 words a second, 8x faster for the test) and
+    fires its events. The voice talks at most a third of the active time, at most 6
+    sentences per active minute; no sentence is cut or dropped except by a safety or
+    slow-down sentence, none starts more than 3 s after it was decided, none is said 3 times
+    in 60 s, no chime sounds over speech; every step's position and caution is heard in
+    full, nothing in brackets."""
+    from speech_in_page import STAND_IN_VOICE, analyse, play, simulate
+
+    routine = simulate(seed=2, duration_s=600.0)
+    page = browser_context.new_page()
+    page.add_init_script(STAND_IN_VOICE % {"wps": 2.6, "speedup": 8.0})
+    try:
+        heard = play(page, display.url() + "?device=voice",
+                     lambda topic, body: pub.send("voice", topic, body, retain=True),
+                     routine, speedup=8.0)
+    finally:
+        page.close()
+    f = analyse(routine, heard)
+    print(f)
+    assert routine.states[-1][1]["summary"]["end_reason"] == "completed"
+    assert f["talk_share"] <= 1 / 3, f
+    assert f["per_active_min"] <= 6.0, f
+    assert (f["cut"], f["dropped"], f["late"], f["said_3x_in_60s"]) == ([], [], [], []), f
+    assert f["chime_overlaps"] == 0 and any(k == "chime" for k, _ in heard.tones), f
+    assert (f["position_missing"], f["caution_missing"], f["bracketed"]) == ([], [], []), f

@@ -142,7 +142,7 @@ def _page_model(states):
 
 @pytest.fixture(scope="module")
 def routine_speech():
-    states, coach, _ = coach_run(400.0, seed=lively_seed(400.0))
+    states, coach, _ = coach_run(600.0, seed=lively_seed(600.0))
     return states, coach
 
 

@@ -3,9 +3,12 @@
 A routine file (``config/routines/<name>.toml``) holds a title, general tips shown before the
 first step, a closing message, and an ordered list of ``[[steps]]``. Each step names the muscle,
 the side (``left``/``right``/``none``), the prop (``roller``/``ball``), how to get into position,
-a few cues shown while working, and its targets: ``target_active_s`` of active time (rolling or
-holding counts, lying still between them does not) and a hold window ``hold_min_s`` to
-``hold_max_s`` for tender spots.
+a few cues shown while working, a hold window ``hold_min_s`` to ``hold_max_s`` for tender
+spots, and its *dose* (the guidance: 30-60 s of rolling per side plus a 20-30 s hold): the step
+ends once the muscle and side has had ``dose_rolling_s`` of rolling and ``dose_holds`` holds of
+at least ``hold_min_s``, or ``dose_rolling_only_s`` of rolling without them -- not on a timer.
+``target_active_s`` (active time: rolling or holding; lying still does not count) is what the
+routine plans per step, for the sides' targets.
 
 Files are validated with :func:`roller.base.settings.from_mapping`, so a wrong routine fails with a
 :class:`~roller.base.errors.ConfigError` naming the file, the key (``steps[2].side``), what was
@@ -78,6 +81,14 @@ class RoutineStep:
                                 doc="a hold on a tender spot is long enough from here")
     hold_max_s: float = setting(30.0, unit="s", minimum=3.0, maximum=300.0,
                                 doc="suggest moving on once a hold lasts this long")
+    dose_rolling_s: float = setting(30.0, unit="s", minimum=0.0, maximum=900.0,
+                                    doc="the dose: rolling time on this muscle and side ...")
+    dose_holds: int = setting(1, minimum=0, maximum=10,
+                              doc="... plus this many holds of at least hold_min_s on tender "
+                                  "spots ...")
+    dose_rolling_only_s: float = setting(60.0, unit="s", minimum=0.0, maximum=900.0,
+                                         doc="... or, without the holds, this much rolling: "
+                                             "the step ends once its dose is met")
 
 
     @property
@@ -161,6 +172,10 @@ def parse_routine(data: object, *, where: str = "") -> Routine:
                 raise ConfigError(f"{key}.{name}",
                                   f"a short spoken form of at most {MAX_SPOKEN_WORDS} words",
                                   text, where)
+        if step.dose_rolling_only_s < step.dose_rolling_s:
+            raise ConfigError(f"{key}.dose_rolling_only_s",
+                              f"a value of at least dose_rolling_s ({step.dose_rolling_s} s)",
+                              step.dose_rolling_only_s, where)
         if step.hold_min_s > step.hold_max_s:
             raise ConfigError(f"{key}.hold_max_s",
                               f"a value of at least hold_min_s ({step.hold_min_s} s)",

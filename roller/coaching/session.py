@@ -322,6 +322,14 @@ class Session:
             self.last_activity = now
         return started
 
+    def count_open_hold(self, duration_s: float) -> None:
+        """A hold still under way when the session ended, long enough to count (the coach
+        decides: it reached its step's window): counted as if it had ended now [s]. The
+        pipeline's own end of it comes after the session and is not counted again."""
+        self.holds += 1
+        self.hold_time_s += duration_s
+        self.longest_hold_s = max(self.longest_hold_s, duration_s)
+
     def observe_phase(self, live: LiveState | None, now: float) -> bool:
         """Once a loop step, after its events: the rest after a session, auto-start on the live
         phase, active time, and the idle timeout. True when the state changed."""

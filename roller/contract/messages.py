@@ -424,6 +424,10 @@ COACH_FIELDS: tuple[Field, ...] = (
        "(estimated speaking time), `replaces_id` (the obsolete sentence it may cut, after "
        "`next`; else null). A display speaks each id once, only while fresh, and interrupts "
        "only for a higher priority; null before anything was said"),
+    _f("dose", "object or null", "-", "the current muscle and side's dose: `rolling_s` of "
+                                      "`rolling_target_s` (or `rolling_only_s` alone), "
+                                      "`holds` of `holds_target` (of `hold_min_s`), "
+                                      "`progress` 0..1, `met`"),
 )
 
 SUMMARY_FIELDS: tuple[Field, ...] = (
@@ -455,6 +459,8 @@ SUMMARY_FIELDS: tuple[Field, ...] = (
     _f("peak_speed_m_s", "number or null", "m/s", "fastest moment (stroke and too-fast "
                                                   "peaks)"),
     _f("advice", "string", "-", "set after `pain`"),
+    _f("doses", "object", "-", "per muscle, per side `rolling_s`, `holding_s`, `holds` (of "
+                               "20 s or more), and `left_share`"),
     _f("steps", "list", "-", "one object per step: `id`, `title`, `muscle`, `side`, `prop`, "
                              "`target_s`, `active_s`, `rolling_s`, `holding_s`, `strokes`, "
                              "`holds_s` (list) and `longest_hold_s` [s], `too_fast_count`, "

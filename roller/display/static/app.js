@@ -207,7 +207,7 @@
     const d = devices[current];
     if (!d) return;
     // a roller going offline changes what its last coach state means: render it again
-    if (what === "all" || what === "coach" || what === "status") renderCoach(d);
+    if (["all", "coach", "status", "session"].includes(what)) renderCoach(d);
     if (what === "all" || what === "live") renderLive(d);
   }
 
@@ -275,7 +275,12 @@
     // progress: the step, and each side against the routine's target for that side
     $("step-row").hidden = !step;
     $("step-bar").style.width = Math.round((c.step_progress || 0) * 100) + "%";
-    $("step-time").textContent = `${Math.round(c.step_active_s || 0)} / ${Math.round(c.step_target_s || 0)} s`;
+    // the dose on this muscle and side: rolling time, and holds of the hold window
+    const dose = c.dose;
+    $("step-time").textContent = !dose ? "" : dose.met ? "dose met"
+      : `roll ${Math.round(dose.rolling_s)}/${Math.round(dose.rolling_target_s)} s` +
+        (dose.holds_target ? ` \u00b7 hold ${dose.holds}/${dose.holds_target}` : "");
+    $("step-row").dataset.met = String(!!(dose && dose.met));
     for (const side of ["left", "right"]) {
       const done = (c.sides_s && c.sides_s[side]) || 0;
       const target = (c.side_targets_s && c.side_targets_s[side]) || 0;
@@ -288,11 +293,29 @@
       ? `green band: go slow (aim ${cm(band.target)}, max ${cm(band.limit)} cm/s)` : "";
     $("pause-btn").textContent = c.state === "paused" ? "Resume" : "Pause";
     $("pause-btn").dataset.verb = c.state === "paused" ? "resume" : "pause";
-    // nothing to pause before the start or after the end
-    $("pause-btn").disabled = offline || !["active", "transition", "paused"].includes(c.state);
+    // a button is enabled only when its command is possible in the session's state
+    // (roller/coaching/session.py); pain always is: safety first
+    const possible = offline ? [] : POSSIBLE[sessionState(d, c)] || [];
+    for (const btn of document.querySelectorAll("#controls button[data-verb]")) {
+      btn.disabled = btn.classList.contains("danger") ? false
+        : !possible.includes(btn.dataset.verb);
+    }
     renderSummary(c);
     fitText();
     if (!offline) speakAndCue(c, d.coachAge || 0);
+  }
+
+  // What each session state allows (Session.start/pause/resume/skip/stop refuse the rest).
+  const POSSIBLE = { idle: ["start", "next"], running: ["pause", "next", "stop"],
+                     paused: ["resume", "next", "stop"], finished: ["start"] };
+  const FROM_COACH = { ready: "idle", active: "running", transition: "running",
+                       paused: "paused", done: "finished" };
+
+  // The session's state: its own message when it is about the session shown, else the coach's.
+  function sessionState(d, c) {
+    const s = d.session;
+    if (s && s.state && s.session_id && s.session_id === c.session_id) return s.state;
+    return FROM_COACH[c.state] || "idle";
   }
 
   // The go-slow band [cm/s]: the roller's own (in its coach state), else the server's.
@@ -338,6 +361,15 @@
         `${s.too_fast_s.toFixed(1)} s`],
       ["Holds", `${s.holds}, longest ${fmtS(s.longest_hold_s)}`],
     ];
+    // the dose per muscle and side (rolling + holding, left / right): one compact row
+    const doses = Object.entries(s.doses || {}).map(([muscle, sides]) => {
+      const t = (side) => sides[side] ? Math.round(sides[side].rolling_s + sides[side].holding_s) : null;
+      const lr = [t("left"), t("right")].filter((v) => v !== null);
+      const figures = lr.length ? lr.join("/") : String(t("none") || 0);
+      return `${muscle.split(" ")[0]} ${figures} s`;
+    });
+    // (after a pain stop the advice takes its room: the screen has space for one of them)
+    if (doses.length && !s.advice) rows.push(["Dose L/R", doses.join(", ")]);
     if (s.advice) rows.push(["Advice", s.advice]);
     loadVerdict(current, c.session_id);
     const dl = $("summary-list");
@@ -422,7 +454,8 @@
     const target = band ? band.target * 100 : 0;
     const limit = band ? band.limit * 100 : 0;
     let top = Math.max(limit * 2, 1);
-    for (const [, v] of d.trace) top = Math.max(top, v * 1.1);
+    for (const [, v] of d.trace) top = Math.max(top, v * 1.25);   // room for the peak's label
+    top = Math.ceil(top);
     const y = (v) => h - (v / top) * h;
     const x = (t) => w - ((now - t) / TRACE_WINDOW_S) * w;
     ctx.clearRect(0, 0, w, h);
@@ -441,6 +474,34 @@
     ctx.beginPath();
     d.trace.forEach(([t, v], i) => (i ? ctx.lineTo(x(t), y(v)) : ctx.moveTo(x(t), y(v))));
     ctx.stroke();
+    // the scale: cm/s at the band's lines and the top, and the window's length; the peak of
+    // the window marked with its figure (the top always leaves room above it)
+    const font = Math.max(10, Math.round(h / 9));
+    ctx.font = `${font}px sans-serif`;
+    ctx.fillStyle = "#c8c8c8";
+    ctx.textBaseline = "middle";
+    const ticks = [0, top];
+    if (band) ticks.push(target, limit);
+    for (const v of ticks) {
+      const yy = Math.min(Math.max(y(v), font / 2), h - font / 2);
+      ctx.fillText(v === top ? `${top.toFixed(0)} cm/s` : cm(v / 100), 4 * ratio, yy);
+    }
+    ctx.textAlign = "right";
+    ctx.fillText(`last ${TRACE_WINDOW_S} s`, w - 4 * ratio, h - font / 2);
+    let peak = null;
+    for (const p of d.trace) if (!peak || p[1] > peak[1]) peak = p;
+    record.tracePeak = peak ? peak[1] : null;
+    if (peak && peak[1] > 0.5) {
+      const px = x(peak[0]), py = y(peak[1]);
+      ctx.fillStyle = "#ffffff";
+      ctx.beginPath(); ctx.arc(px, py, 4 * ratio, 0, 2 * Math.PI); ctx.fill();
+      ctx.textAlign = px > w / 2 ? "right" : "left";
+      ctx.textBaseline = "bottom";
+      ctx.fillText(`peak ${peak[1].toFixed(1)}`, px + (px > w / 2 ? -6 : 6) * ratio,
+                   Math.max(py - 2 * ratio, font));
+    }
+    ctx.textAlign = "left";
+    ctx.textBaseline = "alphabetic";
   }
 
   // ---------------------------------------------------------------- sound
