@@ -278,7 +278,7 @@
     // the dose on this muscle and side: rolling time, and holds of the hold window
     const dose = c.dose;
     $("step-time").textContent = !dose ? "" : dose.met ? "dose met"
-      : `roll ${Math.round(dose.rolling_s)}/${Math.round(dose.rolling_target_s)} s` +
+      : `${Math.round(dose.rolling_s)}/${Math.round(dose.rolling_target_s)} s` +
         (dose.holds_target ? ` \u00b7 hold ${dose.holds}/${dose.holds_target}` : "");
     $("step-row").dataset.met = String(!!(dose && dose.met));
     for (const side of ["left", "right"]) {
@@ -476,7 +476,7 @@
     ctx.stroke();
     // the scale: cm/s at the band's lines and the top, and the window's length; the peak of
     // the window marked with its figure (the top always leaves room above it)
-    const font = Math.max(10, Math.round(h / 9));
+    const font = Math.round(Math.min(13 * ratio, Math.max(9 * ratio, h / 9)));
     ctx.font = `${font}px sans-serif`;
     ctx.fillStyle = "#c8c8c8";
     ctx.textBaseline = "middle";
