@@ -367,6 +367,8 @@ SESSION_FIELDS: tuple[Field, ...] = (
                                                          "old name, kept until the next "
                                                          "release"),
     _f("peak_speed_m_s", "number", "m/s", "fastest moment (stroke and too-fast peaks)"),
+    _f("last_error", "string or null", "-", "why the last command was refused; null once "
+                                            "one is accepted"),
     _f("routine", "object (optional)", "-", "the coach's summary once a coached session ended "
                                             "(fields below)"),
 )
@@ -540,6 +542,8 @@ STATE_FIELDS: tuple[Field, ...] = (
     _f("too_fast", "bool", "-", "true if the speed was above the go-slow limit at any moment "
                                 "of the interval"),
     _f("session_state", "string", "-", "`idle`, `running`, `paused` or `finished`"),
+    _f("last_error", "string", "-", "why the last command was refused (`cannot stop: the "
+                                    "session is finished`); `none` once one is accepted"),
     _f("session_active_s", "int", "s", "the session's active time, in steps of 10 s"),
     _f("session_strokes", "int", "-", "strokes in this session"),
     _f("session_distance_m", "number", "m", "distance rolled in this session, in steps of 0.5 m"),
@@ -734,6 +738,7 @@ def state_payload(*, phase: str, calibrated: bool, speed_m_s: float | None, too_
         if calibrated and speed_m_s is not None else None,
         "too_fast": bool(too_fast),
         "session_state": session["state"],
+        "last_error": session.get("last_error") or "none",
         "session_active_s": _whole(session["active_s"], 10.0) or 0,
         "session_strokes": int(session["strokes"]),
         "session_distance_m": round(session["distance_m"] * 2.0) / 2.0,
