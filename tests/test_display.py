@@ -133,8 +133,9 @@ def page(browser_context):
 
 
 def test_page_shows_step_prompt_hold_speed_and_progress(display, pub, page) -> None:
+    state = coach_holding(hold_s=8.0)
     pub.send("mat1", "status", b"online", retain=True)
-    pub.send("mat1", "coach", coach_holding(hold_s=8.0), retain=True)
+    pub.send("mat1", "coach", state, retain=True)
     page.goto(display.url())
     page.wait_for_selector("#conn[data-level=ok]", timeout=5000)
     assert page.text_content("#step-title") == "Glutes, right side"
@@ -148,13 +149,17 @@ def test_page_shows_step_prompt_hold_speed_and_progress(display, pub, page) -> N
     # twice (roller.coaching.session.ActiveTime)
     assert page.text_content("#step-time") == "20/30 s \u00b7 hold 0/1"  # the dose
     assert page.is_hidden("#device-picker")  # a single roller: no picker
-    # live messages drive the speed and stroke count
+    # live messages drive the speed; the stroke count is the session's (issue 17 item 5)
     t0 = time.monotonic()
     pub.send("mat1", "live", live(speed=0.031, strokes=17))
-    page.wait_for_function("document.getElementById('strokes').textContent === '17'",
+    page.wait_for_function("document.getElementById('speed').textContent === '3.1'",
                            timeout=5000)
     latency = time.monotonic() - t0
-    assert page.text_content("#speed") == "3.1"
+    assert page.text_content("#strokes") == str(state["strokes"])  # not the pipeline's 17
+    pub.send("mat1", "session", {"session_id": state["session_id"], "state": "running",
+                                 "strokes": 23, "holds": 0, "distance_m": 1.2})
+    page.wait_for_function("document.getElementById('strokes').textContent === '23'",
+                           timeout=5000)
     assert latency < 1.0, f"live message took {latency:.3f} s to reach the page"
     pub.send("mat1", "live", live(speed=0.12, strokes=18, too_fast=True))
     page.wait_for_selector("#speed-box[data-too-fast=true]", timeout=5000)

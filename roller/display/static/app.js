@@ -208,7 +208,7 @@
     if (!d) return;
     // a roller going offline changes what its last coach state means: render it again
     if (["all", "coach", "status", "session"].includes(what)) renderCoach(d);
-    if (what === "all" || what === "live") renderLive(d);
+    if (what === "all" || what === "live" || what === "session") renderLive(d);
   }
 
   function fmtS(s) { return Math.max(0, Math.round(s || 0)) + " s"; }
@@ -423,7 +423,7 @@
       // the colour follows the number shown against the band, not the (delayed) alert
       const band = bandOf(d.coach);
       box.dataset.band = !band ? "" : d.live.speed_m_s > band.limit ? "over" : "in";
-      $("strokes").textContent = d.live.stroke_count;
+      $("strokes").textContent = sessionStrokes(d);
       $("phase").textContent = d.live.calibrated === false ? "calibrating\u2026" : d.live.phase;
       // the live alert sounds at once, with the too-fast cue's tone (the coach's prompt follows)
       const tone = CUES.too_fast && CUES.too_fast.tone;
@@ -438,6 +438,16 @@
       $("phase").textContent = d.live ? "no data" : "";
     }
     drawTrace(d, now);
+  }
+
+  // The session's strokes (the `session` message, the same figure the summary and the
+  // history give), not the pipeline's count since it started; 0 before a session.
+  function sessionStrokes(d) {
+    const s = d.session, c = d.coach;
+    if (s && typeof s.strokes === "number" && (!c || !c.session_id || s.session_id === c.session_id)) {
+      return String(s.strokes);
+    }
+    return String(c && c.session_id && typeof c.strokes === "number" ? c.strokes : 0);
   }
 
   function drawTrace(d, now) {
