@@ -278,7 +278,7 @@
     // the dose on this muscle and side: rolling time, and holds of the hold window
     const dose = c.dose;
     $("step-time").textContent = !dose ? "" : dose.met ? "dose met"
-      : `${Math.round(dose.rolling_s)}/${Math.round(dose.rolling_target_s)} s` +
+      : `${Math.round(Math.min(dose.rolling_s, dose.rolling_target_s))}/${Math.round(dose.rolling_target_s)} s` +
         (dose.holds_target ? ` \u00b7 hold ${dose.holds}/${dose.holds_target}` : "");
     $("step-row").dataset.met = String(!!(dose && dose.met));
     for (const side of ["left", "right"]) {
@@ -497,7 +497,7 @@
       ctx.fillText(v === top ? `${top.toFixed(0)} cm/s` : cm(v / 100), 4 * ratio, yy);
     }
     ctx.textAlign = "right";
-    ctx.fillText(`last ${TRACE_WINDOW_S} s`, w - 4 * ratio, h - font / 2);
+    ctx.fillText(`last ${TRACE_WINDOW_S} s`, w - 4 * ratio, font / 2 + 2 * ratio);
     let peak = null;
     for (const p of d.trace) if (!peak || p[1] > peak[1]) peak = p;
     record.tracePeak = peak ? peak[1] : null;
