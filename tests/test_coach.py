@@ -82,14 +82,16 @@ class Script:
 
 
 def two_step_routine(target_s: float = 10.0):
+    """Two steps whose dose is ``target_s`` of rolling (no hold needed)."""
+    dose = {"dose_rolling_s": target_s, "dose_holds": 0, "dose_rolling_only_s": target_s}
     return parse_routine({
         "name": "t", "title": "Test", "closing": "All done here.",
         "steps": [
             {"id": "g_r", "title": "Glutes right", "muscle": "glutes", "side": "right",
              "position": "sit right", "cues": ["cue one", "cue two"],
-             "target_active_s": target_s},
+             "target_active_s": target_s} | dose,
             {"id": "g_l", "title": "Glutes left", "muscle": "glutes", "side": "left",
-             "position": "sit left", "target_active_s": target_s},
+             "position": "sit left", "target_active_s": target_s} | dose,
         ]})
 
 
@@ -232,9 +234,9 @@ def test_switch_sides_then_next_step_then_routine_done(clock) -> None:
 def test_step_done_prompt_names_the_next_muscle(clock) -> None:
     routine = load_routine()
     s = make(clock, routine)
-    s.roll(routine.steps[0].target_active_s + 0.2)
+    s.roll(routine.steps[0].dose_rolling_only_s + 0.2)  # the dose, by rolling alone
     s.run(10)  # transition
-    state = s.roll(routine.steps[1].target_active_s + 0.2)
+    state = s.roll(routine.steps[1].dose_rolling_only_s + 0.2)
     assert state.cue == "step_done" and "Next: Piriformis, right side" in state.prompt
 
 
@@ -373,17 +375,31 @@ def test_a_stall_between_updates_counts_at_most_the_gap_limit(clock) -> None:
     assert state.step_active_s == pytest.approx(2 - TICK_S + 1.0, abs=0.11)
 
 
-def test_a_step_waits_for_a_hold_to_reach_its_window(clock) -> None:
-    s = make(clock, transition_s=4.0)
-    s.roll(5)
+def dose_routine(rolling_s: float = 5.0, holds: int = 1, rolling_only_s: float = 10.0):
+    """Two steps whose dose is ``rolling_s`` of rolling and ``holds`` holds of 20 s, or
+    ``rolling_only_s`` of rolling alone."""
+    data = two_step_routine()
+    return dataclasses.replace(data, steps=tuple(
+        dataclasses.replace(st, dose_rolling_s=rolling_s, dose_holds=holds,
+                            dose_rolling_only_s=rolling_only_s) for st in data.steps))
+
+
+def test_a_step_ends_when_its_hold_reaches_the_window_and_the_dose_is_met(clock) -> None:
+    s = make(clock, dose_routine(), transition_s=4.0)
+    s.roll(5.2)
+    assert s.coach.snapshot().dose == pytest.approx(
+        {"rolling_s": 5.0, "rolling_target_s": 5.0, "rolling_only_s": 10.0, "holds": 0,
+         "holds_target": 1, "hold_min_s": 20.0, "progress": 0.5, "met": False}, abs=0.25)
     start = clock.monotonic()
     state = s.tick("holding", [HoldStarted(start=start, emitted_at=start + TICK_S)])
-    holding = [s.tick("holding") for _ in range(150)]  # 15 s more: the target (10 s) passes
+    holding = [s.tick("holding") for _ in range(150)]  # 15 s more: the hold is short of 20 s
     assert all(st.state == "active" and st.hold is not None for st in holding)
     assert holding[-1].step_active_s > 15
     assert holding[-1].cue == "hold"
-    state = s.run(5.1, "holding")  # the hold reaches 20 s: now the step may end
+    state = s.run(5.1, "holding")  # the hold reaches 20 s: the dose is met, the step ends
     assert state.state == "transition" and state.cue == "switch_sides"
+    assert state.prompt.startswith("Dose met")
+    assert s.coach.announcer.current.text == "Dose met, switch sides."
     assert state.hold is None  # no countdown between steps
     ended_at = max(st.t_s for st in s.states if st.state == "active")
     first = next(st for st in s.states if st.hold is not None)
@@ -404,16 +420,22 @@ def test_a_step_waits_for_a_hold_to_reach_its_window(clock) -> None:
     assert steps["g_l"]["holds_s"] == []
 
 
-def test_a_short_hold_does_not_hold_the_step_back_once_it_ends(clock) -> None:
-    s = make(clock)
-    s.roll(8)
+def test_a_short_hold_is_not_a_dose_and_a_rest_keeps_the_dose(clock) -> None:
+    s = make(clock, dose_routine())
+    s.roll(6)
     start = clock.monotonic()
     s.tick("holding", [HoldStarted(start=start, emitted_at=start + TICK_S)])
-    state = s.run(4, "holding")  # target reached during the hold: the step waits
-    assert state.state == "active" and state.step_active_s > 10
+    state = s.run(4, "holding")
     end = clock.monotonic()
     state = s.tick("rolling", [Hold(start=start, end=end, emitted_at=end)])
-    assert state.state == "transition"  # the hold ended: the step ends at once
+    assert state.state == "active" and state.dose["holds"] == 0  # 4 s is not a dose's hold
+    rolled = state.dose["rolling_s"]
+    state = s.run(30)  # a rest, and a pause: the dose stays
+    s.command("pause")
+    state = s.command("resume")
+    assert state.dose["rolling_s"] == pytest.approx(rolled) and not state.dose["met"]
+    state = s.roll(10.2 - rolled)  # rolling alone completes it at 10 s
+    assert state.state == "transition"
     records = s.coach._records
     assert records[0].holds_s == [pytest.approx(end - start)]
 
@@ -426,3 +448,22 @@ def test_next_speaks_the_next_steps_position(clock) -> None:
     assert state.speech is not None and state.speech["kind"] == "position"
     assert state.speech["text"] == "Glutes left. sit left"
     assert state.speech["decided_s"] == pytest.approx(clock.monotonic())
+
+
+def test_a_hold_past_its_window_counts_when_the_session_ends_during_it(clock) -> None:
+    """Issue 17 item 5: the hold reached its 20 s and the person stopped while still on the
+    spot: the summary, its step and the session count it (the pipeline's end of it comes
+    later and is not counted twice)."""
+    s = make(clock, dose_routine(rolling_only_s=100.0))
+    s.roll(3)
+    start = clock.monotonic()
+    s.tick("holding", [HoldStarted(start=start, emitted_at=start + TICK_S)])
+    s.run(21, "holding")
+    summary = s.command("stop").summary
+    assert summary["holds"] == 1 == s.coach.session.holds
+    assert summary["longest_hold_s"] == pytest.approx(21, abs=0.2)
+    assert summary["steps"][0]["holds_s"] == [pytest.approx(21, abs=0.2)]
+    assert summary["doses"]["glutes"]["right"]["holds"] == 1
+    end = clock.monotonic()
+    s.tick("rolling", [Hold(start=start, end=end, emitted_at=end)])
+    assert s.coach.session.holds == 1

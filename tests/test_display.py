@@ -133,8 +133,9 @@ def page(browser_context):
 
 
 def test_page_shows_step_prompt_hold_speed_and_progress(display, pub, page) -> None:
+    state = coach_holding(hold_s=8.0)
     pub.send("mat1", "status", b"online", retain=True)
-    pub.send("mat1", "coach", coach_holding(hold_s=8.0), retain=True)
+    pub.send("mat1", "coach", state, retain=True)
     page.goto(display.url())
     page.wait_for_selector("#conn[data-level=ok]", timeout=5000)
     assert page.text_content("#step-title") == "Glutes, right side"
@@ -146,15 +147,19 @@ def test_page_shows_step_prompt_hold_speed_and_progress(display, pub, page) -> N
     assert page.text_content("#breath") in ("Breathe in", "Breathe out")
     # 20 s rolling; the hold's first 3 s were rolling in this script, so nothing is credited
     # twice (roller.coaching.session.ActiveTime)
-    assert page.text_content("#step-time").startswith("20 / 45 s")
+    assert page.text_content("#step-time") == "20/30 s \u00b7 hold 0/1"  # the dose
     assert page.is_hidden("#device-picker")  # a single roller: no picker
-    # live messages drive the speed and stroke count
+    # live messages drive the speed; the stroke count is the session's (issue 17 item 5)
     t0 = time.monotonic()
     pub.send("mat1", "live", live(speed=0.031, strokes=17))
-    page.wait_for_function("document.getElementById('strokes').textContent === '17'",
+    page.wait_for_function("document.getElementById('speed').textContent === '3.1'",
                            timeout=5000)
     latency = time.monotonic() - t0
-    assert page.text_content("#speed") == "3.1"
+    assert page.text_content("#strokes") == str(state["strokes"])  # not the pipeline's 17
+    pub.send("mat1", "session", {"session_id": state["session_id"], "state": "running",
+                                 "strokes": 23, "holds": 0, "distance_m": 1.2})
+    page.wait_for_function("document.getElementById('strokes').textContent === '23'",
+                           timeout=5000)
     assert latency < 1.0, f"live message took {latency:.3f} s to reach the page"
     pub.send("mat1", "live", live(speed=0.12, strokes=18, too_fast=True))
     page.wait_for_selector("#speed-box[data-too-fast=true]", timeout=5000)
@@ -348,8 +353,8 @@ def test_sound_speaks_what_the_coach_decided_once(display, pub, page) -> None:
     assert state["cue"] == "hold_reached" and state["speech"]["kind"] == "hold_reached"
     pub.send("mat1", "coach", state, retain=True)
     page.wait_for_function("window.rollerDisplay.beeps.includes('hold_end')", timeout=5000)
-    page.wait_for_function("p => window.rollerDisplay.spoken.at(-1) === p", arg=state["prompt"],
-                           timeout=5000)
+    page.wait_for_function("p => window.rollerDisplay.spoken.at(-1) === p",
+                           arg=state["speech"]["text"], timeout=5000)
     pub.send("mat1", "live", live(speed=0.1, too_fast=True))
     page.wait_for_function("window.rollerDisplay.beeps.includes('too_fast')", timeout=5000)
     # a prompt change the coach did not decide to say is shown, not spoken
@@ -720,3 +725,36 @@ def test_an_offline_roller_shows_offline_and_its_last_summary_not_a_live_prompt(
     assert page.text_content("#summary-title") == "Session saved at switch-off"
     assert page.text_content("#step-title") == "Roller offline"
     assert "switched off" in page.text_content("#prompt")
+
+
+# ---------------------------------------------------------------- a whole routine, heard
+
+@pytest.mark.timeout(300)  # ~10 min of routine at 10x: about a minute and a half
+def test_a_whole_routine_heard_with_a_voice_that_takes_time(display, pub, browser_context,
+                                                             ) -> None:
+    """Issue 17 item 2: a simulated person's routine through the real page, spoken by a
+    stand-in voice that takes real time (2.6 words a second, 10x faster for the test) and
+    fires its events. The voice talks at most a third of the active time, at most 6
+    sentences per active minute; no sentence is cut or dropped except by a safety or
+    slow-down sentence, none starts more than 3 s after it was decided, none is said 3 times
+    in 60 s, no chime sounds over speech; every step's position and caution is heard in
+    full, nothing in brackets."""
+    from speech_in_page import STAND_IN_VOICE, analyse, play, simulate
+
+    routine = simulate(seed=2, duration_s=600.0)
+    page = browser_context.new_page()
+    page.add_init_script(STAND_IN_VOICE % {"wps": 2.6, "speedup": 10.0})
+    try:
+        heard = play(page, display.url() + "?device=voice",
+                     lambda topic, body: pub.send("voice", topic, body, retain=True),
+                     routine, speedup=10.0)
+    finally:
+        page.close()
+    f = analyse(routine, heard)
+    print(f)
+    assert routine.states[-1][1]["summary"]["end_reason"] == "completed"
+    assert f["talk_share"] <= 1 / 3, f
+    assert f["per_active_min"] <= 6.0, f
+    assert (f["cut"], f["dropped"], f["late"], f["said_3x_in_60s"]) == ([], [], [], []), f
+    assert f["chime_overlaps"] == 0 and any(k == "chime" for k, _ in heard.tones), f
+    assert (f["position_missing"], f["caution_missing"], f["bracketed"]) == ([], [], []), f

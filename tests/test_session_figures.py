@@ -35,6 +35,9 @@ muscle = "glutes"
 side = "right"
 position = "sit right"
 target_active_s = 15
+dose_rolling_s = 15
+dose_holds = 0
+dose_rolling_only_s = 15
 hold_min_s = 5
 hold_max_s = 10
 [[steps]]
@@ -44,6 +47,9 @@ muscle = "glutes"
 side = "left"
 position = "sit left"
 target_active_s = 15
+dose_rolling_s = 15
+dose_holds = 0
+dose_rolling_only_s = 15
 hold_min_s = 5
 hold_max_s = 10
 """
@@ -193,4 +199,4 @@ def test_the_summary_fields_are_declared_once(tmp_path: Path) -> None:
         history.record(summary, device_id="d")
     with sqlite3.connect(tmp_path / "h.sqlite3") as db:
         columns = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
-    assert columns - {"id", "device_id"} == set(summary.columns())
+    assert columns - {"id", "device_id", "distance_m"} == set(summary.columns())  # + distance

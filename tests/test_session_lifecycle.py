@@ -287,3 +287,38 @@ def test_the_old_session_keys_are_unknown_keys(tmp_path, text, key) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert err.value.key == key
+
+
+def test_each_state_accepts_exactly_the_declared_verbs_and_keeps_the_last_refusal() -> None:
+    """contract.verbs.POSSIBLE_IN (what the page's and Home Assistant's buttons follow) is
+    what the session door really accepts; a refusal stays in the session's ``last_error``
+    until the next accepted command (issue 17 item 6)."""
+    from roller.contract.command_table import CommandError
+    from roller.contract.verbs import POSSIBLE_IN, VERBS
+
+    def door_in(state: str) -> SessionCommands:
+        clock = ManualClock(10.0)
+        door = SessionCommands.for_coach(Coach(load_routine(), CoachSettings(), clock))
+        for verb in {"idle": [], "running": ["start"], "paused": ["start", "pause"],
+                     "finished": ["start", "stop"]}[state]:
+            door.run(verb)
+        assert door.session.state == state
+        return door
+
+    for state, accepted in POSSIBLE_IN.items():
+        for verb in VERBS:
+            door = door_in(state)
+            try:
+                door.run(verb)
+                refused = None
+            except CommandError as exc:
+                refused = exc
+            assert (refused is None) == (verb in accepted), (state, verb, refused)
+            last = door.session.to_dict(10.0)["last_error"]
+            assert last == (None if refused is None else str(refused)), (state, verb)
+    door = door_in("finished")
+    with pytest.raises(CommandError):
+        door.run("stop")
+    assert door.session.to_dict(10.0)["last_error"] == "cannot stop: the session is finished"
+    door.run("start")
+    assert door.session.to_dict(10.0)["last_error"] is None

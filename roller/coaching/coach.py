@@ -128,7 +128,7 @@ class CoachState:
     step_active_s: float
     step_target_s: float
     step_progress: float
-    """step_active_s / step_target_s, 0..1."""
+    """How much of the step's dose is met, 0..1 (:meth:`StepRecord.dose`)."""
     routine_progress: float
     """Share of the routine's total target done, 0..1."""
     sides_s: dict[str, float]
@@ -149,11 +149,24 @@ class CoachState:
     speech: dict[str, Any] | None = None
     """The last sentence decided to be spoken (:class:`roller.coaching.speech.Utterance`: id, text,
     priority, kind, asked_s, decided_s, duration_s); a page speaks each id once, while fresh."""
+    dose: dict[str, Any] | None = None
+    """The current step's dose on its muscle and side (:meth:`StepRecord.dose`): rolling_s of
+    rolling_target_s, holds of holds_target, progress 0..1, met; None outside a step."""
 
     def to_dict(self) -> dict[str, Any]:
         """The ``coach`` payload, shaped by :func:`roller.contract.messages.coach_payload` (numbers
         rounded to 4 decimals, units in the field names)."""
         return coach_payload(dataclasses.asdict(self))
+
+
+def _dose_text(dose: dict[str, Any]) -> str:
+    """A dose as the detail line shows it."""
+    if dose["met"]:
+        return "Dose met on this side."
+    text = f"Rolling {dose['rolling_s']:.0f} of {dose['rolling_target_s']:.0f} s"
+    if dose["holds_target"]:
+        text += f", holds {dose['holds']} of {dose['holds_target']}"
+    return text + "."
 
 
 def _step_info(step: RoutineStep | None) -> dict[str, Any] | None:
@@ -362,6 +375,7 @@ class Coach:
             return
         self._session_started = None
         s = self.session
+        self._count_open_hold()
         if not summarise or s.active_s < s.settings.min_record_active_s:
             return
         self._summary = SessionSummary.of(
@@ -370,6 +384,18 @@ class Coach:
         self._summary_dict = self._summary.to_dict()
         self._pending_summary = self._summary
         s.routine = self._summary_dict
+
+    def _count_open_hold(self) -> None:
+        """The session ended during a hold that reached its step's window: it counts (for
+        the step, its dose and the session), though the pipeline has not ended it yet."""
+        live, owner = self._live, self._hold_owner
+        self._hold_owner = None
+        if owner is None or live is None or live.phase != "holding" or not self._records:
+            return
+        record = self._records[owner]
+        if live.hold_time_s >= record.hold_min_s:
+            record.holds_s.append(live.hold_time_s)
+            self.session.count_open_hold(live.hold_time_s)
 
     # ---------------------------------------------------------------- progress
 
@@ -386,6 +412,7 @@ class Coach:
         hold carried over from an earlier step goes on (it does not count here)."""
         if phase == "holding" and self._prev_phase != "holding":
             self._hold_started()
+            self._too_fast_until = -math.inf  # a new hold: the last fast pass is over
         self._prev_phase = phase
         for event in events:
             if isinstance(event, Hold) and self._hold_owner is not None:
@@ -414,8 +441,14 @@ class Coach:
             record.holding_s += dt
         self._sides[record.side] += dt
 
+    def _current_hold_s(self) -> float:
+        """The hold under way on this step's muscle and side [s] (0 when none)."""
+        return self._live.hold_time_s if self._holding and self._live is not None else 0.0
+
     def _check_step_done(self, record: StepRecord, now: float) -> None:
-        if record.active_s < record.target_s or self._hold_too_short():
+        """The step ends once its dose is met (rolling and holds on this muscle and side,
+        :meth:`StepRecord.dose`), not on a timer; a hold short of its window finishes first."""
+        if not record.dose(self._current_hold_s())["met"] or self._hold_too_short():
             return
         record.completed = True
         if self._index == len(self.routine.steps) - 1:
@@ -481,8 +514,9 @@ class Coach:
         step, record, nxt = self._step_context()
         prompt = self._prompt(now, step, record, nxt)
         active = step if step is not None and self.state == "active" else None
-        self.narrator.tell(prompt.text, prompt.cue, now,
-                           step=(active.title, active.position) if active is not None else None)
+        self.narrator.tell(prompt.words, prompt.cue, now,
+                           step=(active.spoken_title, active.spoken_position,
+                                 active.spoken_caution) if active is not None else None)
 
     def _step_context(self) -> tuple[RoutineStep | None, StepRecord | None, RoutineStep | None]:
         """The current step, its record and the step after it (None where there is none)."""
@@ -504,6 +538,7 @@ class Coach:
         state = self.state
         prompt = self._prompt(now, step, record, nxt)
         hold, breath, breath_left = self._hold_view(step, state)
+        dose = record.dose(self._current_hold_s()) if record is not None else None
         total_target = self.routine.total_target_s
         done_s = sum(min(r.active_s, r.target_s) for r in self._records)
         return CoachState(
@@ -517,15 +552,16 @@ class Coach:
             cue=prompt.cue,
             step_active_s=record.active_s if record else 0.0,
             step_target_s=step.target_active_s if step else 0.0,
-            step_progress=min(record.active_s / record.target_s, 1.0) if record else 0.0,
+            step_progress=dose["progress"] if dose else 0.0,
             routine_progress=min(done_s / total_target, 1.0) if total_target > 0 else 0.0,
             sides_s=dict(self._sides), side_targets_s=dict(self._side_targets),
             strokes=sum(r.strokes for r in self._records),
             hold=hold, breath=breath, breath_remaining_s=breath_left,
-            too_fast=state == "active" and self._too_fast_now(now),
+            too_fast=state == "active" and self._too_fast_now(now) and not self._holding,
             speed_target_m_s=self.speed_target_m_s, speed_limit_m_s=self.speed_limit_m_s,
             summary=self._summary_dict if state == "done" else None,
-            speech=self.announcer.current.to_dict() if self.announcer.current else None)
+            speech=self.announcer.current.to_dict() if self.announcer.current else None,
+            dose=dose)
 
     def _hold_view(self, step: RoutineStep | None, state: CoachPhase,
                    ) -> tuple[dict[str, float] | None, Literal["in", "out"] | None,
@@ -560,7 +596,7 @@ class Coach:
         live = self._live
         state = self.state
         too_fast = None
-        if state == "active" and self._too_fast_now(now):
+        if state == "active" and self._too_fast_now(now) and not self._holding:
             too_fast = max(self._last_too_fast_speed, live.speed_m_s if live else 0.0)
         said = self.announcer.speaking(now)
         hold_s = live.hold_time_s if live is not None else 0.0
@@ -572,7 +608,8 @@ class Coach:
             breath=self._breath(hold_s)[0], too_fast_speed_m_s=too_fast,
             speaking_position=said is not None and said.kind == "position",
             calibrated=live is None or live.calibrated,
-            end_reason=self.session.end_reason, pain=self.session.pain_stop)
+            end_reason=self.session.end_reason, pain=self.session.pain_stop,
+            dose_text=_dose_text(record.dose(self._current_hold_s())) if record else "")
 
     def _shown_phase(self, now: float, record: StepRecord | None) -> str:
         """The live phase as the prompt follows it: a hold that is not this step's shows as

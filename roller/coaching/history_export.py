@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from roller.base.errors import RollerError
+from roller.coaching.records import doses
 from roller.contract.messages import session_payload
 
 FORMATS = ("fit", "csv", "json")
@@ -232,7 +233,8 @@ def session_json(detail: Any) -> dict[str, Any]:
                "longest_hold_s": r.longest_hold_s, "too_fast_count": r.too_fast_count,
                "too_fast_s": r.too_fast_s, "mean_speed_m_s": r.mean_speed_m_s,
                "median_speed_m_s": r.median_speed_m_s, "peak_speed_m_s": r.peak_speed_m_s,
-               "advice": r.advice, "distance_m": r.distance_m, "steps": steps}
+               "advice": r.advice, "distance_m": r.distance_m, "steps": steps,
+               "doses": doses(steps)}
     body = session_payload(
         session_id=None, state="finished", end_reason=r.end_reason,
         started_unix_s=r.started_at, ended_unix_s=r.ended_at, active_s=r.active_s,
@@ -243,6 +245,7 @@ def session_json(detail: Any) -> dict[str, Any]:
         peak_speed_m_s=r.peak_speed_m_s or 0.0, routine=summary)
     body["running_s"] = None  # the history keeps no running time (pauses are not stored)
     body["distance_m"] = r.distance_m
+    body["last_error"] = None  # a refused command is not history
     return {"device_id": r.device_id, "history_id": r.id, **body}
 
 

@@ -28,11 +28,18 @@ DEFAULT_ROLLING_CUE = "Slow passes, a few inches each way."
 
 
 class Prompt(NamedTuple):
-    """What to show: the sentence (large, and spoken), a second line, and its kind."""
+    """What to show: the sentence (large), a second line, its kind, and the words said aloud
+    when they differ from the text (shorter, no brackets or abbreviations)."""
 
     text: str
     detail: str
     cue: str
+    spoken: str = ""
+
+    @property
+    def words(self) -> str:
+        """What is said aloud for this prompt."""
+        return self.spoken or self.text
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,8 @@ class Situation:
     calibrated: bool = True
     end_reason: str | None = None
     pain: bool = False
+    dose_text: str = ""
+    """The step's dose so far, as shown: ``Rolling 12 of 30 s, holds 0 of 1.``"""
 
 
 class Sentences:
@@ -78,7 +87,7 @@ class Sentences:
         left = _seconds(s.step_left_s)
         if s.state == "paused":
             return Prompt("Paused. Resume when you are ready.",
-                          f"{s.step.title}: {left} s still to go.", "paused")
+                          f"{s.step.title}: {s.dose_text or f'{left} s still to go.'}", "paused")
         if s.state == "transition":
             return self._transition(s.step, s.next_step)
         return self._active(s, s.step, left)
@@ -114,17 +123,19 @@ class Sentences:
             "shutdown": Prompt("The roller has been switched off. Session saved.",
                                "Your summary stays here until it is back.", "shutdown"),
         }
-        return ends.get(s.end_reason or "", Prompt(s.routine.closing or
-                                                   "Routine complete. Well done.",
-                                                   "Well done.", "routine_done"))
+        r = s.routine
+        return ends.get(s.end_reason or "", Prompt(r.closing or "Routine complete. Well done.",
+                                                   "Well done.", "routine_done",
+                                                   r.say_closing))
 
     @staticmethod
     def _transition(step: RoutineStep, nxt: RoutineStep | None) -> Prompt:
         assert nxt is not None
         if nxt.muscle == step.muscle and nxt.side != step.side and nxt.side != "none":
-            return Prompt(f"That side is done. Switch to your {nxt.side} side.", nxt.position,
-                          "switch_sides")
-        return Prompt(f"{step.title} done. Next: {nxt.title}.", nxt.position, "step_done")
+            return Prompt(f"Dose met on this side. Switch to your {nxt.side} side.",
+                          nxt.position, "switch_sides", "Dose met, switch sides.")
+        return Prompt(f"{step.title}: dose met. Next: {nxt.title}.", nxt.position, "step_done",
+                      f"Next: {_lower_first(nxt.spoken_title)}.")
 
     def _active(self, s: Situation, step: RoutineStep, left: int) -> Prompt:
         if s.too_fast_speed_m_s is not None:
@@ -132,27 +143,34 @@ class Sentences:
         if s.phase == "holding":
             return self._hold(s, step, left)
         if s.speaking_position:  # the step's instructions stay on screen while being said
-            return Prompt(step.position, step.caution or f"{left} s to go on this step.",
+            return Prompt(step.position, step.caution or s.dose_text,
                           "position")
         if s.phase == "rolling":
             cues = step.cues or [DEFAULT_ROLLING_CUE]
             i = int(s.step_active_s // self.cue_interval_s) % len(cues)
-            return Prompt(cues[i], f"{left} s to go on this step.", "rolling")
+            return Prompt(cues[i], s.dose_text, "rolling")
         if s.step_active_s <= 0.0:
             return Prompt(step.position, step.caution, "position")
         return Prompt("Keep going: slow passes, or rest on a tender spot.",
-                      f"{left} s to go on this step.", "keep_going")
+                      s.dose_text, "keep_going")
 
     @staticmethod
     def _hold(s: Situation, step: RoutineStep, left: int) -> Prompt:
         if s.hold_elapsed_s >= step.hold_max_s:
             return Prompt("Long enough on this spot. Roll on slowly to the next one.",
-                          f"{left} s still to go on this step.", "hold_long")
+                          s.dose_text, "hold_long",
+                          "Long enough. Roll on slowly.")
         if s.hold_elapsed_s >= step.hold_min_s:
             return Prompt(f"{step.hold_min_s:.0f} seconds reached. Move on, or stay a little "
-                          "longer if it helps.", "Keep breathing slowly.", "hold_reached")
+                          "longer if it helps.", "Keep breathing slowly.", "hold_reached",
+                          f"{step.hold_min_s:.0f} seconds: move on when ready.")
         word = "Breathe in slowly" if s.breath == "in" else "Breathe out and let go"
         return Prompt("Stay on this spot and breathe deeply.", f"{word}.", "hold")
+
+
+def _lower_first(title: str) -> str:
+    """A title inside a sentence: its first letter small (``side of the waist, right``)."""
+    return title[:1].lower() + title[1:]
 
 
 def _seconds(left_s: float) -> int:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from roller.coaching.routine import Routine, RoutineStep
     from roller.coaching.session import Session
 
-__all__ = ["SessionSummary", "StepRecord", "balance"]
+__all__ = ["SessionSummary", "StepRecord", "balance", "doses"]
 
 
 @dataclass
@@ -45,11 +45,38 @@ class StepRecord:
     """Strokes and too-fast excursions (:mod:`roller.pipeline.speed_stats`)."""
     completed: bool = False
     skipped: bool = False
+    dose_rolling_s: float = 30.0
+    dose_holds: int = 1
+    dose_rolling_only_s: float = 60.0
+    hold_min_s: float = 20.0
 
     @classmethod
     def for_step(cls, step: RoutineStep) -> StepRecord:
         return cls(id=step.id, title=step.title, muscle=step.muscle, side=step.side,
-                   prop=step.prop, target_s=step.target_active_s)
+                   prop=step.prop, target_s=step.target_active_s,
+                   dose_rolling_s=step.dose_rolling_s, dose_holds=step.dose_holds,
+                   dose_rolling_only_s=step.dose_rolling_only_s, hold_min_s=step.hold_min_s)
+
+    def holds_done(self, current_hold_s: float = 0.0) -> int:
+        """Holds of at least ``hold_min_s`` on this muscle and side, counting one under way
+        (``current_hold_s`` [s], this step's own) once it has reached ``hold_min_s``."""
+        done = sum(1 for h in self.holds_s if h >= self.hold_min_s - 1e-9)
+        return done + (1 if current_hold_s >= self.hold_min_s else 0)
+
+    def dose(self, current_hold_s: float = 0.0) -> dict[str, Any]:
+        """The dose so far: rolling_s against rolling_target_s, holds against holds_target,
+        ``progress`` 0..1 and ``met``."""
+        holds = self.holds_done(current_hold_s)
+        roll = min(self.rolling_s / self.dose_rolling_s, 1.0) if self.dose_rolling_s > 0 \
+            else 1.0
+        hold = min(holds / self.dose_holds, 1.0) if self.dose_holds > 0 else 1.0
+        alone = self.dose_rolling_only_s > 0 and self.rolling_s >= self.dose_rolling_only_s
+        met = (roll >= 1.0 and hold >= 1.0) or alone
+        progress = 1.0 if met else (roll + hold * self.dose_holds) / (1 + self.dose_holds)
+        return {"rolling_s": self.rolling_s, "rolling_target_s": self.dose_rolling_s,
+                "rolling_only_s": self.dose_rolling_only_s, "holds": holds,
+                "holds_target": self.dose_holds, "hold_min_s": self.hold_min_s,
+                "progress": progress, "met": met}
 
     @property
     def strokes(self) -> int:
@@ -69,7 +96,8 @@ class StepRecord:
                 "too_fast_count": self.too_fast_count, "too_fast_s": st.too_fast_s,
                 "peak_speed_m_s": st.peak_speed_m_s, "completed": self.completed,
                 "skipped": self.skipped, "mean_speed_m_s": st.mean_speed_m_s,
-                "longest_hold_s": max(self.holds_s, default=0.0)}
+                "longest_hold_s": max(self.holds_s, default=0.0),
+                "dose_met": self.completed or self.dose()["met"]}
 
 
 @dataclass(frozen=True)
@@ -134,6 +162,7 @@ class SessionSummary:
         d = dataclasses.asdict(self)
         d["steps"] = list(self.steps)
         d["left_share"] = self.left_share
+        d["doses"] = doses(self.steps)
         return d
 
     def columns(self) -> dict[str, Any]:
@@ -144,6 +173,26 @@ class SessionSummary:
         for side in ("left", "right", "none"):
             d[f"{side}_s"] = self.sides_s.get(side, 0.0)
         return d
+
+
+def doses(steps: Sequence[Mapping[str, Any]], hold_min_s: float = 20.0,
+          ) -> dict[str, dict[str, Any]]:
+    """The dose per muscle and side from a summary's (or the history's) steps: for each
+    muscle, per side ``rolling_s``, ``holding_s`` and ``holds`` (holds of at least
+    ``hold_min_s``), and ``left_share`` of its rolling and holding time (None without both
+    sides). Steps of the same muscle and side add up: a rest or a repeat keeps the dose."""
+    out: dict[str, dict[str, Any]] = {}
+    for st in steps:
+        muscle = out.setdefault(str(st["muscle"]), {})
+        side = muscle.setdefault(str(st["side"]), {"rolling_s": 0.0, "holding_s": 0.0,
+                                                   "holds": 0})
+        side["rolling_s"] += float(st.get("rolling_s") or 0.0)
+        side["holding_s"] += float(st.get("holding_s") or 0.0)
+        side["holds"] += sum(1 for h in st.get("holds_s") or () if h >= hold_min_s - 1e-9)
+    for muscle in out.values():
+        muscle["left_share"] = balance({k: v["rolling_s"] + v["holding_s"]
+                                        for k, v in muscle.items() if isinstance(v, dict)})
+    return out
 
 
 def balance(sides_s: Mapping[str, float]) -> float | None:

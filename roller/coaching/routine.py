@@ -3,9 +3,12 @@
 A routine file (``config/routines/<name>.toml``) holds a title, general tips shown before the
 first step, a closing message, and an ordered list of ``[[steps]]``. Each step names the muscle,
 the side (``left``/``right``/``none``), the prop (``roller``/``ball``), how to get into position,
-a few cues shown while working, and its targets: ``target_active_s`` of active time (rolling or
-holding counts, lying still between them does not) and a hold window ``hold_min_s`` to
-``hold_max_s`` for tender spots.
+a few cues shown while working, a hold window ``hold_min_s`` to ``hold_max_s`` for tender
+spots, and its *dose* (the guidance: 30-60 s of rolling per side plus a 20-30 s hold): the step
+ends once the muscle and side has had ``dose_rolling_s`` of rolling and ``dose_holds`` holds of
+at least ``hold_min_s``, or ``dose_rolling_only_s`` of rolling without them -- not on a timer.
+``target_active_s`` (active time: rolling or holding; lying still does not count) is what the
+routine plans per step, for the sides' targets.
 
 Files are validated with :func:`roller.base.settings.from_mapping`, so a wrong routine fails with a
 :class:`~roller.base.errors.ConfigError` naming the file, the key (``steps[2].side``), what was
@@ -16,6 +19,7 @@ checkout's ``config/routines/``) or a path.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +68,12 @@ class RoutineStep:
     cues: list[str] = setting(default_factory=list,
                               doc="short cues shown in turn while working the step")
     caution: str = setting("", doc="a safety note for this step, shown with the position")
+    say_title: str = setting("", doc="the step's name as spoken (no brackets or "
+                                     "abbreviations); default: the title without brackets")
+    say: str = setting("", doc="the position as spoken, about 12 words or fewer (the full "
+                               "position stays on screen); default: the position")
+    say_caution: str = setting("", doc="the caution as spoken at the start of the step, one "
+                                       "short sentence; default: the caution")
     target_active_s: float = setting(45.0, unit="s", minimum=5.0, maximum=900.0,
                                      doc="active time (rolling or holding) that completes "
                                          "the step")
@@ -71,6 +81,40 @@ class RoutineStep:
                                 doc="a hold on a tender spot is long enough from here")
     hold_max_s: float = setting(30.0, unit="s", minimum=3.0, maximum=300.0,
                                 doc="suggest moving on once a hold lasts this long")
+    dose_rolling_s: float = setting(30.0, unit="s", minimum=0.0, maximum=900.0,
+                                    doc="the dose: rolling time on this muscle and side ...")
+    dose_holds: int = setting(1, minimum=0, maximum=10,
+                              doc="... plus this many holds of at least hold_min_s on tender "
+                                  "spots ...")
+    dose_rolling_only_s: float = setting(60.0, unit="s", minimum=0.0, maximum=900.0,
+                                         doc="... or, without the holds, this much rolling: "
+                                             "the step ends once its dose is met")
+
+
+    @property
+    def spoken_title(self) -> str:
+        """The name said aloud: ``say_title``, else the title without bracketed parts."""
+        return plain_words(self.say_title or self.title)
+
+    @property
+    def spoken_position(self) -> str:
+        """Where to lie, as said aloud: ``say``, else the full position."""
+        return plain_words(self.say or self.position)
+
+    @property
+    def spoken_caution(self) -> str:
+        """The safety note as said aloud (empty when the step has none)."""
+        return plain_words(self.say_caution or self.caution)
+
+
+MAX_SPOKEN_WORDS = 14
+"""A spoken position or caution longer than this is refused: someone lying on the roller with
+eyes closed has to hold it in mind (aim for about 12)."""
+
+
+def plain_words(text: str) -> str:
+    """``text`` as it should be read aloud: bracketed asides removed, spaces collapsed."""
+    return " ".join(re.sub(r"\s*\([^)]*\)", "", text).split()).replace(" ,", ",")
 
 
 @dataclass(frozen=True)
@@ -82,7 +126,8 @@ class Routine:
     description: str = setting("", doc="one or two sentences on what the routine is for")
     tips: list[str] = setting(default_factory=list,
                               doc="general advice shown before the first step")
-    closing: str = setting("", doc="shown and spoken when the routine is complete")
+    closing: str = setting("", doc="shown when the routine is complete")
+    say_closing: str = setting("", doc="the closing as spoken, short; default: the closing")
     steps: tuple[RoutineStep, ...] = setting(default_factory=tuple, doc="the steps, in order")
 
     def step_index(self, step_id: str) -> int:
@@ -118,6 +163,19 @@ def parse_routine(data: object, *, where: str = "") -> Routine:
         if step.id in seen:
             raise ConfigError(f"{key}.id", "an id not used by an earlier step", step.id, where)
         seen.add(step.id)
+        for name in ("say_title", "say", "say_caution"):
+            text = getattr(step, name)
+            if re.search(r"[()\[\]]", text):
+                raise ConfigError(f"{key}.{name}", "words to speak, without brackets", text,
+                                  where)
+            if name != "say_title" and len(text.split()) > MAX_SPOKEN_WORDS:
+                raise ConfigError(f"{key}.{name}",
+                                  f"a short spoken form of at most {MAX_SPOKEN_WORDS} words",
+                                  text, where)
+        if step.dose_rolling_only_s < step.dose_rolling_s:
+            raise ConfigError(f"{key}.dose_rolling_only_s",
+                              f"a value of at least dose_rolling_s ({step.dose_rolling_s} s)",
+                              step.dose_rolling_only_s, where)
         if step.hold_min_s > step.hold_max_s:
             raise ConfigError(f"{key}.hold_max_s",
                               f"a value of at least hold_min_s ({step.hold_min_s} s)",

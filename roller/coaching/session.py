@@ -171,6 +171,9 @@ class Session:
     def _reset(self) -> None:
         self.stats = SpeedStats()
         self.holds = 0
+        self.last_refusal: str | None = None
+        """The last refused command's reason (``cannot stop: the session is finished``),
+        None once a command is accepted: Home Assistant shows it (issue 17 item 6)."""
         self.hold_time_s = 0.0
         self.longest_hold_s = 0.0
         self.active_s = 0.0
@@ -322,6 +325,14 @@ class Session:
             self.last_activity = now
         return started
 
+    def count_open_hold(self, duration_s: float) -> None:
+        """A hold still under way when the session ended, long enough to count (the coach
+        decides: it reached its step's window): counted as if it had ended now [s]. The
+        pipeline's own end of it comes after the session and is not counted again."""
+        self.holds += 1
+        self.hold_time_s += duration_s
+        self.longest_hold_s = max(self.longest_hold_s, duration_s)
+
     def observe_phase(self, live: LiveState | None, now: float) -> bool:
         """Once a loop step, after its events: the rest after a session, auto-start on the live
         phase, active time, and the idle timeout. True when the state changed."""
@@ -366,7 +377,7 @@ class Session:
         if self.state == "running" and self._running_since is not None:
             running += max(0.0, now - self._running_since)
         st = self.stats
-        return session_payload(
+        body = session_payload(
             session_id=self.id, state=self.state, end_reason=self.end_reason,
             started_unix_s=self.started_unix_s, ended_unix_s=self.ended_unix_s,
             active_s=self.active_s, running_s=running, strokes=st.strokes,
@@ -374,3 +385,5 @@ class Session:
             too_fast_count=st.too_fast_count, too_fast_s=st.too_fast_s,
             mean_speed_m_s=st.mean_speed_m_s, median_speed_m_s=st.median_speed_m_s,
             peak_speed_m_s=st.peak_speed_m_s, routine=self.routine)
+        body["last_error"] = self.last_refusal
+        return body

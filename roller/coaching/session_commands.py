@@ -141,13 +141,16 @@ class SessionCommands:
         self._guarded(lambda: change(now))
         self._sync(now)
 
-    @staticmethod
-    def _guarded(change: Callable[[], Any]) -> Any:
+    def _guarded(self, change: Callable[[], Any]) -> Any:
+        """Run a lifecycle change; a refusal is kept on the session (its ``last_error``, shown
+        by Home Assistant) until the next accepted command."""
         try:
             return change()
         except SessionError as exc:
+            self.session.last_refusal = str(exc)
             raise CommandError("not_possible", str(exc)) from None
 
     def _sync(self, now: float) -> None:
+        self.session.last_refusal = None  # accepted
         if self.coach is not None:
             self.coach.sync(now)

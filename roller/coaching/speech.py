@@ -8,16 +8,18 @@ is spoken (``update``). The rules (docs/coaching.md):
 * **Priorities**: safety > slow down > step change / position > hold milestones >
   encouragement.
 * **No cut-offs**: a sentence being spoken (its length estimated from its words at
-  ``words_per_s``) is never interrupted by one of lower or equal priority; a higher one may
-  interrupt it (the page then cancels and speaks the new one) -- except that a step's
-  instructions (where to lie, which side) are interrupted only for safety: a person with eyes
-  closed cannot follow half a position, and a too-fast pass already has its beep. For the
-  same reason a slow-down that arises while step instructions wait or are spoken is dropped
-  rather than pushing them past their freshness. One exception to "equal priority waits": a
-  candidate may *replace* kinds whose sentence is obsolete -- a step begun by ``next`` replaces
-  the position of the step just skipped (the page then cuts it: ``replaces_id``).
+  ``words_per_s``) is interrupted only by a more urgent safety or slow-down sentence (the page
+  then cancels and speaks the new one); anything else waits for its end -- and a step's
+  instructions (where to lie, which side, its caution) are interrupted only for safety: a
+  person with eyes closed cannot follow half a position, and a too-fast pass already has its
+  beep. For the same reason a slow-down that arises while step instructions wait or are
+  spoken is dropped rather than pushing them past their freshness. One exception to "it
+  waits": a candidate may *replace* kinds whose sentence is obsolete -- a step begun by
+  ``next`` replaces the position of the step just skipped (the page then cuts it:
+  ``replaces_id``).
 * **Never stale**: a candidate not spoken within ``stale_s`` of being offered is dropped: it
-  described a moment that has passed.
+  described a moment that has passed. A step's instructions wait longer (``step_stale_s``):
+  they stay true until the step moves on, and must not be lost to the sentence before them.
 * **No nagging**: the same sentence at most ``max_repeats`` times in ``repeat_window_s``.
 * **Quiet while it goes well**: at most ``max_per_minute`` utterances in any minute, and
   encouragement only after ``quiet_s`` without speech. Safety, slow-down and step prompts are
@@ -49,6 +51,10 @@ class SpeechSettings:
                            doc="silence kept after a sentence before the next one")
     stale_s: float = setting(SPEECH_STALE_S, unit="s", minimum=0.5, maximum=10.0,
                              doc="a prompt not spoken this long after it arose is dropped")
+    step_stale_s: float = setting(12.0, unit="s", minimum=0.5, maximum=60.0,
+                                  doc="... except a step's instructions (where to lie, the "
+                                      "caution), which stay true until the step moves on: they "
+                                      "wait this long for the sentence before them to end")
     repeat_window_s: float = setting(60.0, unit="s", minimum=0.0, maximum=600.0,
                                      doc="window for the repeat rule")
     max_repeats: int = setting(2, minimum=1, maximum=10,
@@ -95,7 +101,9 @@ class _Candidate:
 
 
 def _may_interrupt(new: Priority, speaking: Priority) -> bool:
-    if new <= speaking:
+    """Only a safety or slow-down sentence cuts one being said (a slow-down never cuts step
+    instructions): anything else waits for the end."""
+    if new <= speaking or new < Priority.SLOW_DOWN:
         return False
     return speaking < Priority.STEP or new == Priority.SAFETY
 
@@ -178,7 +186,8 @@ class Announcer:
         horizon = now - max(s.repeat_window_s, 60.0)
         while self._spoken and self._spoken[0].decided_s < horizon:
             self._spoken.popleft()
-        fresh = [c for c in self._pending if now - c.asked_s <= s.stale_s]
+        fresh = [c for c in self._pending if now - c.asked_s <= (
+            s.step_stale_s if c.kind == "position" else s.stale_s)]
         self.dropped_stale += len(self._pending) - len(fresh)
         self._pending = fresh
 
@@ -254,9 +263,10 @@ class Narrator:
         self._step_named = named
 
     def tell(self, text: str, cue: str, now: float, *,
-             step: tuple[str, str] | None = None) -> Utterance | None:
-        """The prompt at ``now`` [s] (``step``: title and position of the active step); returns
-        what the announcer decides to say now, if anything."""
+             step: tuple[str, str, str] | None = None) -> Utterance | None:
+        """The prompt's spoken words ``text`` at ``now`` [s] (``step``: the spoken title,
+        position and caution of the active step); returns what the announcer decides to say
+        now, if anything."""
         key = (cue, text)
         if key != self._offered:
             if self._offered is not None and self._offered[0] in HOLD_KINDS \
@@ -267,8 +277,10 @@ class Narrator:
             if cue != "position":
                 self.announcer.offer(text, CUES[cue].priority, cue, now)
         if self._step_began and step is not None:
-            title, position = step
+            title, position, caution = step
             words = position if self._step_named else f"{title}. {position}"
+            # the caution goes with the position: one utterance, so it cannot be dropped
+            words = f"{words} {caution}".strip()
             # a step begun with next makes the skipped step's words obsolete
             self.announcer.offer(words, Priority.STEP, "position", now,
                                  replaces=("position", "switch_sides", "step_done"))

@@ -363,6 +363,8 @@ SESSION_FIELDS: tuple[Field, ...] = (
                                                          "old name, kept until the next "
                                                          "release"),
     _f("peak_speed_m_s", "number", "m/s", "fastest moment (stroke and too-fast peaks)"),
+    _f("last_error", "string or null", "-", "why the last command was refused; null once "
+                                            "one is accepted"),
     _f("routine", "object (optional)", "-", "the coach's summary once a coached session ended "
                                             "(fields below)"),
 )
@@ -420,6 +422,10 @@ COACH_FIELDS: tuple[Field, ...] = (
        "(estimated speaking time), `replaces_id` (the obsolete sentence it may cut, after "
        "`next`; else null). A display speaks each id once, only while fresh, and interrupts "
        "only for a higher priority; null before anything was said"),
+    _f("dose", "object or null", "-", "the current muscle and side's dose: `rolling_s` of "
+                                      "`rolling_target_s` (or `rolling_only_s` alone), "
+                                      "`holds` of `holds_target` (of `hold_min_s`), "
+                                      "`progress` 0..1, `met`"),
 )
 
 SUMMARY_FIELDS: tuple[Field, ...] = (
@@ -451,6 +457,8 @@ SUMMARY_FIELDS: tuple[Field, ...] = (
     _f("advice", "string", "-", "set after `pain`"),
     _f("distance_m", "number", "m", "distance rolled in the session (the `session` topic's "
                                     "figure)"),
+    _f("doses", "object", "-", "per muscle, per side `rolling_s`, `holding_s`, `holds` (of "
+                               "20 s or more), and `left_share`"),
     _f("steps", "list", "-", "one object per step: `id`, `title`, `muscle`, `side`, `prop`, "
                              "`target_s`, `active_s`, `rolling_s`, `holding_s`, `strokes`, "
                              "`holds_s` (list) and `longest_hold_s` [s], `too_fast_count`, "
@@ -540,6 +548,8 @@ STATE_FIELDS: tuple[Field, ...] = (
     _f("too_fast", "bool", "-", "true if the speed was above the go-slow limit at any moment "
                                 "of the interval"),
     _f("session_state", "string", "-", "`idle`, `running`, `paused` or `finished`"),
+    _f("last_error", "string", "-", "why the last command was refused (`cannot stop: the "
+                                    "session is finished`); `none` once one is accepted"),
     _f("session_active_s", "int", "s", "the session's active time, in steps of 10 s"),
     _f("session_strokes", "int", "-", "strokes in this session"),
     _f("session_distance_m", "number", "m", "distance rolled in this session, in steps of 0.5 m"),
@@ -784,6 +794,7 @@ def state_payload(*, phase: str, calibrated: bool, speed_m_s: float | None, too_
         if calibrated and speed_m_s is not None else None,
         "too_fast": bool(too_fast),
         "session_state": session["state"],
+        "last_error": session.get("last_error") or "none",
         "session_active_s": _whole(session["active_s"], 10.0) or 0,
         "session_strokes": int(session["strokes"]),
         "session_distance_m": round(session["distance_m"] * 2.0) / 2.0,

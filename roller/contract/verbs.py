@@ -21,3 +21,12 @@ VERB_DOCS: dict[str, str] = {
 
 VERBS: tuple[str, ...] = tuple(VERB_DOCS)
 """Commands the coach understands (MQTT ``cmd/<verb>``; ``start_pause`` is the GPIO button)."""
+
+POSSIBLE_IN: dict[str, tuple[str, ...]] = {
+    "idle": ("start", "next", "pain", "start_pause"),
+    "running": ("pause", "next", "stop", "pain", "start_pause"),
+    "paused": ("resume", "next", "stop", "pain", "start_pause"),
+    "finished": ("start", "pain", "start_pause"),
+}
+"""The verbs each session state accepts (roller/coaching/session.py refuses the others with
+``not_possible``): Home Assistant's buttons are available only then (issue 17 item 6)."""

@@ -259,6 +259,8 @@ ENTITIES: tuple[Entity, ...] = (
         "value_template": _on_off("sensor_connected"), **ON_OFF,
         "device_class": "connectivity", **DIAGNOSTIC}),
     *DAY_ENTITIES,
+    Entity("last_error", "sensor", "Last refused command", "state", {
+        "value_template": _v("last_error"), "icon": "mdi:alert-circle-outline"}),
     *(Entity(verb, "button", name, f"cmd/{verb}", {
         "payload_press": PAYLOAD_PRESS, "icon": icon}, rate="sends when pressed")
       for verb, (name, icon) in BUTTON_NAMES.items()),

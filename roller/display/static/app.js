@@ -30,7 +30,7 @@
   // What the page did, for people debugging it and for the end-to-end tests.
   // liveShown: [stroke_count, Date.now()] when a live message was drawn (the last 200).
   // spoken: sentences started; cancels: sentences cut for a more urgent one.
-  const record = { spoken: [], beeps: [], messages: 0, liveShown: [], cancels: 0 };
+  const record = { spoken: [], beeps: [], tones: [], messages: 0, liveShown: [], cancels: 0 };
   window.rollerDisplay = record;
 
   const query = new URLSearchParams(location.search);
@@ -207,8 +207,8 @@
     const d = devices[current];
     if (!d) return;
     // a roller going offline changes what its last coach state means: render it again
-    if (what === "all" || what === "coach" || what === "status") renderCoach(d);
-    if (what === "all" || what === "live") renderLive(d);
+    if (["all", "coach", "status", "session"].includes(what)) renderCoach(d);
+    if (what === "all" || what === "live" || what === "session") renderLive(d);
   }
 
   function fmtS(s) { return Math.max(0, Math.round(s || 0)) + " s"; }
@@ -275,7 +275,12 @@
     // progress: the step, and each side against the routine's target for that side
     $("step-row").hidden = !step;
     $("step-bar").style.width = Math.round((c.step_progress || 0) * 100) + "%";
-    $("step-time").textContent = `${Math.round(c.step_active_s || 0)} / ${Math.round(c.step_target_s || 0)} s`;
+    // the dose on this muscle and side: rolling time, and holds of the hold window
+    const dose = c.dose;
+    $("step-time").textContent = !dose ? "" : dose.met ? "dose met"
+      : `${Math.round(Math.min(dose.rolling_s, dose.rolling_target_s))}/${Math.round(dose.rolling_target_s)} s` +
+        (dose.holds_target ? ` \u00b7 hold ${dose.holds}/${dose.holds_target}` : "");
+    $("step-row").dataset.met = String(!!(dose && dose.met));
     for (const side of ["left", "right"]) {
       const done = (c.sides_s && c.sides_s[side]) || 0;
       const target = (c.side_targets_s && c.side_targets_s[side]) || 0;
@@ -288,11 +293,29 @@
       ? `green band: go slow (aim ${cm(band.target)}, max ${cm(band.limit)} cm/s)` : "";
     $("pause-btn").textContent = c.state === "paused" ? "Resume" : "Pause";
     $("pause-btn").dataset.verb = c.state === "paused" ? "resume" : "pause";
-    // nothing to pause before the start or after the end
-    $("pause-btn").disabled = offline || !["active", "transition", "paused"].includes(c.state);
+    // a button is enabled only when its command is possible in the session's state
+    // (roller/coaching/session.py); pain always is: safety first
+    const possible = offline ? [] : POSSIBLE[sessionState(d, c)] || [];
+    for (const btn of document.querySelectorAll("#controls button[data-verb]")) {
+      btn.disabled = btn.classList.contains("danger") ? false
+        : !possible.includes(btn.dataset.verb);
+    }
     renderSummary(c);
     fitText();
     if (!offline) speakAndCue(c, d.coachAge || 0);
+  }
+
+  // What each session state allows (Session.start/pause/resume/skip/stop refuse the rest).
+  const POSSIBLE = { idle: ["start", "next"], running: ["pause", "next", "stop"],
+                     paused: ["resume", "next", "stop"], finished: ["start"] };
+  const FROM_COACH = { ready: "idle", active: "running", transition: "running",
+                       paused: "paused", done: "finished" };
+
+  // The session's state: its own message when it is about the session shown, else the coach's.
+  function sessionState(d, c) {
+    const s = d.session;
+    if (s && s.state && s.session_id && s.session_id === c.session_id) return s.state;
+    return FROM_COACH[c.state] || "idle";
   }
 
   // The go-slow band [cm/s]: the roller's own (in its coach state), else the server's.
@@ -338,6 +361,15 @@
         `${s.too_fast_s.toFixed(1)} s`],
       ["Holds", `${s.holds}, longest ${fmtS(s.longest_hold_s)}`],
     ];
+    // the dose per muscle and side (rolling + holding, left / right): one compact row
+    const doses = Object.entries(s.doses || {}).map(([muscle, sides]) => {
+      const t = (side) => sides[side] ? Math.round(sides[side].rolling_s + sides[side].holding_s) : null;
+      const lr = [t("left"), t("right")].filter((v) => v !== null);
+      const figures = lr.length ? lr.join("/") : String(t("none") || 0);
+      return `${muscle.split(" ")[0]} ${figures} s`;
+    });
+    // (after a pain stop the advice takes its room: the screen has space for one of them)
+    if (doses.length && !s.advice) rows.push(["Dose L/R", doses.join(", ")]);
     if (s.advice) rows.push(["Advice", s.advice]);
     loadVerdict(current, c.session_id);
     const dl = $("summary-list");
@@ -391,11 +423,13 @@
       // the colour follows the number shown against the band, not the (delayed) alert
       const band = bandOf(d.coach);
       box.dataset.band = !band ? "" : d.live.speed_m_s > band.limit ? "over" : "in";
-      $("strokes").textContent = d.live.stroke_count;
+      $("strokes").textContent = sessionStrokes(d);
       $("phase").textContent = d.live.calibrated === false ? "calibrating\u2026" : d.live.phase;
       // the live alert sounds at once, with the too-fast cue's tone (the coach's prompt follows)
       const tone = CUES.too_fast && CUES.too_fast.tone;
-      if (d.live.too_fast && !lastTooFast && tone) beep(tone);
+      // ... only while a session is under way: nothing sounds before the start or after the end
+      const coaching = d.coach && ["active", "transition"].includes(d.coach.state);
+      if (d.live.too_fast && !lastTooFast && tone && coaching) beep(tone);
       lastTooFast = !!d.live.too_fast;
     } else {
       $("speed").textContent = "--";
@@ -404,6 +438,16 @@
       $("phase").textContent = d.live ? "no data" : "";
     }
     drawTrace(d, now);
+  }
+
+  // The session's strokes (the `session` message, the same figure the summary and the
+  // history give), not the pipeline's count since it started; 0 before a session.
+  function sessionStrokes(d) {
+    const s = d.session, c = d.coach;
+    if (s && typeof s.strokes === "number" && (!c || !c.session_id || s.session_id === c.session_id)) {
+      return String(s.strokes);
+    }
+    return String(c && c.session_id && typeof c.strokes === "number" ? c.strokes : 0);
   }
 
   function drawTrace(d, now) {
@@ -420,7 +464,8 @@
     const target = band ? band.target * 100 : 0;
     const limit = band ? band.limit * 100 : 0;
     let top = Math.max(limit * 2, 1);
-    for (const [, v] of d.trace) top = Math.max(top, v * 1.1);
+    for (const [, v] of d.trace) top = Math.max(top, v * 1.25);   // room for the peak's label
+    top = Math.ceil(top);
     const y = (v) => h - (v / top) * h;
     const x = (t) => w - ((now - t) / TRACE_WINDOW_S) * w;
     ctx.clearRect(0, 0, w, h);
@@ -439,6 +484,34 @@
     ctx.beginPath();
     d.trace.forEach(([t, v], i) => (i ? ctx.lineTo(x(t), y(v)) : ctx.moveTo(x(t), y(v))));
     ctx.stroke();
+    // the scale: cm/s at the band's lines and the top, and the window's length; the peak of
+    // the window marked with its figure (the top always leaves room above it)
+    const font = Math.round(Math.min(13 * ratio, Math.max(9 * ratio, h / 9)));
+    ctx.font = `${font}px sans-serif`;
+    ctx.fillStyle = "#c8c8c8";
+    ctx.textBaseline = "middle";
+    const ticks = [0, top];
+    if (band) ticks.push(target, limit);
+    for (const v of ticks) {
+      const yy = Math.min(Math.max(y(v), font / 2), h - font / 2);
+      ctx.fillText(v === top ? `${top.toFixed(0)} cm/s` : cm(v / 100), 4 * ratio, yy);
+    }
+    ctx.textAlign = "right";
+    ctx.fillText(`last ${TRACE_WINDOW_S} s`, w - 4 * ratio, font / 2 + 2 * ratio);
+    let peak = null;
+    for (const p of d.trace) if (!peak || p[1] > peak[1]) peak = p;
+    record.tracePeak = peak ? peak[1] : null;
+    if (peak && peak[1] > 0.5) {
+      const px = x(peak[0]), py = y(peak[1]);
+      ctx.fillStyle = "#ffffff";
+      ctx.beginPath(); ctx.arc(px, py, 4 * ratio, 0, 2 * Math.PI); ctx.fill();
+      ctx.textAlign = px > w / 2 ? "right" : "left";
+      ctx.textBaseline = "bottom";
+      ctx.fillText(`peak ${peak[1].toFixed(1)}`, px + (px > w / 2 ? -6 : 6) * ratio,
+                   Math.max(py - 2 * ratio, font));
+    }
+    ctx.textAlign = "left";
+    ctx.textBaseline = "alphabetic";
   }
 
   // ---------------------------------------------------------------- sound
@@ -447,10 +520,17 @@
   // cue table, for what must be instant.
   function speechKey(sp) { return sp ? `${sp.id}|${sp.decided_s}|${sp.text}` : ""; }
 
+  // Tests run a stand-in voice faster than real time and tell the page by how much.
+  function timeScale() { return window.__rollerTimeScale || 1; }
+  const CHIME_MS = 800;        // the chime's three notes; no sentence starts over them
+  // only a safety or slow-down sentence cuts one being said (as the coach decides)
+  const URGENT = (CUES.too_fast && CUES.too_fast.priority) || Infinity;
+
   function speakAndCue(c, ageS) {
     if (c.cue !== lastCue) {
       const tone = CUES[c.cue] && CUES[c.cue].tone;
-      if (tone) beep(tone);
+      if (tone === "chime") chime();
+      else if (tone) beep(tone);
       lastCue = c.cue;
     }
     const sp = c.speech;
@@ -459,51 +539,91 @@
     heardKey = key;
     const lateS = Math.max(0, (c.t_s || 0) - (sp.decided_s || 0)) + ageS;
     if (lateS > SPEECH_STALE_S) return;   // its moment has passed (e.g. a replayed state)
-    say(sp.text, sp.priority || 0, sp.duration_s, Date.now() + (SPEECH_STALE_S - lateS) * 1000,
-        sp.id, sp.replaces_id);
+    say(sp.text, sp.priority || 0, sp.duration_s,
+        Date.now() + (SPEECH_STALE_S - lateS) * 1000 / timeScale(), sp.id, sp.replaces_id);
   }
 
-  let talking = null;          // {priority, until (ms), id}: the sentence being spoken
-  let waiting = [];            // sentences waiting for it to end: {text, priority, ...}
+  // One voice channel: a sentence, or a chime, at a time. A sentence is cut only for a more
+  // urgent one (or one the coach says makes it obsolete); others wait for its end (the voice's
+  // end or error event) while still fresh; a chime waits for the voice too, and the next
+  // sentence waits for the chime.
+  let talking = null;          // {priority, id, until (ms)}: the sentence being spoken
+  let waiting = [];            // sentences waiting: {text, priority, durationS, deadlineMs, id}
+  let quietUntil = 0;          // ms: a chime sounds until then
+  let chimeDeadline = 0;       // ms: a chime waits for the voice until then (0: none waits)
+  let wakeTimer = 0;
 
   function say(text, priority, durationS, deadlineMs, id, replacesId) {
     if (!soundOn || !text) return;
-    const now = Date.now();
-    if (talking && now < talking.until) {
-      // never cut for an equal or lower priority, unless the coach says it is obsolete
-      const obsolete = replacesId != null && replacesId === talking.id;
-      if (priority <= talking.priority && !obsolete) {
-        waiting = waiting.filter((w) => w.priority > priority);
-        waiting.push({ text, priority, durationS, deadlineMs, id });
+    const item = { text, priority, durationS, deadlineMs: deadlineMs || Date.now() + 3000, id };
+    if (talking) {
+      // the coach decided its words after what this page said by itself on "Sound on"
+      const obsolete = (replacesId != null && replacesId === talking.id) ||
+        (talking.id == null && id != null);
+      const urgent = priority > talking.priority && priority >= URGENT;
+      if (!urgent && !obsolete) {
+        waiting.push(item);
         return;
       }
-      record.cancels += 1;
+      if (talking.id == null) record.echoCuts = (record.echoCuts || 0) + 1;
+      else record.cancels += 1;
+      talking = null;
       if ("speechSynthesis" in window) window.speechSynthesis.cancel();
     }
-    const words = text.trim().split(/\s+/).length;
-    const estS = Math.max(durationS || 0, words / 2.5, 0.8);
-    const mine = { priority, until: now + (estS + 2) * 1000, id };  // +2 s: a slow voice
+    waiting.push(item);
+    next();
+  }
+
+  function chime() {
+    if (!soundOn || !audio) return;
+    chimeDeadline = Date.now() + 3000 / timeScale();
+    next();
+  }
+
+  // whatever may sound now: a waiting chime first, then the most urgent fresh sentence
+  function next() {
+    const now = Date.now();
+    if (talking && now >= talking.until) talking = null;   // a voice that never said its end
+    if (talking) return;
+    if (now < quietUntil) { wake(quietUntil - now); return; }
+    if (chimeDeadline) {
+      const fresh = now <= chimeDeadline;
+      chimeDeadline = 0;
+      if (fresh) {
+        beep("chime");
+        quietUntil = now + CHIME_MS / timeScale();
+        wake(CHIME_MS / timeScale());
+        return;
+      }
+    }
+    waiting = waiting.filter((w) => now <= w.deadlineMs);
+    if (!waiting.length) return;
+    waiting.sort((a, b) => b.priority - a.priority);
+    start(waiting.shift());
+  }
+
+  function wake(ms) {
+    clearTimeout(wakeTimer);
+    wakeTimer = setTimeout(next, Math.max(0, ms) + 5);
+  }
+
+  function start(item) {
+    const words = item.text.trim().split(/\s+/).length;
+    const estS = Math.max(item.durationS || 0, words / 2.5, 0.8);
+    // the voice's end event ends it; this only frees a voice that never reports (+3 s: slow)
+    const mine = { priority: item.priority, id: item.id,
+                   until: Date.now() + (estS * 2 + 3) * 1000 / timeScale() };
     talking = mine;
-    record.spoken.push(text);
-    if (!("speechSynthesis" in window)) return;
-    const u = new SpeechSynthesisUtterance(text);
+    record.spoken.push(item.text);
+    if (!("speechSynthesis" in window)) { talking = null; return; }
+    const u = new SpeechSynthesisUtterance(item.text);
     u.rate = 0.95;
     u.onend = u.onerror = () => {
       if (talking !== mine) return;
       talking = null;
-      sayWaiting();
+      next();
     };
     window.speechSynthesis.speak(u);
-  }
-
-  // the next waiting sentence once the current one is over (if it is still fresh)
-  function sayWaiting() {
-    if (talking && Date.now() < talking.until) return;
-    talking = null;
-    const next = waiting.filter((w) => Date.now() <= w.deadlineMs)
-      .sort((a, b) => b.priority - a.priority)[0];
-    waiting = [];
-    if (next) say(next.text, next.priority, next.durationS, next.deadlineMs, next.id);
   }
 
   const lastBeepAt = {};
@@ -514,6 +634,7 @@
     if (lastBeepAt[kind] && t - lastBeepAt[kind] < 1500) return;
     lastBeepAt[kind] = t;
     record.beeps.push(kind);
+    record.tones.push([kind, Date.now()]);
     const tones = { too_fast: [[880, 0, 0.12], [880, 0.18, 0.12]],
                     hold_end: [[660, 0, 0.25], [990, 0.3, 0.4]],
                     chime: [[523, 0, 0.2], [659, 0.2, 0.2], [784, 0.4, 0.35]] }[kind] || [];
@@ -546,10 +667,14 @@
       const d = devices[current];
       const c = d && d.coach ? offlineView(d) : null;
       if (d && d.coach) heardKey = speechKey(d.coach.speech);
-      say(c ? c.prompt : "Sound is on.", c && CUES[c.cue] ? CUES[c.cue].priority : 0);
+      // its spoken form when the coach is saying it, else the prompt without bracketed asides
+      const sp = c && c.speech && c.speech.kind === c.cue ? c.speech.text : "";
+      const words = c ? sp || c.prompt.replace(/\s*\([^)]*\)/g, "") : "Sound is on.";
+      say(words, c && CUES[c.cue] ? CUES[c.cue].priority : 0);
     } else {
       talking = null;
       waiting = [];
+      chimeDeadline = 0;
       if ("speechSynthesis" in window) window.speechSynthesis.cancel();
     }
   });
@@ -612,7 +737,7 @@
   // keep the trace moving and notice a silent roller even when no message arrives
   setInterval(() => {
     if (current && devices[current]) renderLive(devices[current]);
-    if (waiting.length) sayWaiting();   // a voice that never reports its end
+    if (waiting.length || chimeDeadline) next();   // a voice that never reports its end
   }, 500);
   window.addEventListener("resize", fitText);
 })();
