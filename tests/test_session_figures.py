@@ -199,4 +199,4 @@ def test_the_summary_fields_are_declared_once(tmp_path: Path) -> None:
         history.record(summary, device_id="d")
     with sqlite3.connect(tmp_path / "h.sqlite3") as db:
         columns = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
-    assert columns - {"id", "device_id", "distance_m"} == set(summary.columns())  # + distance
+    assert columns - {"id", "device_id"} == set(summary.columns())
