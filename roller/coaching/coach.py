@@ -499,8 +499,8 @@ class Coach:
             record.active_s += lag
             record.holding_s += lag
             self._sides[record.side] += lag
-        elif isinstance(event, Hold):  # a hold whose start the coach did not see
-            record.holds_s.append(event.duration_s)
+        # A hold the coach never saw as ``holding`` is not counted: nobody was on the roller
+        # (the pipeline's hold events also mark a still, empty roller; the live phase does not).
         elif isinstance(event, TooFastAlert):
             record.too_fast_count += 1
             self._too_fast_until = now + self.settings.too_fast_prompt_s
