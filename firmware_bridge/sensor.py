@@ -38,6 +38,13 @@ log = logging.getLogger(__name__)
 SIMULATED_SESSION_S = 1800.0
 """Length of the simulated person's session; it repeats after that."""
 
+SIMULATED_PERSONS = ("routine", "demo")
+"""Who moves a simulated roller: ``routine``, a plausible person rolling from the first second
+for :data:`SIMULATED_SESSION_S`, again and again (now and then too fast, holds, rests); ``demo``,
+the demo's person, who lies still for
+:data:`~firmware_bridge.simulator.demo_person.DEMO_START_DELAY_S`, does the default routine
+once and then lies still."""
+
 
 @dataclass(frozen=True)
 class SensorSettings:
@@ -69,13 +76,17 @@ class SensorSettings:
 
 def open_sensor(settings: SensorSettings | None = None, *, simulate: bool = False,
                 scenario: Any = None, seed: int = 0, clock: Clock | None = None,
-                ) -> FifoImuDriver:
+                person: str = "routine") -> FifoImuDriver:
     """A configured IMU driver. Raises :class:`~firmware_bridge.errors.SensorError` (with what
-    to check) when the bus cannot be opened or no supported chip answers."""
+    to check) when the bus cannot be opened or no supported chip answers. With ``simulate``,
+    the emulated chip is moved by ``scenario``, else by the simulated ``person`` (one of
+    :data:`SIMULATED_PERSONS`)."""
     settings = settings or SensorSettings()
     clock = clock or SystemClock()
     addresses = [settings.address] if settings.address is not None else None
     if simulate:
+        if scenario is None:
+            scenario = simulated_person(person, seed=seed)
         bus = simulated_bus(settings, scenario=scenario, seed=seed, clock=clock)
     else:
         bus = open_bus(settings.bus)
@@ -93,6 +104,18 @@ def open_sensor(settings: SensorSettings | None = None, *, simulate: bool = Fals
         raise
     driver.owns_bus = True
     return driver
+
+
+def simulated_person(name: str, *, seed: int = 0) -> Any:
+    """The scenario of the simulated person ``name`` (:data:`SIMULATED_PERSONS`)."""
+    from firmware_bridge.simulator import demo_scenario, person_scenario  # lazy: --simulate only
+
+    if name == "routine":
+        return person_scenario(SIMULATED_SESSION_S, seed=seed)
+    if name == "demo":
+        return demo_scenario(seed=seed)
+    raise ValueError(f"simulated person {name!r}: expected one of "
+                     f"{', '.join(SIMULATED_PERSONS)}")
 
 
 def simulated_bus(settings: SensorSettings, *, scenario: Any = None, seed: int = 0,

@@ -21,6 +21,9 @@ we announce (sensor, binary_sensor, button, event) on Home Assistant 2024.11 and
 - a ``json_attributes_template`` must render a JSON object (anything else: Home Assistant logs
   "JSON result was not a dictionary" on every message); attribute names Home Assistant keeps
   for itself are dropped;
+- availability: ``availability_topic`` (with ``availability_template``) or the ``availability``
+  list (entries ``topic``, ``payload_available``, ``payload_not_available``, ``value_template``),
+  never both; ``availability_mode`` (all, any, latest) goes with the list;
 - the recorder writes a row when an entity's state or its attributes change.
 """
 
@@ -56,6 +59,11 @@ DEVICE_ABBREVIATIONS = {
     "cu": "configuration_url",
 }
 ORIGIN_ABBREVIATIONS = {"name": "name", "sw": "sw_version", "url": "support_url"}
+AVAILABILITY_ABBREVIATIONS = {"t": "topic", "topic": "topic", "pl_avail": "payload_available",
+                              "pl_not_avail": "payload_not_available",
+                              "val_tpl": "value_template"}
+"""The keys of one ``availability`` list entry (its schema: ``topic`` required)."""
+AVAILABILITY_MODES = {"all", "any", "latest"}
 
 SHARED_OPTIONS = {"availability", "availability_mode", "availability_template",
                   "availability_topic", "command_topic", "payload_available",
@@ -183,6 +191,7 @@ def check_component(platform: str, comp: Mapping[str, Any], *, base: str) -> lis
                         "it silently)")
     if "availability" in comp and "availability_topic" in comp:
         problems.append("availability and availability_topic exclude each other")
+    problems += _check_availability(comp, base=base)
     for key, value in comp.items():
         if key.endswith("_topic") and not str(value).startswith(base + "/"):
             problems.append(f"{key} {value!r} is not under {base}/")
@@ -215,6 +224,71 @@ def check_component(platform: str, comp: Mapping[str, Any], *, base: str) -> lis
     elif platform == "button" and not isinstance(comp.get("payload_press", "PRESS"), str):
         problems.append("payload_press must be a string")
     return problems
+
+
+def _check_availability(comp: Mapping[str, Any], *, base: str) -> list[str]:
+    """The availability options: the list form (entries with a ``topic`` under ``base``, known
+    keys, templates that compile), ``availability_mode`` one of all/any/latest and only with
+    the list, ``availability_template`` only with ``availability_topic``."""
+    problems: list[str] = []
+    entries = comp.get("availability")
+    if entries is not None:
+        if not isinstance(entries, list) or not entries:
+            return [f"availability must be a non-empty list, got {entries!r}"]
+        for i, raw in enumerate(entries):
+            if not isinstance(raw, Mapping):
+                problems.append(f"availability[{i}] is not a mapping: {raw!r}")
+                continue
+            entry = expand(raw, AVAILABILITY_ABBREVIATIONS)
+            for key in sorted(set(entry) - set(AVAILABILITY_ABBREVIATIONS.values())):
+                problems.append(f"availability[{i}]: {key!r} is not an option of an entry")
+            topic = entry.get("topic")
+            if not topic:
+                problems.append(f"availability[{i}] needs a topic")
+            elif not str(topic).startswith(base + "/"):
+                problems.append(f"availability[{i}] topic {topic!r} is not under {base}/")
+            template = entry.get("value_template")
+            if template is not None:
+                try:
+                    environment().parse(str(template))
+                except Exception as exc:  # a template Home Assistant cannot compile
+                    problems.append(f"availability[{i}] value_template: {exc}")
+    mode = comp.get("availability_mode")
+    if mode is not None:
+        if mode not in AVAILABILITY_MODES:
+            problems.append(f"availability_mode {mode!r} is not one of "
+                            f"{sorted(AVAILABILITY_MODES)}")
+        if entries is None:
+            problems.append("availability_mode without an availability list")
+    if "availability_template" in comp and "availability_topic" not in comp:
+        problems.append("availability_template without availability_topic")
+    return problems
+
+
+def available(comp: Mapping[str, Any], latest: Mapping[str, bytes | str]) -> bool | None:
+    """Whether Home Assistant shows the entity available, given the newest (retained)
+    payload of each topic in ``latest``: each ``availability`` entry's payload, through its
+    template, compared with its available/not-available payloads, combined by
+    ``availability_mode`` (default ``latest``: here, the last entry that has a payload).
+    None: no entry has a payload yet."""
+    results: list[bool] = []
+    for raw in comp.get("availability") or ():
+        entry = expand(raw, AVAILABILITY_ABBREVIATIONS)
+        payload = latest.get(entry["topic"])
+        if payload is None:  # nothing received: not available yet on this topic
+            if comp.get("availability_mode") == "all":
+                results.append(False)
+            continue
+        text = render(entry["value_template"], payload) if entry.get("value_template") \
+            else (payload.decode() if isinstance(payload, bytes) else payload)
+        if text == entry.get("payload_available", "online"):
+            results.append(True)
+        elif text == entry.get("payload_not_available", "offline"):
+            results.append(False)
+    if not results:
+        return None
+    mode = comp.get("availability_mode", "latest")
+    return all(results) if mode == "all" else any(results) if mode == "any" else results[-1]
 
 
 def _check_sensor(comp: Mapping[str, Any]) -> list[str]:

@@ -42,7 +42,10 @@ def session(right_s: float, left_s: float, *, wall: float = 1_700_000_000.0,
         for i in range(round(seconds * 10)):
             clock.advance(0.1)
             now = clock.monotonic()
-            live = LiveState(t=now, speed_m_s=0.03, velocity_m_s=0.03, phase="rolling",
+            # the hold ending at tick 8 was seen (phase holding) before it ended: a hold
+            # never seen is an empty roller's stillness and counts for nothing
+            live = LiveState(t=now, speed_m_s=0.03, velocity_m_s=0.03,
+                             phase="holding" if i == 7 and 8 in events_at else "rolling",
                              stroke_count=0, hold_time_s=0.0, too_fast=False, calibrated=True)
             coach.update(events_at.get(i, []), live, now)
 

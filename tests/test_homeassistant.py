@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from ha_rules import (
+    available,
     check_component,
     check_device_config,
     recorder_rows,
@@ -36,6 +37,7 @@ from roller.coaching.session_commands import SessionCommands
 from roller.contract import messages as contract
 from roller.contract.command_table import CommandTable
 from roller.contract.messages import Topics
+from roller.contract.verbs import POSSIBLE_IN, VERBS
 from roller.mqtt.homeassistant import (
     ENTITIES,
     RETIRED,
@@ -92,6 +94,66 @@ def test_the_rules_catch_what_home_assistant_refuses() -> None:
     twin = dict(next(iter(config["cmps"].values())))
     config["cmps"]["roller_mat-3_twin"] = twin
     assert any("unique_id" in p for p in check_device_config(config, base=base))
+
+
+def test_the_rules_catch_availability_home_assistant_refuses() -> None:
+    base = "roller/mat-3"
+    good = {"command_topic": f"{base}/cmd/stop", "availability_mode": "all",
+            "availability": [{"topic": f"{base}/status"},
+                             {"topic": f"{base}/state", "value_template": "{{ 'online' }}"}]}
+    assert check_component("button", good, base=base) == []
+    bad = {
+        "the pair Home Assistant refuses": {**good, "availability_topic": f"{base}/status"},
+        "a mode that does not exist": {**good, "availability_mode": "every"},
+        "a mode without a list": {"command_topic": good["command_topic"],
+                                  "availability_mode": "all"},
+        "an entry without a topic": {**good, "availability": [{"payload_available": "1"}]},
+        "another device's topic": {**good, "availability": [{"topic": "roller/x/status"}]},
+        "a typo in an entry": {**good, "availability": [{"topic": f"{base}/status",
+                                                         "payload_availble": "1"}]},
+        "a template that does not compile": {**good, "availability": [
+            {"topic": f"{base}/state", "value_template": "{{ 'online' if }}"}]},
+        "a template without its topic": {"command_topic": good["command_topic"],
+                                         "availability_template": "{{ 'online' }}"},
+    }
+    for what, comp in bad.items():
+        assert check_component("button", comp, base=base), what
+
+
+def test_buttons_are_unavailable_when_their_command_is_not_possible() -> None:
+    """Issue 17 item 6: on every ``state`` message of the golden transcript (the device
+    online: the transcript orders messages per topic, and the service was online throughout),
+    each button is available exactly when its verb is possible in the session's state
+    (POSSIBLE_IN); every entity goes unavailable with the device (``offline``)."""
+    cmps = discovery("golden")["cmps"]
+    buttons = {cid.removeprefix("roller_golden_"): {**cmps_shared(), **comp}
+               for cid, comp in cmps.items() if comp.get("p") == "button"}
+    assert set(buttons) == set(VERBS)
+    seen_states = set()
+    for topic, payload in golden_messages():
+        if topic != "roller/golden/state":
+            continue
+        latest = {"roller/golden/status": b"online", topic: payload}
+        state = json.loads(payload)["session_state"]
+        seen_states.add(state)
+        for verb, comp in buttons.items():
+            assert available(comp, latest) is (verb in POSSIBLE_IN[state]), (verb, state)
+    assert {"idle", "running", "finished"} <= seen_states
+    # every combination, rendered as the golden state would carry it
+    for state, verbs in POSSIBLE_IN.items():
+        latest = {"roller/golden/status": b"online",
+                  "roller/golden/state": json.dumps({"session_state": state}).encode()}
+        assert {v for v, comp in buttons.items() if available(comp, latest)} == set(verbs)
+        latest["roller/golden/status"] = b"offline"
+        assert not any(available({**cmps_shared(), **comp}, latest)
+                       for comp in cmps.values() if len(comp) > 1)
+
+
+def cmps_shared() -> dict:
+    """The device config's shared availability options (a component without its own list
+    takes these)."""
+    config = discovery("golden")
+    return {k: config[k] for k in ("availability", "availability_mode")}
 
 
 def test_entity_ids_are_stable_on_old_and_new_cores() -> None:

@@ -31,12 +31,14 @@ ground truth (``OUT.truth.json``): the file format is the application's, so that
 
 One module per concept: ``segments`` (what the person does, piece by piece), ``scenario`` (a
 session), ``rotations``, ``simulated_roller`` (the body's motion and the IMU's readings),
-``truth`` (what really happened) and ``person`` (a plausible person's session).
+``truth`` (what really happened), ``person`` (a plausible person's session) and
+``demo_person`` (the demo's person, who waits, does the routine once and lies still).
 """
 
 from __future__ import annotations
 
 from firmware_bridge.physics import STANDARD_GRAVITY_M_S2 as GRAVITY_M_S2
+from firmware_bridge.simulator.demo_person import DEMO_START_DELAY_S, demo_scenario
 from firmware_bridge.simulator.person import person_scenario
 from firmware_bridge.simulator.rotations import DEG, random_rotvec, rotation_matrix
 from firmware_bridge.simulator.scenario import Scenario
@@ -51,7 +53,8 @@ from firmware_bridge.simulator.simulated_roller import SimulatedRoller
 from firmware_bridge.simulator.truth import GroundTruth, TruthHold, TruthStroke, TruthTooFast
 
 __all__ = [
-    "DEG", "GRAVITY_M_S2", "GroundTruth", "HoldSegment", "RestSegment", "Scenario", "Segment",
+    "DEG", "DEMO_START_DELAY_S", "GRAVITY_M_S2", "GroundTruth", "HoldSegment", "RestSegment",
+    "Scenario", "Segment",
     "SimulatedRoller", "StrokeSegment", "TruthHold", "TruthStroke", "TruthTooFast",
-    "TwistSegment", "person_scenario", "random_rotvec", "rotation_matrix",
+    "TwistSegment", "demo_scenario", "person_scenario", "random_rotvec", "rotation_matrix",
 ]

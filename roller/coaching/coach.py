@@ -204,8 +204,9 @@ class Coach:
         self.session = session or Session(session_settings, wall_clock=wall_clock)
         self._owns_session = session is None
         self._side_targets = {"left": 0.0, "right": 0.0, "none": 0.0}
-        for step in routine.steps:
-            self._side_targets[step.side] += step.target_active_s
+        for step in routine.steps:  # the dose: rolling plus the holds' window, per side
+            self._side_targets[step.side] += step.dose_rolling_s + \
+                step.dose_holds * step.hold_min_s
         self._generation = self.session.generation
         self._start_index = 0
         # progress through the routine
@@ -499,8 +500,8 @@ class Coach:
             record.active_s += lag
             record.holding_s += lag
             self._sides[record.side] += lag
-        elif isinstance(event, Hold):  # a hold whose start the coach did not see
-            record.holds_s.append(event.duration_s)
+        # A hold the coach never saw as ``holding`` is not counted: nobody was on the roller
+        # (the pipeline's hold events also mark a still, empty roller; the live phase does not).
         elif isinstance(event, TooFastAlert):
             record.too_fast_count += 1
             self._too_fast_until = now + self.settings.too_fast_prompt_s

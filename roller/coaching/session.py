@@ -8,7 +8,9 @@ A :class:`Session` is ``idle`` (none yet), ``running``, ``paused`` or ``finished
     finished --(rest, then rolling) or start--> running (a new session)
 
 It starts with ``cmd/start`` or, with ``[session] auto_start``, at the first sign of someone
-rolling (a stroke, a hold, a too-fast alert, or the live phase ``rolling``/``holding``). It ends
+rolling (a stroke, a too-fast alert, or the live phase ``rolling``/``holding``; not the
+pipeline's ``HoldStarted`` alone, which a still roller with nobody on it also gives -- a hold
+starts a session once the live phase says someone is on it). It ends
 with ``cmd/stop``, a pain stop (from any state: safety first), the end of the coach's routine, a
 running stretch of ``idle_timeout_s`` without a stroke or hold, or the service's shutdown; the
 reason is :attr:`Session.end_reason`. After the end, rolling again is a new session only once
@@ -166,6 +168,9 @@ class Session:
         self.generation = 0
         self._idle_since: float | None = None
         self._last_phase_at: float | None = None
+        self._hold_attended = False
+        """The live phase said ``holding`` (someone on the roller) since the last hold began:
+        only such a hold counts (the pipeline's hold events also mark an empty, still roller)."""
         self._reset()
 
     def _reset(self) -> None:
@@ -303,7 +308,10 @@ class Session:
         A too-fast alert comes mid-stroke, before that stroke is known, and belongs to the
         session as much as the stroke does."""
         started = False
-        if isinstance(event, (Stroke, HoldStarted, TooFastAlert)) and self.may_auto_start:
+        attended = self._hold_attended
+        if isinstance(event, (Hold, HoldStarted)):
+            self._hold_attended = False
+        if isinstance(event, (Stroke, TooFastAlert)) and self.may_auto_start:
             self.start(now)
             started = True
         if self.state != "running":
@@ -312,7 +320,7 @@ class Session:
             self.stats.add(event)
             if isinstance(event, Stroke):
                 self.last_activity = now
-        elif isinstance(event, Hold):
+        elif isinstance(event, Hold) and attended:
             self.holds += 1
             self.hold_time_s += event.duration_s
             self.longest_hold_s = max(self.longest_hold_s, event.duration_s)
@@ -338,6 +346,7 @@ class Session:
         phase, active time, and the idle timeout. True when the state changed."""
         phase = live.phase if live is not None else "idle"
         moving = phase in ("rolling", "holding")
+        self._hold_attended = self._hold_attended or phase == "holding"
         dt = 0.0 if self._last_phase_at is None else now - self._last_phase_at
         dt = min(max(dt, 0.0), self.settings.max_update_gap_s)
         self._last_phase_at = now

@@ -2,10 +2,12 @@
 
 Starts, in order: an MQTT broker (unless ``--broker`` names one: Debian's mosquitto when it is
 installed, else the in-process amqtt broker), the display (in this process), and the service
-``roller run --simulate`` as a child process, whose emulated IMU is moved by a simulated person
-doing the routine -- mostly slow strokes, now and then too fast, holds on tender spots. Prints
-the page's URL. Ctrl-C (or SIGTERM) stops the service first (so it can publish its last
-state), then the display, then the broker; children also die if this process is killed.
+``roller run --simulate --person demo`` as a child process, whose emulated IMU is moved by a
+simulated person who lies still for 30 s (time to open the page and press Start), then does the
+routine once -- slow strokes, one too fast in the first minute, a hold on each side -- and lies
+still after it (the session starts at their first strokes, or at Start). Prints the page's
+URL. Ctrl-C (or SIGTERM) stops the service first (so it can publish its last state), then the
+display, then the broker; children also die if this process is killed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ if TYPE_CHECKING:
     from roller.display import DisplayServer
     from roller.display.pairing import PairingToken
     from roller.mqtt.client import MqttSettings
+
+DEMO_START_DELAY_S = 30.0
+"""How long the demo's simulated person lies still before rolling [s]
+(:data:`firmware_bridge.simulator.demo_person.DEMO_START_DELAY_S`; a test checks they agree:
+`roller demo` does not load the simulator itself)."""
 
 HELP = "run everything on this laptop: broker, simulated roller + service, and the display"
 
@@ -93,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         seen = override_broker(load_display_config(config_file), address)
         display = _start_display(seen.mqtt, args.host, args.port, seen.speed_band_m_s,
                                  pairing=PairingToken.load_or_create(seen.state_path))
-        sensor = ["--simulate", "--seed", str(args.seed)]
+        sensor = ["--simulate", "--person", "demo", "--seed", str(args.seed)]
         if getattr(args, "phone", False):
             from roller.phone.phyphox_standin import StandInPhyphox, simulated_phone_source
 
@@ -106,8 +113,15 @@ def run(args: argparse.Namespace) -> int:
         service = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True,
                                    preexec_fn=die_with_parent)
         url = display.url()
-        print(f"roller demo: a simulated person is rolling as device "
-              f"'{config.device_id}' (service pid {service.pid})", flush=True)
+        if phone is None:
+            print(f"roller demo: a simulated person is on the roller of device "
+                  f"'{config.device_id}' (service pid {service.pid}); they lie still for "
+                  f"{DEMO_START_DELAY_S:.0f} s, then roll the routine once (about 9 min) and "
+                  "lie still: open the page and press Start before then (or let their first "
+                  "strokes start the session)", flush=True)
+        else:
+            print(f"roller demo: a simulated person is rolling as device "
+                  f"'{config.device_id}' (service pid {service.pid})", flush=True)
         # On a laptop the person is at this machine: the link to open is the paired one, so
         # the buttons work at once (the token pairs the page; without it the page only watches).
         links = display.pairing_links()

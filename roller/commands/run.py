@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MQTT broker, overriding mqtt.host and mqtt.port")
     parser.add_argument("--seed", type=int, default=0,
                         help="random seed of the simulated session (with --simulate)")
+    parser.add_argument("--person", choices=("routine", "demo"), default="routine",
+                        help="with --simulate, who rolls: routine (from the first second, "
+                             "again and again) or demo (still for 30 s, the routine once, "
+                             "then still)")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"),
                         help="how much to log on stderr (journald under systemd)")
@@ -47,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, phone=phone_from_option(
             args.phone, port=args.phone_port, base=config.phone))
     try:
-        service = build_service(config, simulate=args.simulate, seed=args.seed)
+        service = build_service(config, simulate=args.simulate, seed=args.seed,
+                                person=getattr(args, "person", "routine"))
     except ConfigError:
         raise
     except (ValueError, ArithmeticError) as exc:

@@ -400,7 +400,8 @@ COACH_FIELDS: tuple[Field, ...] = (
     _f("step_progress", "number", "1", "step_active_s / step_target_s, 0..1"),
     _f("routine_progress", "number", "1", "share of the whole routine's target done, 0..1"),
     _f("sides_s", "object", "s", "active time so far per side: `left`, `right`, `none`"),
-    _f("side_targets_s", "object", "s", "the routine's target active time per side"),
+    _f("side_targets_s", "object", "s",
+       "the routine's dose per side: rolling plus its holds' minimum (hold_min_s each)"),
     _f("strokes", "int", "-", "strokes counted in this session's steps"),
     _f("hold", "object or null", "s", "during a hold: `elapsed_s`, the window `min_s`..`max_s` "
                                       "and `remaining_s` until `min_s`; else null"),

@@ -4,8 +4,12 @@
 ``homeassistant/device/<id>/config``: a ``dev`` block (the device: name, model, software, the
 chip as hardware version, the display page as configuration URL), an ``o`` block (origin: which
 software announced it), shared options (availability follows our ``status``) and ``cmps``, one
-entry per entity. The publisher sends it on every connect and whenever Home Assistant says
-``online`` on ``homeassistant/status``; an empty retained payload removes the device.
+entry per entity. A button whose command the session's state may refuse (Stop on a finished
+session) is also unavailable while it would be refused: its ``availability`` list adds a
+template on the ``state`` topic's ``session_state`` (:data:`roller.contract.verbs.POSSIBLE_IN`),
+with ``availability_mode: all``. The publisher sends it on every connect and whenever Home
+Assistant says ``online`` on ``homeassistant/status``; an empty retained payload removes the
+device.
 
 Entity ids stay the same on every core: each entity carries ``default_entity_id`` (the full id,
 ``sensor.roller_mat_3_speed``; read from 2025.10, the only one read from 2026.4) and
@@ -47,6 +51,7 @@ from roller.base.errors import ConfigError
 from roller.base.settings import setting
 from roller.contract import messages as contract
 from roller.contract.messages import Topics
+from roller.contract.verbs import POSSIBLE_IN
 from roller.pipeline.events import Event, TooFast
 
 if TYPE_CHECKING:
@@ -298,8 +303,41 @@ def _topic(topics: Topics, name: str) -> str:
     return {"state": topics.state, "status": topics.status}[name]
 
 
+def device_availability(topics: Topics) -> dict[str, Any]:
+    """The device's own availability: our ``status`` topic (``online``, or the broker's
+    ``offline`` will), one entry of an ``availability`` list."""
+    return {"topic": topics.status, "payload_available": "online",
+            "payload_not_available": "offline"}
+
+
+def possible_template(verb: str) -> str | None:
+    """The template on the ``state`` topic that says whether ``verb`` is possible in the
+    session's state (``online``) or refused (``offline``): :data:`POSSIBLE_IN`. None for a
+    verb possible in every state (``pain``, ``start_pause``)."""
+    states = [state for state, verbs in POSSIBLE_IN.items() if verb in verbs]
+    if len(states) == len(POSSIBLE_IN):
+        return None
+    listed = ", ".join(f"'{state}'" for state in states)
+    return (f"{{{{ 'online' if value_json.session_state in [{listed}] else 'offline' }}}}")
+
+
+def availability(topics: Topics, entity: Entity) -> list[dict[str, Any]]:
+    """The entity's ``availability`` list (with ``availability_mode: all``): the device's
+    status, and for a button whose command is not always possible, the ``state`` topic's
+    ``session_state`` -- so Home Assistant greys out Stop on a finished session instead of
+    sending a command the roller refuses."""
+    entries = [device_availability(topics)]
+    template = possible_template(entity.key) if entity.platform == "button" else None
+    if template is not None:
+        entries.append({"topic": topics.state, "value_template": template,
+                        "payload_available": "online", "payload_not_available": "offline"})
+    return entries
+
+
 def component(topics: Topics, entity: Entity) -> dict[str, Any]:
-    """One ``cmps`` entry: platform, name, ids, the topic and the entity's options."""
+    """One ``cmps`` entry: platform, name, ids, the topic and the entity's options (a button
+    whose command is not always possible has its own ``availability``, see
+    :func:`availability`; the others take the device's, a shared option)."""
     uid = f"roller_{topics.device_id}_{entity.key}"
     object_id = entity_id_slug(uid)
     topic_key = "command_topic" if entity.platform == "button" else "state_topic"
@@ -308,6 +346,9 @@ def component(topics: Topics, entity: Entity) -> dict[str, Any]:
                             "object_id": object_id, topic_key: _topic(topics, entity.topic)}
     if entity.platform == "button":
         body.update(qos=contract.qos("cmd"), retain=False)
+        entries = availability(topics, entity)
+        if len(entries) > 1:
+            body.update(availability=entries, availability_mode="all")
     else:  # subscribe at QoS 1: a lost event is a missed automation, a lost state a stale one
         body["qos"] = 1
     if entity.attributes is not None:
@@ -334,9 +375,10 @@ def discovery_config(topics: Topics, *, name: str, model: str = "IMU foam roller
     return {
         "dev": device,
         "o": {"name": "roller-companion", "sw": __version__, "url": ORIGIN_URL},
-        "availability_topic": topics.status,
-        "payload_available": "online",
-        "payload_not_available": "offline",
+        # the list form (not availability_topic), so a button can add the session's state
+        # to it: Home Assistant refuses availability_topic beside an availability list
+        "availability": [device_availability(topics)],
+        "availability_mode": "all",
         "qos": 1,
         "cmps": components,
     }

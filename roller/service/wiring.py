@@ -46,15 +46,17 @@ log = logging.getLogger("roller.service.wiring")
 
 
 def build_service(config: RollerConfig, *, simulate: bool = False, seed: int = 0,
-                  clock: Clock | None = None, notifier: Notifier | None = None) -> Service:
-    """The production service: the sensor (emulated with ``simulate``), the pipeline, the
+                  clock: Clock | None = None, notifier: Notifier | None = None,
+                  person: str = "routine") -> Service:
+    """The production service: the sensor (emulated with ``simulate``, moved by the simulated
+    ``person``: :data:`firmware_bridge.sensor.SIMULATED_PERSONS`), the pipeline, the
     outbox, the publisher, the GPIO controls, the coach and the history from ``config``."""
     clock = clock or SystemClock()
     coach = make_coach(config, clock)  # first: a broken routine file stops before anything opens
     state_dir = ensure_dir(config.state_path)
     hold_state_dir(state_dir)  # one service per state directory: a second one exits 78
     publisher = make_publisher(config, state_dir, clock=clock)
-    driver = open_driver(config, simulate=simulate, seed=seed, clock=clock)
+    driver = open_driver(config, simulate=simulate, seed=seed, clock=clock, person=person)
     # A real sensor starts from its saved calibration (and saves a better one on shutdown);
     # the simulated chip has its own offsets, so a simulated run neither reads nor writes it,
     # and neither does a phone (taped on anew each time, not the chip's calibration).
@@ -124,7 +126,8 @@ def make_publisher(config: RollerConfig, state_dir: Path, *,
                      discovery=discovery, clock=clock)
 
 
-def open_driver(config: RollerConfig, *, simulate: bool, seed: int, clock: Clock) -> ImuDriver:
+def open_driver(config: RollerConfig, *, simulate: bool, seed: int, clock: Clock,
+                person: str = "routine") -> ImuDriver:
     """The IMU driver (an emulated chip moved by a simulated person with ``simulate``), or the
     phone of ``[phone]`` (it reads like a driver: :mod:`roller.phone.source`). A real sensor
     that cannot be opened yet (I2C off, nothing wired) is waited for: the service runs
@@ -135,7 +138,8 @@ def open_driver(config: RollerConfig, *, simulate: bool, seed: int, clock: Clock
 
         return open_phone(config.phone, clock=clock)
     if simulate:
-        return open_sensor(config.sensor, simulate=True, seed=seed, clock=clock)
+        return open_sensor(config.sensor, simulate=True, seed=seed, clock=clock,
+                           person=person)
     return open_sensor_or_wait(config.sensor, clock=clock)
 
 

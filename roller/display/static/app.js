@@ -272,7 +272,8 @@
       hold.hidden = true;
     }
 
-    // progress: the step, and each side against the routine's target for that side
+    // progress: the step, and each side against the routine's dose for that side (rolling plus
+    // its holds' minimum, side_targets_s)
     $("step-row").hidden = !step;
     $("step-bar").style.width = Math.round((c.step_progress || 0) * 100) + "%";
     // the dose on this muscle and side: rolling time, and holds of the hold window

@@ -470,7 +470,8 @@
   function drawSteps(steps) {
     const table = $("hs-steps");
     table.textContent = "";
-    const head = ["Step", "Side", "Active / target", "Strokes", "Holds", "Too fast", "Mean", ""];
+    // the dose each step got: rolling and holding time (the holds and whether it was met beside)
+    const head = ["Step", "Side", "Rolling / holding", "Strokes", "Holds", "Too fast", "Mean", ""];
     const tr = document.createElement("tr");
     for (const hname of head) { const th = document.createElement("th"); th.textContent = hname; tr.appendChild(th); }
     const thead = document.createElement("thead"); thead.appendChild(tr); table.appendChild(thead);
@@ -480,7 +481,7 @@
       const status = st.completed ? "done" : st.skipped ? "skipped" : "not reached";
       row.dataset.status = status;
       const cells = [`${i + 1}. ${st.title}`, st.side === "none" ? "-" : st.side,
-                     `${Math.round(st.active_s)}/${Math.round(st.target_s)} s`, String(st.strokes),
+                     `${Math.round(st.rolling_s || 0)}/${Math.round(st.holding_s || 0)} s`, String(st.strokes),
                      String(st.holds), `${st.too_fast_count}\u00d7`,
                      st.mean_speed_m_s == null ? "-" : (st.mean_speed_m_s * 100).toFixed(1) + " cm/s", status];
       for (const c of cells) { const td = document.createElement("td"); td.textContent = c; row.appendChild(td); }
