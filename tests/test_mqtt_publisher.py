@@ -247,7 +247,9 @@ def test_home_assistant_discovery_and_reannouncement(broker, tmp_path):
     assert by_key["speed"]["state_topic"] == "roller/r1/state"
     assert by_key["too_fast"]["p"] == "binary_sensor"
     assert all(c["unique_id"] for c in body["cmps"].values() if len(c) > 1)
-    assert body["availability_topic"] == "roller/r1/status"
+    # the device's status in the availability list (buttons add the session's state to theirs)
+    assert body["availability_mode"] == "all"
+    assert [a["topic"] for a in body["availability"]] == ["roller/r1/status"]
     stored = retained(broker.host, broker.port, "homeassistant/device/r1/config")
     assert stored is not None and stored.json() == body
     # Home Assistant restarts and announces itself: the roller announces again.
