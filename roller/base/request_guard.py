@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from roller.base.errors import ConfigError
+from roller.base.untrusted import shorten
 
 HOST_NAME = re.compile(r"(?=.{1,253}\Z)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
                        r"(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
@@ -55,10 +56,10 @@ class RequestGuard:
             return "a Host header is required"
         name = host_name(host)
         if name is None:
-            return f"the Host header {_short(host)} is not a host[:port]"
+            return f"the Host header {shorten(host)} is not a host[:port]"
         if name in self.allowed_names or _is_ip(name):
             return None
-        return (f"the host name {_short(name)} is not one of this display's names; open the "
+        return (f"the host name {shorten(name)} is not one of this display's names; open the "
                 f"page by its IP address, localhost, or a name listed in [display] "
                 f"allowed_hosts")
 
@@ -71,12 +72,12 @@ class RequestGuard:
             parts = urlsplit(origin.strip())
             netloc = parts.netloc.lower()
         except ValueError:
-            return f"the Origin {_short(origin)} is not a URL"
+            return f"the Origin {shorten(origin)} is not a URL"
         if parts.scheme not in ("http", "https") or parts.path not in ("", "/") or not netloc:
-            return f"the Origin {_short(origin)} is not the page this display served"
+            return f"the Origin {shorten(origin)} is not the page this display served"
         if netloc != host.strip().lower():
-            return (f"the request came from another site ({_short(origin)}), not from the "
-                    f"page at http://{_short(host, quote=False)}")
+            return (f"the request came from another site ({shorten(origin)}), not from the "
+                    f"page at http://{shorten(host, quote=False)}")
         return None
 
 
@@ -107,9 +108,3 @@ def _is_ip(name: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _short(text: str, *, limit: int = 80, quote: bool = True) -> str:
-    """``text`` safe to put in a message: printable, at most ``limit`` characters."""
-    text = text if len(text) <= limit else text[:limit] + "..."
-    return repr(text) if quote else text.encode("ascii", "backslashreplace").decode()
