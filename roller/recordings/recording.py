@@ -25,6 +25,7 @@ from typing import TextIO
 import numpy as np
 
 from roller.base.errors import RecordingError
+from roller.recordings import plain_decimals
 
 COLUMNS = ("t", "ax", "ay", "az", "gx", "gy", "gz")
 HEADER = ",".join(COLUMNS)
@@ -37,7 +38,7 @@ MAX_LINE_BYTES = 4096
 """Longest line accepted (a data row is under 100 bytes, a header with extra columns a few
 hundred): a file with no line breaks is refused after this many bytes, not read into memory."""
 
-READ_BYTES = 1 << 20
+READ_BYTES = 1 << 19
 """Bytes read from the file at a time."""
 
 LIMITS = (("t", 1e19, "s"),
@@ -70,9 +71,11 @@ def read_chunks(path: str | os.PathLike[str], chunk_rows: int = CHUNK_ROWS,
     and time stay bounded whatever the file holds.
 
     How it is fast: the file is read :data:`READ_BYTES` at a time and cut after its last line
-    break; each such block of whole lines is parsed by numpy's C reader in one call, its checks
-    vectorised. Only a block that fails a check is taken apart line by line, to
-    name the line and the problem: the error messages are the line-by-line ones.
+    break; each such block of whole lines is parsed in one go, its checks vectorised: by
+    :mod:`roller.recordings.plain_decimals` when it holds only plain decimals (every file
+    ``roller record`` writes), else by numpy's C reader. Only a block that fails a check is
+    taken apart line by line, to name the line and the problem: the error messages are the
+    line-by-line ones.
     """
     name = str(path)
     handle = _open_regular(name, path)
@@ -170,13 +173,13 @@ def _parse_raw_block(name: str, raw: bytes, first_line: int, lines_in_block: int
                      order: list[int], n_columns: int) -> tuple[np.ndarray, np.ndarray]:
     """The seven columns (t first) of a block of whole lines, and each row's line number.
 
-    numpy's C reader on the whole block must give one row per line and values within
-    :data:`LIMITS` (measured: a vectorised parser of plain decimals in numpy costs 1.5 times
-    the CPU of numpy's reader). Anything else (blank lines, a lone \\r,
-    a bad value, a long line) goes line by line, which names the line and the problem."""
-    block = None
-    if b"\r" not in raw or raw.count(b"\r") == raw.count(b"\r\n"):  # no lone \r
-        block = _parse_with_numpy(raw, n_columns)
+    The plain-decimal reader (or, for other number forms, numpy's C reader) on the whole block
+    must give one row per line and values within :data:`LIMITS`. Anything else (blank lines,
+    a lone \\r, a bad value, a long line) goes line by line, which names the line and the
+    problem."""
+    block = plain_decimals.parse(raw, n_columns)
+    if block is None and (b"\r" not in raw or raw.count(b"\r") == raw.count(b"\r\n")):
+        block = _parse_with_numpy(raw, n_columns)  # no lone \r: numpy would take it as a break
     if block is not None and block.shape == (lines_in_block, n_columns) \
             and _longest_line(raw) <= MAX_LINE_BYTES:
         block = block[:, order]
