@@ -9,7 +9,9 @@ pipeline, the JSON), and reports the ratio (target <= 1.2) and the analysing pro
 memory (target <= 60 MB, from ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` in a small wrapper
 process). Best of ``--repeat`` runs each, to keep other load on the machine out of the
 figures; the CPU time of each (this process' for loadtxt, the child's user + system for
-analyze) is printed too, since on a shared machine it varies less than the wall time.
+analyze) is printed too, since on a shared machine it varies less than the wall time. Last,
+the recording is analysed once more with the plain-decimal reader switched off (numpy's reader
+alone), and the two outputs are compared: the fast reader must not change one event.
 """
 
 from __future__ import annotations
@@ -42,6 +44,14 @@ sys.stdout.write(proc.stdout.decode())
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 sys.stdout.write("\\n@@%f %d %f" % (wall, usage.ru_maxrss, usage.ru_utime + usage.ru_stime))
 sys.exit(proc.returncode)
+"""
+
+_NUMPY_READER_ONLY = """
+import sys
+from roller.recordings import plain_decimals
+plain_decimals.parse = lambda raw, n_columns: None
+from roller.cli import main
+sys.exit(main(["analyze", sys.argv[1], "--json"]))
 """
 
 
@@ -104,6 +114,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ratio analyze / loadtxt: {ratio:.2f} wall, {cpu_ratio:.2f} CPU   "
               f"(target <= 1.2)")
         print(f"peak memory of roller analyze: {peak_mb:.0f} MB   (target <= 60 MB)")
+        # the same events as with numpy's reader alone (the plain-decimal reader switched off)
+        numpy_only = subprocess.run(
+            [sys.executable, "-c", _NUMPY_READER_ONLY, str(path)], capture_output=True,
+            text=True, check=False, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        same = numpy_only.returncode == 0 and json.loads(numpy_only.stdout) == result
+        print(f"same output as with numpy's reader alone: {'yes' if same else 'NO'}")
         print(f"found {len(result['strokes'])} strokes (truth {len(truth.strokes)}), "
               f"{len(result['holds'])} holds (truth {len(truth.holds)}), "
               f"{len(result['too_fast'])} too-fast (truth {len(truth.too_fast)})")
