@@ -39,7 +39,9 @@ MAX_LINE_BYTES = 4096
 hundred): a file with no line breaks is refused after this many bytes, not read into memory."""
 
 READ_BYTES = 1 << 19
-"""Bytes read from the file at a time."""
+"""Bytes read from the file at a time: large enough that numpy's per-call overhead vanishes,
+small enough that the parser's per-field arrays (about ten int64 arrays of one value per
+field) stay a few MB (``roller analyze`` peaked at 59 MB with 1 MiB blocks, 50 MB with these)."""
 
 LIMITS = (("t", 1e19, "s"),
           ("ax", 1000.0, "m/s^2"), ("ay", 1000.0, "m/s^2"), ("az", 1000.0, "m/s^2"),
