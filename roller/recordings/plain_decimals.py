@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+_ALLOWED = b"0123456789.,-\n"
 _COMMA, _NEWLINE, _MINUS, _POINT, _ZERO = (ord(c) for c in ",\n-.0")
 _POW10 = 10 ** np.arange(19, dtype=np.int64)
 _MAX_DIGITS = 18
@@ -34,6 +35,8 @@ def parse(raw: bytes, n_columns: int) -> np.ndarray | None:
     an (rows, ``n_columns``) float64 array, or None if any field is not a plain decimal
     ``[-]digits.[digits]`` or any row does not have ``n_columns`` fields."""
     if not raw:
+        return None
+    if raw.translate(None, _ALLOWED):   # another character: decline before any work
         return None
     if raw[-1] != _NEWLINE:
         raw += b"\n"
