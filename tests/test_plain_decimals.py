@@ -10,26 +10,20 @@ holds; anything it accepts, numpy must read to the same bits.
 from __future__ import annotations
 
 import io
-import warnings
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roller.recordings import plain_decimals
+from roller.recordings import plain_decimals, recording
 from roller.recordings.recording import RecordingWriter
 
 
 def _numpy_reads(raw: bytes, n_columns: int) -> np.ndarray | None:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            out = np.loadtxt(io.BytesIO(raw), delimiter=",", ndmin=2, dtype=np.float64,
-                             comments=None, encoding="utf-8")
-    except ValueError:
-        return None
-    return out if out.shape[1:] == (n_columns,) else None
+    """What the recording reader's numpy path gives for ``raw`` (None if it refuses)."""
+    out = recording._parse_with_numpy(raw, n_columns)
+    return out if out is not None and out.shape[1:] == (n_columns,) else None
 
 
 def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
